@@ -1,0 +1,70 @@
+"""The one error hierarchy of the project.
+
+Adapters translate library errors into these with ``raise ... from e``; the API maps
+them to HTTP status codes in a single exception handler.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DatalakeError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+    status_code = 400
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidInput(DatalakeError):
+    """The caller sent something malformed (bad schema, unknown transform, ...)."""
+
+    status_code = 422
+
+
+class NotFound(DatalakeError):
+    """The named entity does not exist (or is soft-deleted)."""
+
+    status_code = 404
+
+
+class Conflict(DatalakeError):
+    """The request conflicts with the current state (duplicate name, finished job, ...)."""
+
+    status_code = 409
+
+
+class CommitConflict(Conflict):
+    """An optimistic catalog update lost a race; the caller may retry."""
+
+
+class IncompatibleSchema(Conflict):
+    """A schema change breaks the table's compatibility mode."""
+
+
+class SchemaMismatch(DatalakeError):
+    """A source file's columns differ from a frozen table's schema."""
+
+
+class SourceChanged(DatalakeError):
+    """A source object changed (size or ETag) while it was being read."""
+
+
+class CorruptInput(DatalakeError):
+    """A source file cannot be parsed at all (as opposed to single bad records)."""
+
+
+class Unauthorized(DatalakeError):
+    """Missing or invalid credentials."""
+
+    status_code = 401
+
+
+class Forbidden(DatalakeError):
+    """Valid credentials without the role the operation needs."""
+
+    status_code = 403
