@@ -68,3 +68,16 @@ class Forbidden(DatalakeError):
     """Valid credentials without the role the operation needs."""
 
     status_code = 403
+
+
+def describe_validation_error(error: Exception) -> str:
+    """A one-line, user-facing summary of a pydantic ``ValidationError`` (no doc links)."""
+    errors = getattr(error, "errors", None)
+    if not callable(errors):
+        return str(error)
+    parts = []
+    for item in errors():
+        loc = ".".join(str(x) for x in item.get("loc", ()) if x != "__root__")
+        msg = str(item.get("msg", "")).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from datalake.errors import InvalidInput
+from datalake.errors import InvalidInput, describe_validation_error
 
 _PARAM = re.compile(r"^(bucket|truncate)\[\s*(\d+)\s*\]$")
 _RANGE = re.compile(r"^range\[(.*)\]$")
@@ -119,7 +119,7 @@ def parse_partitioning(data: Any) -> list[PartitionField]:
     try:
         fields = [PartitionField.model_validate(item) for item in data]
     except ValueError as e:
-        raise InvalidInput(f"invalid partitioning: {e}") from e
+        raise InvalidInput(f"invalid partitioning: {describe_validation_error(e)}") from e
     names = [f.path_name for f in fields]
     if len(set(names)) != len(names):
         raise InvalidInput("partition field names must be unique")

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from datalake.domain.types import canonical_type
-from datalake.errors import InvalidInput
+from datalake.errors import InvalidInput, describe_validation_error
 
 
 class SchemaField(BaseModel):
@@ -124,7 +124,7 @@ class Schema(BaseModel):
         try:
             return cls.model_validate({"fields": fields})
         except ValueError as e:
-            raise InvalidInput(f"invalid schema: {e}") from e
+            raise InvalidInput(f"invalid schema: {describe_validation_error(e)}") from e
 
     @classmethod
     def of(cls, columns: Iterable[tuple[str, str] | tuple[str, str, bool]]) -> Schema:

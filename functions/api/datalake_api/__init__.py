@@ -1,0 +1,1 @@
+"""The catalog's HTTP API (FastAPI), served through Mangum on Lambda."""

@@ -1,0 +1,68 @@
+"""FastAPI dependencies: the catalog session, the caller, the orchestrator."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from functools import lru_cache
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from datalake.catalog.db import session_scope
+from datalake.config import get_settings
+from datalake.ports import ObjectDeleter, Orchestrator
+from datalake_api.auth import Principal, authenticate
+
+
+def get_session() -> Iterator[Session]:
+    with session_scope() as session:
+        yield session
+
+
+def get_principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
+    return authenticate(authorization)
+
+
+def correlation_id(request: Request) -> str:
+    cid = request.headers.get("x-correlation-id") or request.headers.get("x-amzn-trace-id")
+    if not cid:
+        event = request.scope.get("aws.event") or {}
+        cid = (event.get("requestContext") or {}).get("requestId")
+    return str(cid or uuid.uuid4())
+
+
+@lru_cache(maxsize=1)
+def _orchestrator() -> Orchestrator:
+    from datalake.aws.sfn import StepFunctionsOrchestrator
+
+    return StepFunctionsOrchestrator(get_settings().state_machine_arn or "")
+
+
+def get_orchestrator() -> Orchestrator:
+    return _orchestrator()
+
+
+class _S3Deleter:
+    def delete(self, bucket: str, keys: list[str]) -> None:
+        from datalake.aws.clients import client
+
+        s3 = client("s3")
+        for i in range(0, len(keys), 1000):
+            chunk = keys[i : i + 1000]
+            if chunk:
+                s3.delete_objects(
+                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
+                )
+
+
+def get_deleter() -> ObjectDeleter:
+    return _S3Deleter()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+CorrelationDep = Annotated[str, Depends(correlation_id)]
+OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
+DeleterDep = Annotated[ObjectDeleter, Depends(get_deleter)]

@@ -1,0 +1,152 @@
+"""Request and response models of the API (kept apart from the catalog's table models)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class _Out(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class TableCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    namespace: str = "default"
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    partitioning: list[dict[str, Any]] | None = None
+    schema_policy: str = "evolve"
+    compatibility: str = "BACKWARD"
+    format: dict[str, Any] | None = None
+
+
+class TableUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+    partitioning: list[dict[str, Any]] | None = None
+    schema_policy: str | None = None
+    compatibility: str | None = None
+    format: dict[str, Any] | None = None
+
+
+class TableOut(_Out):
+    id: str
+    name: str
+    namespace: str
+    description: str | None
+    partitioning: list[dict[str, Any]]
+    schema_policy: str
+    compatibility: str
+    format: dict[str, Any]
+    current_schema_version: int | None
+    schema_: dict[str, Any] | None = Field(default=None, serialization_alias="schema")
+    location: str | None = None
+    created_at: datetime
+    updated_at: datetime
+
+
+class DataFileOut(_Out):
+    id: str
+    path: str
+    partition: dict[str, Any]
+    record_count: int
+    size_bytes: int
+    checksum: str
+    schema_version: int | None
+    job_id: str | None
+    committed_at: datetime | None
+
+
+class SourceCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    table_id: str
+    bucket: str
+    prefix: str = ""
+    format: str | None = None
+    options: dict[str, Any] | None = None
+
+
+class SourceOut(_Out):
+    id: str
+    name: str
+    table_id: str
+    bucket: str
+    prefix: str
+    format: str | None
+    options: dict[str, Any]
+    enabled: bool
+    created_at: datetime
+
+
+class JobCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    table_id: str
+    sources: list[str]
+    format: str | None = None
+    options: dict[str, Any] | None = None
+    max_retries: int | None = None
+    timeout_seconds: int | None = None
+
+
+class JobOut(_Out):
+    id: str
+    table_id: str
+    source_id: str | None
+    status: str
+    sources: list[str]
+    format: str | None
+    options: dict[str, Any]
+    max_retries: int
+    timeout_seconds: int
+    schema_version: int | None
+    records_read: int
+    records_written: int
+    records_rejected: int
+    bytes_read: int
+    bytes_written: int
+    files_written: int
+    batches_total: int
+    batches_succeeded: int
+    batches_failed: int
+    error: str | None
+    execution_arn: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+
+
+class BatchOut(_Out):
+    id: str
+    job_id: str
+    seq: int
+    split: dict[str, Any]
+    status: str
+    attempts: int
+    records_read: int
+    records_written: int
+    records_rejected: int
+    bytes_read: int
+    bytes_written: int
+    files_written: int
+    discarded_columns: list[str]
+    quarantine_key: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None

@@ -1,0 +1,129 @@
+"""Ingestion jobs: create, list, read, start, cancel, and their batches."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from datalake.services import audit, jobs
+from datalake_api.deps import (
+    CorrelationDep,
+    DeleterDep,
+    OrchestratorDep,
+    PrincipalDep,
+    SessionDep,
+)
+from datalake_api.models import BatchOut, JobCreate, JobOut, Page
+
+router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
+def create_job(
+    body: JobCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+) -> JobOut:
+    who.require("writer")
+    job = jobs.create_job(session, actor=who.subject, **body.model_dump())
+    audit.record(
+        session,
+        actor=who.subject,
+        action="job.create",
+        entity_type="job",
+        entity_id=job.id,
+        details={"table_id": job.table_id, "sources": job.sources},
+        correlation_id=cid,
+    )
+    return JobOut.model_validate(job)
+
+
+@router.get("")
+@router.get("/", include_in_schema=False)
+def list_jobs(
+    session: SessionDep,
+    who: PrincipalDep,
+    status: str | None = None,
+    table_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[JobOut]:
+    who.require("reader")
+    items, total = jobs.list_jobs(
+        session,
+        status=status,
+        table_id=table_id,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        offset=offset,
+    )
+    return Page(items=[JobOut.model_validate(j) for j in items], total=total)
+
+
+@router.get("/{job_id}")
+def get_job(job_id: str, session: SessionDep, who: PrincipalDep) -> JobOut:
+    who.require("reader")
+    return JobOut.model_validate(jobs.get_job(session, job_id))
+
+
+@router.get("/{job_id}/batches")
+def list_batches(
+    job_id: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[BatchOut]:
+    who.require("reader")
+    items, total = jobs.list_batches(session, job_id, limit=limit, offset=offset)
+    return Page(items=[BatchOut.model_validate(b) for b in items], total=total)
+
+
+@router.post("/{job_id}/start", status_code=status.HTTP_202_ACCEPTED)
+def start_job(
+    job_id: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    cid: CorrelationDep,
+    orchestrator: OrchestratorDep,
+) -> JobOut:
+    who.require("writer")
+    job = jobs.start_job(session, job_id, orchestrator=orchestrator, actor=who.subject)
+    audit.record(
+        session,
+        actor=who.subject,
+        action="job.start",
+        entity_type="job",
+        entity_id=job.id,
+        details={"execution_arn": job.execution_arn},
+        correlation_id=cid,
+    )
+    return JobOut.model_validate(job)
+
+
+@router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
+def cancel_job(
+    job_id: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    cid: CorrelationDep,
+    orchestrator: OrchestratorDep,
+    deleter: DeleterDep,
+) -> JobOut:
+    who.require("writer")
+    job = jobs.cancel_job(
+        session, job_id, orchestrator=orchestrator, deleter=deleter, actor=who.subject
+    )
+    audit.record(
+        session,
+        actor=who.subject,
+        action="job.cancel",
+        entity_type="job",
+        entity_id=job.id,
+        correlation_id=cid,
+    )
+    return JobOut.model_validate(job)

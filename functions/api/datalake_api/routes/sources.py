@@ -1,0 +1,46 @@
+"""Data sources: uploads under a bucket/prefix start jobs for a table."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from datalake.services import audit, sources
+from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
+from datalake_api.models import Page, SourceCreate, SourceOut
+
+router = APIRouter(prefix="/sources", tags=["sources"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
+def create_source(
+    body: SourceCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+) -> SourceOut:
+    who.require("writer")
+    source = sources.create_source(session, **body.model_dump())
+    audit.record(
+        session,
+        actor=who.subject,
+        action="source.create",
+        entity_type="source",
+        entity_id=source.id,
+        details={"bucket": source.bucket, "prefix": source.prefix, "table_id": source.table_id},
+        correlation_id=cid,
+    )
+    return SourceOut.model_validate(source)
+
+
+@router.get("")
+@router.get("/", include_in_schema=False)
+def list_sources(
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    table_id: str | None = None,
+) -> Page[SourceOut]:
+    who.require("reader")
+    items, total = sources.list_sources(session, limit=limit, offset=offset, table_id=table_id)
+    return Page(items=[SourceOut.model_validate(s) for s in items], total=total)

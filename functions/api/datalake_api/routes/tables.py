@@ -1,0 +1,136 @@
+"""Tables: create, read, list, update, soft-delete, and their committed files."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, status
+
+from datalake.catalog.models import DataFile, DataLakeTable
+from datalake.config import get_settings
+from datalake.services import audit, tables
+from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
+from datalake_api.models import DataFileOut, Page, TableCreate, TableOut, TableUpdate
+
+router = APIRouter(prefix="/tables", tags=["tables"])
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0)]
+
+
+def table_out(session: SessionDep, table: DataLakeTable) -> TableOut:
+    out = TableOut.model_validate(table)
+    schema = tables.current_schema(session, table)
+    out.schema_ = schema.to_json() if len(schema) else None
+    out.location = f"s3://{get_settings().lake_bucket}/{table.namespace}/{table.name}/"
+    return out
+
+
+def file_out(f: DataFile) -> DataFileOut:
+    return DataFileOut(
+        id=f.id,
+        path=f"s3://{f.bucket}/{f.key}",
+        partition=f.partition_values,
+        record_count=f.record_count,
+        size_bytes=f.size_bytes,
+        checksum=f.checksum,
+        schema_version=f.schema_version,
+        job_id=f.job_id,
+        committed_at=f.committed_at,
+    )
+
+
+@router.post("/", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
+def create_table(
+    body: TableCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+) -> TableOut:
+    who.require("admin")
+    table = tables.create_table(
+        session,
+        name=body.name,
+        namespace=body.namespace,
+        schema=body.schema_,
+        partitioning=body.partitioning,
+        schema_policy=body.schema_policy,
+        compatibility=body.compatibility,
+        format=body.format,
+        description=body.description,
+        actor=who.subject,
+    )
+    audit.record(
+        session,
+        actor=who.subject,
+        action="table.create",
+        entity_type="table",
+        entity_id=table.id,
+        details={"name": table.name, "namespace": table.namespace},
+        correlation_id=cid,
+    )
+    return table_out(session, table)
+
+
+@router.get("/")
+def list_tables(
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    namespace: str | None = None,
+) -> Page[TableOut]:
+    who.require("reader")
+    items, total = tables.list_tables(session, limit=limit, offset=offset, namespace=namespace)
+    return Page(items=[table_out(session, t) for t in items], total=total)
+
+
+@router.get("/{table_id}")
+def get_table(table_id: str, session: SessionDep, who: PrincipalDep) -> TableOut:
+    who.require("reader")
+    return table_out(session, tables.get_table(session, table_id))
+
+
+@router.put("/{table_id}")
+def update_table(
+    table_id: str, body: TableUpdate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+) -> TableOut:
+    who.require("admin")
+    changes = body.model_dump(exclude_unset=True)
+    table = tables.update_table(session, table_id, changes, actor=who.subject)
+    audit.record(
+        session,
+        actor=who.subject,
+        action="table.update",
+        entity_type="table",
+        entity_id=table.id,
+        details={"changes": changes},
+        correlation_id=cid,
+    )
+    return table_out(session, table)
+
+
+@router.delete("/{table_id}")
+def delete_table(
+    table_id: str, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+) -> TableOut:
+    who.require("admin")
+    table = tables.delete_table(session, table_id)
+    audit.record(
+        session,
+        actor=who.subject,
+        action="table.delete",
+        entity_type="table",
+        entity_id=table.id,
+        correlation_id=cid,
+    )
+    return table_out(session, table)
+
+
+@router.get("/{table_id}/files")
+def list_files(
+    table_id: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    offset: Offset = 0,
+) -> Page[DataFileOut]:
+    who.require("reader")
+    items, total = tables.committed_files(session, table_id, limit=limit, offset=offset)
+    return Page(items=[file_out(f) for f in items], total=total)

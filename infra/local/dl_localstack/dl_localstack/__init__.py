@@ -1,0 +1,1 @@
+"""LocalStack plugins for running the data lake's Lambda functions without Docker."""

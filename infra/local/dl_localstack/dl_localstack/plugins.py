@@ -1,0 +1,22 @@
+"""Entry points loaded by LocalStack (see pyproject.toml). Keep imports lazy."""
+
+from __future__ import annotations
+
+from localstack.runtime import hooks
+from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
+
+
+class LocalProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
+    name = "local-process"
+
+    def load(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        from dl_localstack.executor import LocalProcessRuntimeExecutor
+
+        return LocalProcessRuntimeExecutor
+
+
+@hooks.on_infra_start()
+def patch_hypercorn_shutdown() -> None:
+    from dl_localstack.patches import patch_hypercorn_shutdown as _patch
+
+    _patch()

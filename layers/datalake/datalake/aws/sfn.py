@@ -1,0 +1,69 @@
+"""Step Functions adapters: the job orchestrator and the task-token callbacks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from datalake.aws.clients import client
+from datalake.errors import DatalakeError
+
+
+class StepFunctionsOrchestrator:
+    """Starts one execution per job, named by the job id (a second start is refused)."""
+
+    def __init__(self, state_machine_arn: str, sfn: Any = None) -> None:
+        if not state_machine_arn:
+            raise DatalakeError("the ingest state machine is not configured")
+        self.arn = state_machine_arn
+        self._sfn = sfn
+
+    @property
+    def sfn(self) -> Any:
+        return self._sfn or client("stepfunctions")
+
+    def start(self, job_id: str, payload: dict[str, Any]) -> str:
+        try:
+            resp = self.sfn.start_execution(
+                stateMachineArn=self.arn, name=job_id, input=json.dumps(payload)
+            )
+        except ClientError as e:
+            if e.response["Error"]["Code"] == "ExecutionAlreadyExists":
+                return self.arn.replace(":stateMachine:", ":execution:", 1) + ":" + job_id
+            raise DatalakeError(f"could not start the job's workflow: {e}") from e
+        return str(resp["executionArn"])
+
+    def stop(self, execution_id: str, *, reason: str) -> None:
+        try:
+            self.sfn.stop_execution(executionArn=execution_id, cause=reason[:32000])
+        except ClientError:
+            # Finished or unknown executions cannot be stopped; the catalog already says
+            # CANCELLED and every worker and Commit honours it.
+            pass
+
+
+class StepFunctionsCallbacks:
+    """Answers ``waitForTaskToken`` tasks; a dead token (retried or stopped task) is ignored."""
+
+    def __init__(self, sfn: Any = None) -> None:
+        self._sfn = sfn
+
+    @property
+    def sfn(self) -> Any:
+        return self._sfn or client("stepfunctions")
+
+    def success(self, token: str, output: dict[str, Any]) -> None:
+        try:
+            self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+                raise
+
+    def failure(self, token: str, *, error: str, cause: str) -> None:
+        try:
+            self.sfn.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32000])
+        except ClientError as e:
+            if e.response["Error"]["Code"] not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+                raise

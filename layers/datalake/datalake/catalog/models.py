@@ -1,0 +1,240 @@
+"""SQLAlchemy 2 models of the catalog.
+
+Portable between Postgres and SQLite: string UUID keys, JSON columns, optimistic
+concurrency through ``version`` columns, and uniqueness through plain constraints
+(soft-deleted tables free their name through the nullable ``live_name`` column, since
+NULLs never collide in a unique constraint).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def new_id() -> str:
+    """A new random primary key."""
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class TimestampMixin:
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class DataLakeTable(TimestampMixin, Base):
+    __tablename__ = "datalake_tables"
+    __table_args__ = (UniqueConstraint("namespace", "live_name", name="uq_tables_live_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    namespace: Mapped[str] = mapped_column(String(255), default="default")
+    name: Mapped[str] = mapped_column(String(255))
+    live_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    partitioning: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    schema_policy: Mapped[str] = mapped_column(String(32), default="evolve")
+    compatibility: Mapped[str] = mapped_column(String(32), default="BACKWARD")
+    format: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    current_schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_column_id: Mapped[int] = mapped_column(Integer, default=0)
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class DataLakeSchema(Base):
+    __tablename__ = "datalake_schemas"
+    __table_args__ = (UniqueConstraint("table_id", "version", name="uq_schemas_table_version"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    source: Mapped[str] = mapped_column(String(32), default="api")  # api|ingest|rollback|create
+    parent_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class SchemaChange(Base):
+    __tablename__ = "schema_changes"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"), index=True)
+    schema_version: Mapped[int] = mapped_column(Integer)
+    change_type: Mapped[str] = mapped_column(String(32))
+    column_name: Mapped[str] = mapped_column(String(255))
+    field_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    from_value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    to_value: Mapped[str | None] = mapped_column(Text, nullable=True)
+    breaking: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class DataLakePartition(TimestampMixin, Base):
+    __tablename__ = "datalake_partitions"
+    __table_args__ = (UniqueConstraint("table_id", "path", name="uq_partitions_table_path"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"), index=True)
+    path: Mapped[str] = mapped_column(String(1024))
+    values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    record_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class DataFile(Base):
+    __tablename__ = "data_files"
+    __table_args__ = (
+        UniqueConstraint("bucket", "key", name="uq_data_files_bucket_key"),
+        Index("ix_data_files_table_status", "table_id", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"))
+    job_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
+    batch_id: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
+    partition_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    partition_path: Mapped[str] = mapped_column(String(1024), default="")
+    partition_values: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    bucket: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(1024))
+    record_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    checksum: Mapped[str] = mapped_column(String(128))
+    schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    column_stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class DataSource(TimestampMixin, Base):
+    __tablename__ = "data_sources"
+    __table_args__ = (UniqueConstraint("name", name="uq_data_sources_name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255))
+    table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"), index=True)
+    bucket: Mapped[str] = mapped_column(String(255))
+    prefix: Mapped[str] = mapped_column(String(1024), default="")
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class IngestionJob(Base):
+    __tablename__ = "ingestion_jobs"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key", name="uq_ingestion_jobs_idempotency_key"),
+        Index("ix_ingestion_jobs_table_created", "table_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"))
+    source_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    sources: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    format: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    max_retries: Mapped[int] = mapped_column(Integer, default=2)
+    timeout_seconds: Mapped[int] = mapped_column(Integer, default=900)
+    schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    records_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    batches_total: Mapped[int] = mapped_column(Integer, default=0)
+    batches_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    batches_failed: Mapped[int] = mapped_column(Integer, default=0)
+    files_written: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    execution_arn: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class IngestionBatch(Base):
+    __tablename__ = "ingestion_batches"
+    __table_args__ = (UniqueConstraint("job_id", "seq", name="uq_ingestion_batches_job_seq"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    job_id: Mapped[str] = mapped_column(ForeignKey("ingestion_jobs.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    split: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    records_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    records_rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    bytes_written: Mapped[int] = mapped_column(BigInteger, default=0)
+    files_written: Mapped[int] = mapped_column(Integer, default=0)
+    discarded_columns: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    quarantine_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(255))
+    action: Mapped[str] = mapped_column(String(64))
+    entity_type: Mapped[str] = mapped_column(String(64))
+    entity_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    correlation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)

@@ -1,0 +1,37 @@
+"""Process configuration: one pydantic-settings object, read from the environment once."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+#: The local development signing secret; deployments set DATALAKE_JWT_SECRET.
+LOCAL_JWT_SECRET = "datalake-local-dev-secret-change-me-0123456789"
+
+
+class Settings(BaseSettings):
+    """Everything a function or the CLI reads from its environment."""
+
+    model_config = SettingsConfigDict(env_prefix="DATALAKE_", extra="ignore")
+
+    database_url: str | None = Field(default=None, validation_alias="DATABASE_URL")
+    lake_bucket: str = "datalake-lake"
+    landing_bucket: str = "datalake-landing"
+    quarantine_prefix: str = "_quarantine"
+    state_machine_arn: str | None = None
+    batch_queue_url: str | None = None
+    jwt_secret: str = LOCAL_JWT_SECRET
+    jwt_algorithm: str = "HS256"
+    default_batch_size: int = 10_000
+    default_split_size_mb: int = 128
+    default_max_retries: int = 2
+    default_timeout_seconds: int = 900
+    service_name: str = "datalake"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, created once."""
+    return Settings()

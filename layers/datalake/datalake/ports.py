@@ -1,0 +1,31 @@
+"""Interfaces the services need from the outside world, named for their role."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Orchestrator(Protocol):
+    """Starts and stops the ingestion workflow of a job (Step Functions in production)."""
+
+    def start(self, job_id: str, payload: dict[str, Any]) -> str:
+        """Start the job's workflow and return its execution id (ARN)."""
+        ...
+
+    def stop(self, execution_id: str, *, reason: str) -> None:
+        """Ask the workflow to stop; the catalog's job status stays the authority."""
+        ...
+
+
+class TaskCallbacks(Protocol):
+    """Reports a batch's outcome to the workflow waiting on its task token."""
+
+    def success(self, token: str, output: dict[str, Any]) -> None: ...
+
+    def failure(self, token: str, *, error: str, cause: str) -> None: ...
+
+
+class ObjectDeleter(Protocol):
+    """Deletes objects of the lake (written files of a failed or cancelled job)."""
+
+    def delete(self, bucket: str, keys: list[str]) -> None: ...

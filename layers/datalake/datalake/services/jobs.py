@@ -1,0 +1,462 @@
+"""Ingestion jobs, control plane: create, start, cancel, commit, abort (no pyarrow here).
+
+The catalog's job status is the authority on a job's fate: Step Functions drives the
+work, but workers and Commit re-check the status, so a cancel is final even where an
+execution cannot be stopped at once (LocalStack keeps callback tasks alive).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlparse
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from datalake.catalog.models import (
+    DataFile,
+    DataLakePartition,
+    DataSource,
+    IngestionBatch,
+    IngestionJob,
+    utcnow,
+)
+from datalake.config import Settings, get_settings
+from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
+from datalake.ports import ObjectDeleter, Orchestrator
+from datalake.services.tables import get_table
+
+FORMATS = ("csv", "jsonl", "parquet", "avro")
+STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
+FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+
+class JobCancelled(Conflict):
+    """The job was cancelled (or failed) while work on it was still under way."""
+
+
+def parse_s3_uri(uri: str) -> tuple[str, str]:
+    """Split ``s3://bucket/key`` into bucket and key.
+
+    Raises
+    ------
+    InvalidInput
+        When the string is not an ``s3://`` URI with a bucket.
+    """
+    parsed = urlparse(uri)
+    if parsed.scheme != "s3" or not parsed.netloc:
+        raise InvalidInput(f"source {uri!r} must be an s3://bucket/key-or-prefix URI")
+    return parsed.netloc, parsed.path.lstrip("/")
+
+
+def validate_options(options: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
+    """Validate a job's ingestion options and fill in the defaults."""
+    opts = dict(options or {})
+    batch_size = opts.get("batch_size", settings.default_batch_size)
+    if not isinstance(batch_size, int) or not 1 <= batch_size <= 5_000_000:
+        raise InvalidInput("options.batch_size must be an integer between 1 and 5000000")
+    split = opts.get("split_size_mb", settings.default_split_size_mb)
+    if not isinstance(split, int | float) or not 0 < split <= 10_240:
+        raise InvalidInput("options.split_size_mb must be a number in (0, 10240]")
+    delimiter = opts.get("delimiter")
+    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
+        raise InvalidInput("options.delimiter must be a single character")
+    return {**opts, "batch_size": batch_size, "split_size_mb": split}
+
+
+def create_job(
+    session: Session,
+    *,
+    table_id: str,
+    sources: list[str],
+    format: str | None = None,
+    options: dict[str, Any] | None = None,
+    max_retries: int | None = None,
+    timeout_seconds: int | None = None,
+    source_id: str | None = None,
+    idempotency_key: str | None = None,
+    actor: str = "system",
+    settings: Settings | None = None,
+) -> IngestionJob:
+    """Create a PENDING job for a live table.
+
+    Raises
+    ------
+    InvalidInput
+        For bad sources, format or options.
+    NotFound
+        When the table does not exist or is deleted.
+    Conflict
+        When ``idempotency_key`` was used already (the caller may look that job up).
+    """
+    settings = settings or get_settings()
+    get_table(session, table_id)
+    if not sources or not isinstance(sources, list):
+        raise InvalidInput("sources must be a non-empty list of s3:// URIs")
+    for uri in sources:
+        parse_s3_uri(uri)
+    if format is not None and format not in FORMATS:
+        raise InvalidInput(f"format must be one of {list(FORMATS)}")
+    retries = settings.default_max_retries if max_retries is None else max_retries
+    if not 0 <= retries <= 10:
+        raise InvalidInput("max_retries must be between 0 and 10")
+    timeout = settings.default_timeout_seconds if timeout_seconds is None else timeout_seconds
+    if not 10 <= timeout <= 86_400:
+        raise InvalidInput("timeout_seconds must be between 10 and 86400")
+    job = IngestionJob(
+        table_id=table_id,
+        sources=list(sources),
+        format=format,
+        options=validate_options(options, settings),
+        max_retries=retries,
+        timeout_seconds=timeout,
+        source_id=source_id,
+        idempotency_key=idempotency_key,
+        created_by=actor,
+    )
+    session.add(job)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"a job with idempotency key {idempotency_key!r} exists") from e
+    return job
+
+
+def get_job(session: Session, job_id: str) -> IngestionJob:
+    """Return a job by id; raise NotFound otherwise."""
+    job = session.get(IngestionJob, job_id)
+    if job is None:
+        raise NotFound(f"ingestion job {job_id} not found")
+    return job
+
+
+def list_jobs(
+    session: Session,
+    *,
+    status: str | None = None,
+    table_id: str | None = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[IngestionJob], int]:
+    """Jobs matching the filters, newest first, and their total count."""
+    query = select(IngestionJob)
+    if status:
+        if status.upper() not in STATUSES:
+            raise InvalidInput(f"status must be one of {list(STATUSES)}")
+        query = query.where(IngestionJob.status == status.upper())
+    if table_id:
+        query = query.where(IngestionJob.table_id == table_id)
+    if created_after:
+        query = query.where(IngestionJob.created_at >= created_after)
+    if created_before:
+        query = query.where(IngestionJob.created_at < created_before)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(IngestionJob.created_at.desc()).limit(limit).offset(offset))
+    return list(rows.all()), total
+
+
+def list_batches(
+    session: Session, job_id: str, *, limit: int = 1000, offset: int = 0
+) -> tuple[list[IngestionBatch], int]:
+    """A job's batches in plan order, and their total count."""
+    get_job(session, job_id)
+    query = select(IngestionBatch).where(IngestionBatch.job_id == job_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(IngestionBatch.seq).limit(limit).offset(offset))
+    return list(rows.all()), total
+
+
+def transition(
+    session: Session, job: IngestionJob, *, expect: tuple[str, ...], to: str, **fields: Any
+) -> None:
+    """Move a job to status ``to`` if it is in one of ``expect``, optimistically.
+
+    Raises
+    ------
+    CommitConflict
+        When the job changed underneath (another process moved it first).
+    """
+    result = session.execute(
+        update(IngestionJob)
+        .where(
+            IngestionJob.id == job.id,
+            IngestionJob.version == job.version,
+            IngestionJob.status.in_(expect),
+        )
+        .values(status=to, version=job.version + 1, updated_at=utcnow(), **fields)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise CommitConflict(f"job {job.id} changed concurrently (wanted {expect} -> {to})")
+    session.refresh(job)
+
+
+def start_job(
+    session: Session, job_id: str, *, orchestrator: Orchestrator, actor: str = "system"
+) -> IngestionJob:
+    """Start a PENDING job's workflow; it becomes RUNNING.
+
+    Raises
+    ------
+    Conflict
+        When the job is not PENDING.
+    """
+    job = get_job(session, job_id)
+    if job.status != "PENDING":
+        raise Conflict(f"job {job_id} is {job.status}; only a PENDING job can be started")
+    get_table(session, job.table_id)
+    transition(session, job, expect=("PENDING",), to="RUNNING", started_at=utcnow())
+    # Mark RUNNING before starting, so a fast worker never sees PENDING; a failed start
+    # rolls the status back with the transaction.
+    arn = orchestrator.start(
+        job.id, {"job_id": job.id, "timeout_seconds": job.timeout_seconds}
+    )
+    job.execution_arn = arn
+    session.flush()
+    return job
+
+
+def cancel_job(
+    session: Session,
+    job_id: str,
+    *,
+    orchestrator: Orchestrator | None,
+    deleter: ObjectDeleter | None,
+    actor: str = "system",
+) -> IngestionJob:
+    """Cancel a PENDING or RUNNING job: nothing of it will be committed.
+
+    Raises
+    ------
+    Conflict
+        When the job has finished already.
+    """
+    job = get_job(session, job_id)
+    if job.status in FINISHED:
+        raise Conflict(f"job {job_id} is {job.status} and cannot be cancelled")
+    transition(
+        session,
+        job,
+        expect=("PENDING", "RUNNING"),
+        to="CANCELLED",
+        finished_at=utcnow(),
+        error="cancelled by " + actor,
+    )
+    discard_uncommitted(session, job, deleter)
+    if orchestrator is not None and job.execution_arn:
+        orchestrator.stop(job.execution_arn, reason="cancelled")
+    return job
+
+
+def discard_uncommitted(
+    session: Session, job: IngestionJob, deleter: ObjectDeleter | None
+) -> int:
+    """Delete a job's written-but-uncommitted files, objects first, then their rows."""
+    files = session.scalars(
+        select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
+    ).all()
+    by_bucket: dict[str, list[str]] = defaultdict(list)
+    for f in files:
+        by_bucket[f.bucket].append(f.key)
+    if deleter is not None:
+        for bucket, keys in by_bucket.items():
+            deleter.delete(bucket, keys)
+    for f in files:
+        session.delete(f)
+    session.flush()
+    return len(files)
+
+
+def abort_job(
+    session: Session,
+    job_id: str,
+    *,
+    error: str,
+    deleter: ObjectDeleter | None,
+    orphan_lister: Any = None,
+) -> IngestionJob:
+    """Mark a job FAILED after its workflow gave up, and delete what it wrote.
+
+    A cancelled job stays CANCELLED; a finished one is left as it is (a re-run Catch).
+    """
+    job = get_job(session, job_id)
+    if job.status == "RUNNING" or job.status == "PENDING":
+        transition(
+            session,
+            job,
+            expect=("PENDING", "RUNNING"),
+            to="FAILED",
+            finished_at=utcnow(),
+            error=error[:4000],
+        )
+    if job.status != "SUCCEEDED":
+        discard_uncommitted(session, job, deleter)
+        if orphan_lister is not None:
+            # Objects an attempt uploaded before it crashed never got a row.
+            orphan_lister(job)
+        _rollup_batches(session, job)
+    return job
+
+
+def _rollup_batches(session: Session, job: IngestionJob) -> None:
+    batches = session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job.id)).all()
+    job.batches_total = len(batches)
+    job.batches_succeeded = sum(1 for b in batches if b.status == "SUCCEEDED")
+    job.batches_failed = sum(1 for b in batches if b.status == "FAILED")
+    job.records_read = sum(b.records_read for b in batches)
+    job.records_rejected = sum(b.records_rejected for b in batches)
+    job.bytes_read = sum(b.bytes_read for b in batches)
+    session.flush()
+
+
+def partition_path(values: dict[str, Any]) -> str:
+    """The Hive path of a partition's values (empty for an unpartitioned table)."""
+    return "/".join(f"{k}={v}" for k, v in values.items())
+
+
+def commit_job(session: Session, job_id: str) -> IngestionJob:
+    """Publish a job's files in this one transaction and update partition stats.
+
+    Idempotent: committing a SUCCEEDED job again changes nothing.
+
+    Raises
+    ------
+    JobCancelled
+        When the job was cancelled or failed; nothing is published.
+    Conflict
+        When a batch has not succeeded.
+    CommitConflict
+        When a concurrent commit touched the same rows; the caller retries.
+    """
+    job = get_job(session, job_id)
+    if job.status == "SUCCEEDED":
+        return job
+    if job.status != "RUNNING":
+        raise JobCancelled(f"job {job_id} is {job.status}; refusing to commit")
+    batches = session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job.id)).all()
+    unfinished = [b.seq for b in batches if b.status != "SUCCEEDED"]
+    if unfinished:
+        raise Conflict(f"job {job_id} has batches not succeeded: {unfinished[:20]}")
+    files = session.scalars(
+        select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
+    ).all()
+    now = utcnow()
+    grouped: dict[str, list[DataFile]] = defaultdict(list)
+    for f in files:
+        grouped[f.partition_path].append(f)
+    for path, group in sorted(grouped.items()):
+        part = session.scalar(
+            select(DataLakePartition).where(
+                DataLakePartition.table_id == job.table_id, DataLakePartition.path == path
+            )
+        )
+        if part is None:
+            part = DataLakePartition(
+                table_id=job.table_id, path=path, values=group[0].partition_values, stats={}
+            )
+            session.add(part)
+            session.flush()
+        merged = merge_stats(part.stats, [f.column_stats for f in group])
+        result = session.execute(
+            update(DataLakePartition)
+            .where(DataLakePartition.id == part.id, DataLakePartition.version == part.version)
+            .values(
+                record_count=DataLakePartition.record_count + sum(f.record_count for f in group),
+                file_count=DataLakePartition.file_count + len(group),
+                size_bytes=DataLakePartition.size_bytes + sum(f.size_bytes for f in group),
+                stats=merged,
+                version=part.version + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise CommitConflict(f"partition {path} changed concurrently")
+        for f in group:
+            f.status = "COMMITTED"
+            f.committed_at = now
+            f.partition_id = part.id
+    transition(
+        session,
+        job,
+        expect=("RUNNING",),
+        to="SUCCEEDED",
+        finished_at=now,
+        records_read=sum(b.records_read for b in batches),
+        records_written=sum(b.records_written for b in batches),
+        records_rejected=sum(b.records_rejected for b in batches),
+        bytes_read=sum(b.bytes_read for b in batches),
+        bytes_written=sum(f.size_bytes for f in files),
+        files_written=len(files),
+        batches_total=len(batches),
+        batches_succeeded=len(batches),
+        batches_failed=0,
+    )
+    return job
+
+
+def merge_stats(current: dict[str, Any], new: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge per-column ``{"min", "max", "null_count"}`` statistics."""
+    out: dict[str, Any] = {k: dict(v) for k, v in (current or {}).items()}
+    for stats in new:
+        for column, s in (stats or {}).items():
+            if not isinstance(s, dict):
+                continue
+            cur = out.setdefault(column, {"min": None, "max": None, "null_count": 0})
+            cur["null_count"] = int(cur.get("null_count") or 0) + int(s.get("null_count") or 0)
+            for key, pick in (("min", min), ("max", max)):
+                value = s.get(key)
+                if value is None:
+                    continue
+                try:
+                    cur[key] = value if cur.get(key) is None else pick(cur[key], value)
+                except TypeError:
+                    cur[key] = value
+    return out
+
+
+def s3_event_key(bucket: str, key: str, etag: str | None, sequencer: str | None) -> str:
+    """Idempotency key of an S3 object-created event: the same upload starts one job."""
+    raw = f"{bucket}/{key}@{etag or ''}#{sequencer or ''}"
+    return "s3:" + hashlib.sha256(raw.encode()).hexdigest()
+
+
+def job_for_object(
+    session: Session,
+    *,
+    source: DataSource,
+    bucket: str,
+    key: str,
+    etag: str | None,
+    sequencer: str | None,
+    settings: Settings | None = None,
+) -> tuple[IngestionJob, bool]:
+    """Create (once) the job for an uploaded object; returns (job, created)."""
+    idem = s3_event_key(bucket, key, etag, sequencer) + ":" + source.id
+    existing = session.scalar(select(IngestionJob).where(IngestionJob.idempotency_key == idem))
+    if existing is not None:
+        return existing, False
+    try:
+        with session.begin_nested():
+            job = create_job(
+                session,
+                table_id=source.table_id,
+                sources=[f"s3://{bucket}/{key}"],
+                format=source.format,
+                options=source.options,
+                source_id=source.id,
+                idempotency_key=idem,
+                actor=f"source:{source.name}",
+                settings=settings,
+            )
+    except Conflict:
+        found = session.scalar(select(IngestionJob).where(IngestionJob.idempotency_key == idem))
+        assert found is not None
+        return found, False
+    return job, True

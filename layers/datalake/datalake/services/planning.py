@@ -1,0 +1,148 @@
+"""Plan a job: expand its sources, evolve the schema once, cut splits into batches."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from datalake.catalog.db import session_scope
+from datalake.catalog.models import IngestionBatch
+from datalake.domain.evolution import evolve, merge_observed
+from datalake.engine.splits import Split, plan_splits
+from datalake.engine.arrow_schema import sample_schema
+from datalake.engine.store import ObjectInfo, ObjectStore
+from datalake.errors import CommitConflict, InvalidInput
+from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
+from datalake.services.schemas import record_version, schema_at
+from datalake.services.tables import get_table
+
+MAX_EVOLVE_ATTEMPTS = 5
+
+
+def expand_sources(store: ObjectStore, uris: list[str]) -> list[ObjectInfo]:
+    """Resolve each source URI to objects: an exact key, or every object under a prefix."""
+    objects: list[ObjectInfo] = []
+    seen: set[tuple[str, str]] = set()
+    for uri in uris:
+        bucket, key = parse_s3_uri(uri)
+        found: list[ObjectInfo] = []
+        if key and not key.endswith("/"):
+            try:
+                found = [store.head(bucket, key)]
+            except FileNotFoundError:
+                found = []
+        if not found:
+            found = [o for o in store.list(bucket, key) if not o.key.endswith("/")]
+        if not found:
+            raise InvalidInput(f"no object found at {uri}")
+        for obj in sorted(found, key=lambda o: o.key):
+            if (obj.bucket, obj.key) not in seen:
+                seen.add((obj.bucket, obj.key))
+                objects.append(obj)
+    return objects
+
+
+def _batch_items(job_id: str, batches: list[IngestionBatch], timeout: int) -> dict[str, Any]:
+    return {
+        "job_id": job_id,
+        "batch_count": len(batches),
+        "batches": [
+            {"job_id": job_id, "batch_id": b.id, "seq": b.seq, "timeout_seconds": timeout}
+            for b in sorted(batches, key=lambda b: b.seq)
+        ],
+    }
+
+
+def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
+    """Plan a RUNNING job once; a re-run (Step Functions retry) returns the same batches.
+
+    Raises
+    ------
+    JobCancelled
+        When the job is no longer RUNNING.
+    InvalidInput
+        When a source holds no object or its format is unknown.
+    """
+    with session_scope() as session:
+        job = get_job(session, job_id)
+        if job.status != "RUNNING":
+            raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
+        existing = list(
+            session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job_id)).all()
+        )
+        if existing:
+            return _batch_items(job_id, existing, job.timeout_seconds)
+        sources, fmt, options = list(job.sources), job.format, dict(job.options)
+        timeout = job.timeout_seconds
+
+    objects = expand_sources(store, sources)
+    split_bytes = int(float(options.get("split_size_mb", 128)) * 2**20)
+    splits = plan_splits(
+        objects, store=store, format=fmt, options=options, split_size_bytes=split_bytes
+    )
+    observed = _observe(splits, store=store, options=options)
+
+    for attempt in range(MAX_EVOLVE_ATTEMPTS):
+        try:
+            with session_scope() as session:
+                job = get_job(session, job_id)
+                if job.status != "RUNNING":
+                    raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
+                version = _settle_schema(session, job_id, job.table_id, observed)
+                job.schema_version = version
+                batches = [
+                    IngestionBatch(job_id=job_id, seq=i, split=split.to_json())
+                    for i, split in enumerate(splits)
+                ]
+                session.add_all(batches)
+                job.batches_total = len(batches)
+                session.flush()
+                return _batch_items(job_id, batches, timeout)
+        except CommitConflict:
+            if attempt == MAX_EVOLVE_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _observe(splits: list[Split], *, store: ObjectStore, options: dict[str, Any]) -> Any:
+    """The union of the schemas of the job's objects (one sample per object)."""
+    firsts: dict[tuple[str, str], Split] = {}
+    for split in splits:
+        firsts.setdefault((split.bucket, split.key), split)
+    schemas = [sample_schema(s, store=store, options=options) for s in firsts.values()]
+    return merge_observed(schemas) if schemas else None
+
+
+def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) -> int | None:
+    """Evolve the table's schema by what this job's files hold: one version per job."""
+    table = get_table(session, table_id)
+    current = schema_at(session, table.id, table.current_schema_version)
+    if observed is None:
+        return table.current_schema_version
+    if not len(current):
+        row = record_version(
+            session,
+            table,
+            observed,
+            source="ingest",
+            description=f"inferred from job {job_id}",
+            job_id=job_id,
+        )
+        return row.version
+    if table.schema_policy != "evolve":
+        return table.current_schema_version
+    result = evolve(current, observed, table.schema_policy, table.last_column_id)
+    if not result.changes:
+        return table.current_schema_version
+    row = record_version(
+        session,
+        table,
+        result.schema,
+        source="ingest",
+        description=f"evolved by job {job_id}",
+        job_id=job_id,
+        changes=result.changes,
+    )
+    return row.version

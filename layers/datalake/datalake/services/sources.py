@@ -1,0 +1,74 @@
+"""Data sources: a bucket/prefix whose new objects are ingested into a table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from datalake.catalog.models import DataSource
+from datalake.errors import Conflict, InvalidInput
+from datalake.services.jobs import FORMATS
+from datalake.services.tables import get_table
+
+
+def create_source(
+    session: Session,
+    *,
+    name: str,
+    table_id: str,
+    bucket: str,
+    prefix: str = "",
+    format: str | None = None,
+    options: dict[str, Any] | None = None,
+) -> DataSource:
+    """Register a source; objects created under ``bucket/prefix`` start jobs for the table.
+
+    Raises
+    ------
+    NotFound
+        When the table does not exist.
+    Conflict
+        When a source of that name exists.
+    """
+    get_table(session, table_id)
+    if not name or not bucket:
+        raise InvalidInput("name and bucket are required")
+    if format is not None and format not in FORMATS:
+        raise InvalidInput(f"format must be one of {list(FORMATS)}")
+    source = DataSource(
+        name=name,
+        table_id=table_id,
+        bucket=bucket,
+        prefix=prefix.lstrip("/"),
+        format=format,
+        options=options or {},
+    )
+    session.add(source)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"source {name!r} already exists") from e
+    return source
+
+
+def list_sources(
+    session: Session, *, limit: int = 100, offset: int = 0, table_id: str | None = None
+) -> tuple[list[DataSource], int]:
+    """Sources, newest first, and their total count."""
+    query = select(DataSource)
+    if table_id:
+        query = query.where(DataSource.table_id == table_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(DataSource.created_at.desc()).limit(limit).offset(offset))
+    return list(rows.all()), total
+
+
+def match_sources(session: Session, bucket: str, key: str) -> list[DataSource]:
+    """The enabled sources whose bucket and prefix cover an object key."""
+    rows = session.scalars(
+        select(DataSource).where(DataSource.bucket == bucket, DataSource.enabled.is_(True))
+    ).all()
+    return [s for s in rows if key.startswith(s.prefix)]

@@ -1,0 +1,214 @@
+"""Table use cases: create, read, list, update and soft-delete tables."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from datalake.catalog.models import DataFile, DataLakeSchema, DataLakeTable, utcnow
+from datalake.domain.partitioning import parse_partitioning
+from datalake.domain.schema import Schema
+from datalake.errors import Conflict, InvalidInput, NotFound
+
+POLICIES = ("evolve", "freeze", "discard_columns")
+COMPATIBILITY = (
+    "NONE",
+    "BACKWARD",
+    "FORWARD",
+    "FULL",
+    "BACKWARD_TRANSITIVE",
+    "FORWARD_TRANSITIVE",
+    "FULL_TRANSITIVE",
+)
+COMPRESSIONS = ("snappy", "zstd", "gzip", "brotli", "lz4", "none")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+
+def validate_name(value: str, what: str) -> str:
+    """Table and namespace names become S3 path segments: keep them simple."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise InvalidInput(
+            f"{what} {value!r} must start with a letter or _ and hold only letters, digits and _"
+        )
+    return value
+
+
+def validate_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the table's Parquet output options."""
+    fmt = dict(fmt or {})
+    compression = str(fmt.get("compression", "snappy")).lower()
+    if compression not in COMPRESSIONS:
+        raise InvalidInput(f"compression must be one of {list(COMPRESSIONS)}")
+    size = fmt.get("target_file_size_mb", 128)
+    if not isinstance(size, int | float) or not 1 <= size <= 2048:
+        raise InvalidInput("target_file_size_mb must be a number between 1 and 2048")
+    return {**fmt, "compression": compression, "target_file_size_mb": size}
+
+
+def _check_partition_columns(schema: Schema, partitioning: list[Any]) -> None:
+    if not len(schema):
+        return
+    for pf in parse_partitioning(partitioning):
+        if schema.find(pf.column) is None:
+            raise InvalidInput(f"partition column {pf.column!r} is not in the schema")
+
+
+def create_table(
+    session: Session,
+    *,
+    name: str,
+    namespace: str = "default",
+    schema: dict[str, Any] | None = None,
+    partitioning: list[Any] | None = None,
+    schema_policy: str = "evolve",
+    compatibility: str = "BACKWARD",
+    format: dict[str, Any] | None = None,
+    description: str | None = None,
+    actor: str = "system",
+) -> DataLakeTable:
+    """Create a table, and its schema version 1 when a schema is given.
+
+    Raises
+    ------
+    InvalidInput
+        For a bad name, schema, partition spec, policy or format.
+    Conflict
+        When a live table of that name exists in the namespace.
+    """
+    validate_name(name, "table name")
+    validate_name(namespace, "namespace")
+    if schema_policy not in POLICIES:
+        raise InvalidInput(f"schema_policy must be one of {list(POLICIES)}")
+    compatibility = str(compatibility).upper()
+    if compatibility not in COMPATIBILITY:
+        raise InvalidInput(f"compatibility must be one of {list(COMPATIBILITY)}")
+    parsed = Schema.from_json(schema) if schema is not None else Schema()
+    spec = [pf.model_dump() for pf in parse_partitioning(partitioning)]
+    _check_partition_columns(parsed, spec)
+    table = DataLakeTable(
+        name=name,
+        live_name=name,
+        namespace=namespace,
+        description=description,
+        partitioning=spec,
+        schema_policy=schema_policy,
+        compatibility=compatibility,
+        format=validate_format(format),
+        last_column_id=parsed.max_id,
+    )
+    session.add(table)
+    try:
+        session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"table {namespace}.{name} already exists") from e
+    if len(parsed):
+        session.add(
+            DataLakeSchema(
+                table_id=table.id,
+                version=1,
+                schema=parsed.to_json(),
+                description="initial schema",
+                source="create",
+                created_by=actor,
+            )
+        )
+        table.current_schema_version = 1
+    session.flush()
+    return table
+
+
+def get_table(session: Session, table_id: str, *, include_deleted: bool = False) -> DataLakeTable:
+    """Return a live table by id.
+
+    Raises
+    ------
+    NotFound
+        When there is no such table, or it is soft-deleted (unless ``include_deleted``).
+    """
+    table = session.get(DataLakeTable, table_id)
+    if table is None or (table.deleted_at is not None and not include_deleted):
+        raise NotFound(f"table {table_id} not found")
+    return table
+
+
+def list_tables(
+    session: Session, *, limit: int = 100, offset: int = 0, namespace: str | None = None
+) -> tuple[list[DataLakeTable], int]:
+    """Live tables, newest first, and their total count."""
+    query = select(DataLakeTable).where(DataLakeTable.deleted_at.is_(None))
+    if namespace:
+        query = query.where(DataLakeTable.namespace == namespace)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(
+        query.order_by(DataLakeTable.created_at.desc()).limit(limit).offset(offset)
+    ).all()
+    return list(items), total
+
+
+def current_schema(session: Session, table: DataLakeTable) -> Schema:
+    """The table's current schema (empty when it has none yet)."""
+    if table.current_schema_version is None:
+        return Schema()
+    row = session.scalar(
+        select(DataLakeSchema).where(
+            DataLakeSchema.table_id == table.id,
+            DataLakeSchema.version == table.current_schema_version,
+        )
+    )
+    return Schema.from_json(row.schema) if row else Schema()
+
+
+def update_table(
+    session: Session, table_id: str, changes: dict[str, Any], *, actor: str = "system"
+) -> DataLakeTable:
+    """Update a table's configuration (description, partitioning, policy, compatibility, format).
+
+    Changing the partition spec applies to files written afterwards; committed files
+    keep their layout and record their own partition values.
+    """
+    table = get_table(session, table_id)
+    if "description" in changes:
+        table.description = changes["description"]
+    if "schema_policy" in changes and changes["schema_policy"] is not None:
+        if changes["schema_policy"] not in POLICIES:
+            raise InvalidInput(f"schema_policy must be one of {list(POLICIES)}")
+        table.schema_policy = changes["schema_policy"]
+    if "compatibility" in changes and changes["compatibility"] is not None:
+        mode = str(changes["compatibility"]).upper()
+        if mode not in COMPATIBILITY:
+            raise InvalidInput(f"compatibility must be one of {list(COMPATIBILITY)}")
+        table.compatibility = mode
+    if "partitioning" in changes and changes["partitioning"] is not None:
+        spec = [pf.model_dump() for pf in parse_partitioning(changes["partitioning"])]
+        _check_partition_columns(current_schema(session, table), spec)
+        table.partitioning = spec
+    if "format" in changes and changes["format"] is not None:
+        table.format = validate_format({**table.format, **changes["format"]})
+    table.version += 1
+    session.flush()
+    return table
+
+
+def delete_table(session: Session, table_id: str) -> DataLakeTable:
+    """Soft-delete: the data stays, the table leaves lists and refuses ingestion."""
+    table = get_table(session, table_id)
+    table.deleted_at = utcnow()
+    table.live_name = None
+    table.version += 1
+    session.flush()
+    return table
+
+
+def committed_files(
+    session: Session, table_id: str, *, limit: int = 1000, offset: int = 0
+) -> tuple[list[DataFile], int]:
+    """The committed data files of a table: what a reader needs for a consistent view."""
+    get_table(session, table_id, include_deleted=True)
+    query = select(DataFile).where(DataFile.table_id == table_id, DataFile.status == "COMMITTED")
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    items = session.scalars(query.order_by(DataFile.key).limit(limit).offset(offset)).all()
+    return list(items), total
