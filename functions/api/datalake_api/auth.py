@@ -1,14 +1,13 @@
-"""Bearer JWT authentication (HS256) and role-based access: reader < writer < admin."""
+"""Bearer JWT authentication and role-based access: reader < writer < admin."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 
-import jwt
-
-from datalake.config import get_settings
 from datalake.errors import Forbidden, Unauthorized
+from datalake.tokens import make_token, verify_token
+
+__all__ = ["ROLE_RANK", "Principal", "authenticate", "make_token"]
 
 ROLE_RANK = {"reader": 1, "writer": 2, "admin": 3}
 
@@ -30,16 +29,6 @@ class Principal:
             raise Forbidden(f"this operation needs the {role!r} role")
 
 
-def make_token(
-    subject: str, roles: list[str], *, ttl_seconds: int = 30 * 86400, secret: str | None = None
-) -> str:
-    """Sign a token for ``subject`` with ``roles`` (the CLI and tests use it)."""
-    settings = get_settings()
-    now = int(time.time())
-    claims = {"sub": subject, "roles": roles, "iat": now, "exp": now + ttl_seconds}
-    return jwt.encode(claims, secret or settings.jwt_secret, algorithm=settings.jwt_algorithm)
-
-
 def authenticate(authorization: str | None) -> Principal:
     """Validate an ``Authorization: Bearer <jwt>`` header.
 
@@ -50,14 +39,7 @@ def authenticate(authorization: str | None) -> Principal:
     """
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer token")
-    token = authorization.split(" ", 1)[1].strip()
-    settings = get_settings()
-    try:
-        claims = jwt.decode(token, settings.jwt_secret, algorithms=[settings.jwt_algorithm])
-    except jwt.ExpiredSignatureError as e:
-        raise Unauthorized("token expired") from e
-    except jwt.PyJWTError as e:
-        raise Unauthorized("invalid token") from e
+    claims = verify_token(authorization.split(" ", 1)[1].strip())
     roles = claims.get("roles") or []
     if isinstance(roles, str):
         roles = [roles]

@@ -23,8 +23,8 @@ fixed[N]           ``{"type": "fixed", "name": "fixed_<id>", "size": N}``
 A nullable column is the union ``["null", T]`` with ``"default": null``; a required one is
 ``T``. Each field carries its id as the ``"field-id"`` attribute, as Iceberg writes it. A
 column name that is not a valid Avro name is sanitised as Iceberg does (``_xHH`` for an
-invalid character, ``_`` before a leading digit) and the original kept in
-``"iceberg-field-name"``.
+invalid character, ``_`` before a leading digit; ``_<id>`` appended should that collide
+with another column's name) and the original kept in ``"iceberg-field-name"``.
 
 Reading (:func:`from_avro`) also accepts what other writers produce: ``[T, "null"]``,
 ``timestamp-millis``/``local-timestamp-millis``/``time-millis``, ``timestamp-micros`` with
@@ -143,9 +143,16 @@ def to_avro(schema: Schema, name: str = "record", namespace: str | None = None) 
         The ``.avsc`` JSON object; see the module docstring for the mapping.
     """
     fields = []
+    used = {f.name for f in schema.fields if _VALID_NAME.match(f.name)}
     for f in schema.fields:
         typ = _avro_type(f)
-        entry: dict[str, Any] = {"name": avro_name(f.name)}
+        safe = avro_name(f.name)
+        if safe != f.name:  # "a b" -> "a_x20b" may collide with a real name
+            base, n = safe, f.id
+            while safe in used:
+                safe, n = f"{base}_{n}", n + 1
+        used.add(safe)
+        entry: dict[str, Any] = {"name": safe}
         if f.doc:
             entry["doc"] = f.doc
         if f.nullable:

@@ -1,0 +1,189 @@
+"""Shared fixtures: catalogs (SQLite and a real Postgres), the API client, tokens.
+
+Postgres: the server at 127.0.0.1:5432 (trust auth) gets a fresh database per test run.
+When none answers, a throwaway cluster is started if Postgres is installed; otherwise
+the Postgres tests are skipped with a loud notice (CI always has the server).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+for extra in (ROOT / "layers" / "datalake", ROOT / "functions" / "api"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+_NOTICES: list[str] = []
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _throwaway_cluster(tmp: Path) -> tuple[str, subprocess.Popen[bytes] | None] | None:
+    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
+        [shutil.which("initdb")] if shutil.which("initdb") else []
+    )
+    if not initdbs or not initdbs[-1]:
+        return None
+    bindir = Path(initdbs[-1]).parent
+    data = tmp / "pgdata"
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        run_as = ["runuser", "-u", "postgres", "--"]
+        tmp.chmod(0o777)
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen(
+        [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp),
+         "-c", "listen_addresses=127.0.0.1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    for _ in range(100):
+        if _port_open("127.0.0.1", port):
+            return f"postgresql://postgres@127.0.0.1:{port}", proc
+        time.sleep(0.2)
+    proc.kill()
+    return None
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str | None]:
+    """The base URL of a Postgres server (no database part), or None."""
+    if _port_open("127.0.0.1", 5432):
+        yield "postgresql://postgres@127.0.0.1:5432"
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="dl-pg-"))
+    started = None
+    try:
+        started = _throwaway_cluster(tmp)
+    except (OSError, subprocess.CalledProcessError) as e:
+        _NOTICES.append(f"could not start a throwaway Postgres: {e}")
+    if started is None:
+        _NOTICES.append("NO POSTGRES: tests marked 'postgres' were SKIPPED")
+        yield None
+        return
+    url, proc = started
+    try:
+        yield url
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=20)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _admin(server: str, sql: str) -> None:
+    import pg8000.native
+
+    from sqlalchemy.engine import make_url
+
+    u = make_url(server.replace("postgresql://", "postgresql+pg8000://") + "/postgres")
+    conn = pg8000.native.Connection(user=u.username or "postgres", host=u.host or "127.0.0.1",
+                                    port=u.port or 5432, database="postgres")
+    try:
+        conn.run(sql)
+    finally:
+        conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: str | None) -> Iterator[str]:
+    """A fresh, migrated Postgres database for this test run (dropped afterwards)."""
+    if postgres_server is None:
+        pytest.skip("no Postgres server reachable or installable")
+    name = f"datalake_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    _admin(postgres_server, f'CREATE DATABASE "{name}"')
+    url = f"{postgres_server}/{name}"
+    from datalake.catalog.migrate import upgrade
+
+    upgrade(url)
+    try:
+        yield url
+    finally:
+        from datalake.catalog.db import get_engine, normalise_url
+
+        get_engine(url).dispose()
+        get_engine(normalise_url(url)).dispose()
+        try:
+            _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except Exception:  # a leftover test database is harmless
+            pass
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A fresh, migrated SQLite catalog file."""
+    from datalake.catalog.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'catalog.db'}"
+    upgrade(url)
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def catalog_url(request: pytest.FixtureRequest) -> str:
+    """Each catalog test runs on SQLite and on a real Postgres."""
+    if request.param == "sqlite":
+        return str(request.getfixturevalue("sqlite_url"))
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def use_catalog(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Point the process's default catalog (DATABASE_URL) at ``catalog_url``."""
+    from datalake.catalog import db
+
+    monkeypatch.setenv("DATABASE_URL", catalog_url)
+    db.get_engine.cache_clear()
+    if catalog_url.startswith("postgresql"):
+        _truncate(catalog_url)
+    yield catalog_url
+    db.get_engine.cache_clear()
+
+
+def _truncate(url: str) -> None:
+    from sqlalchemy import text
+
+    from datalake.catalog.db import get_engine
+    from datalake.catalog.models import Base
+
+    with get_engine(url).begin() as conn:
+        names = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        conn.execute(text(f"TRUNCATE {names} CASCADE"))
+
+
+@pytest.fixture
+def admin_token() -> str:
+    from datalake.tokens import make_token
+
+    return make_token("test-admin", ["admin"])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for notice in _NOTICES:
+        terminalreporter.write_sep("!", notice, red=True, bold=True)
