@@ -30,8 +30,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 up: venv
-	@$(PY) -m datalake.cli migrate
-	@$(PY) infra/local/stack.py up
+	@$(PY) infra/local/project.py up
 
 down:
 	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down; else echo "nothing to stop"; fi

@@ -10,12 +10,11 @@ from decimal import Decimal
 
 import fastavro
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from datalake.domain.avro_schema import avro_name, from_avro, to_avro, to_avsc, validate
 from datalake.domain.schema import Schema, SchemaField
 from datalake.errors import InvalidInput
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ALL_TYPES = [
     ("b", "boolean", None),
@@ -28,12 +27,21 @@ ALL_TYPES = [
     ("u", "uuid", {"type": "string", "logicalType": "uuid"}),
     ("day", "date", {"type": "int", "logicalType": "date"}),
     ("t", "time", {"type": "long", "logicalType": "time-micros"}),
-    ("ts", "timestamp",
-     {"type": "long", "logicalType": "local-timestamp-micros", "adjust-to-utc": False}),
-    ("tstz", "timestamptz",
-     {"type": "long", "logicalType": "timestamp-micros", "adjust-to-utc": True}),
-    ("dec", "decimal(10,2)",
-     {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}),
+    (
+        "ts",
+        "timestamp",
+        {"type": "long", "logicalType": "local-timestamp-micros", "adjust-to-utc": False},
+    ),
+    (
+        "tstz",
+        "timestamptz",
+        {"type": "long", "logicalType": "timestamp-micros", "adjust-to-utc": True},
+    ),
+    (
+        "dec",
+        "decimal(10,2)",
+        {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2},
+    ),
     ("fx", "fixed[16]", {"type": "fixed", "name": "fixed_14", "size": 16}),
 ]
 
@@ -77,11 +85,20 @@ def test_records_write_and_read_with_fastavro() -> None:
     schema = _schema(True)
     parsed = validate(to_avro(schema))
     row = {
-        "b": True, "i": 1, "l": 2**40, "f": 1.5, "d": 2.25, "s": "x", "bin": b"\x00\x01",
-        "u": str(uuid.UUID(int=7)), "day": dt.date(2024, 2, 29), "t": dt.time(12, 30),
+        "b": True,
+        "i": 1,
+        "l": 2**40,
+        "f": 1.5,
+        "d": 2.25,
+        "s": "x",
+        "bin": b"\x00\x01",
+        "u": str(uuid.UUID(int=7)),
+        "day": dt.date(2024, 2, 29),
+        "t": dt.time(12, 30),
         "ts": dt.datetime(2024, 1, 1, 8, 0),
         "tstz": dt.datetime(2024, 1, 1, 8, 0, tzinfo=dt.UTC),
-        "dec": Decimal("12345678.90"), "fx": bytes(16),
+        "dec": Decimal("12345678.90"),
+        "fx": bytes(16),
     }
     buf = io.BytesIO()
     fastavro.writer(buf, parsed, [row, dict.fromkeys(row)])
@@ -97,8 +114,13 @@ def test_records_write_and_read_with_fastavro() -> None:
 
 @pytest.mark.parametrize(
     ("name", "expected"),
-    [("ok_name", "ok_name"), ("my col", "my_x20col"), ("1st", "_1st"), ("a-b.c", "a_x2Db_x2Ec"),
-     ("é", "_xE9")],
+    [
+        ("ok_name", "ok_name"),
+        ("my col", "my_x20col"),
+        ("1st", "_1st"),
+        ("a-b.c", "a_x2Db_x2Ec"),
+        ("é", "_xE9"),
+    ],
 )
 def test_names_are_sanitised_like_iceberg(name: str, expected: str) -> None:
     assert avro_name(name) == expected
@@ -112,8 +134,12 @@ def test_names_are_sanitised_like_iceberg(name: str, expected: str) -> None:
 
 
 def test_sanitised_name_collision_is_disambiguated() -> None:
-    schema = Schema(fields=(SchemaField(id=1, name="a b", type="int"),
-                            SchemaField(id=2, name="a_x20b", type="int")))
+    schema = Schema(
+        fields=(
+            SchemaField(id=1, name="a b", type="int"),
+            SchemaField(id=2, name="a_x20b", type="int"),
+        )
+    )
     avsc = to_avro(schema)
     validate(avsc)
     assert [f["name"] for f in avsc["fields"]] == ["a_x20b_1", "a_x20b"]
@@ -135,14 +161,27 @@ def test_foreign_avro_schemas() -> None:
             {"name": "maybe", "type": ["string", "null"]},
             {"name": "ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
             {"name": "lms", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
-            {"name": "ice_ts", "type": {"type": "long", "logicalType": "timestamp-micros",
-                                        "adjust-to-utc": False}},
+            {
+                "name": "ice_ts",
+                "type": {"type": "long", "logicalType": "timestamp-micros", "adjust-to-utc": False},
+            },
             {"name": "tm", "type": {"type": "int", "logicalType": "time-millis"}},
             {"name": "color", "type": {"type": "enum", "name": "C", "symbols": ["R", "G"]}},
-            {"name": "fdec", "type": {"type": "fixed", "name": "D", "size": 8,
-                                      "logicalType": "decimal", "precision": 18, "scale": 4}},
-            {"name": "fuuid", "type": {"type": "fixed", "name": "U", "size": 16,
-                                       "logicalType": "uuid"}},
+            {
+                "name": "fdec",
+                "type": {
+                    "type": "fixed",
+                    "name": "D",
+                    "size": 8,
+                    "logicalType": "decimal",
+                    "precision": 18,
+                    "scale": 4,
+                },
+            },
+            {
+                "name": "fuuid",
+                "type": {"type": "fixed", "name": "U", "size": 16, "logicalType": "uuid"},
+            },
             {"name": "odd", "type": {"type": "string", "logicalType": "json"}},
         ],
     }
@@ -163,18 +202,27 @@ def test_foreign_avro_schemas() -> None:
 
 
 def test_missing_field_ids_are_numbered_after_the_highest() -> None:
-    avsc = {"type": "record", "name": "r", "fields": [
-        {"name": "a", "type": "int", "field-id": 7}, {"name": "b", "type": "int"}]}
+    avsc = {
+        "type": "record",
+        "name": "r",
+        "fields": [{"name": "a", "type": "int", "field-id": 7}, {"name": "b", "type": "int"}],
+    }
     assert [f.id for f in from_avro(avsc)] == [7, 8]
 
 
 @pytest.mark.parametrize(
     "avsc",
     [
-        {"type": "record", "name": "r", "fields": [
-            {"name": "n", "type": {"type": "record", "name": "N", "fields": []}}]},
-        {"type": "record", "name": "r", "fields": [
-            {"name": "n", "type": {"type": "array", "items": "int"}}]},
+        {
+            "type": "record",
+            "name": "r",
+            "fields": [{"name": "n", "type": {"type": "record", "name": "N", "fields": []}}],
+        },
+        {
+            "type": "record",
+            "name": "r",
+            "fields": [{"name": "n", "type": {"type": "array", "items": "int"}}],
+        },
         {"type": "record", "name": "r", "fields": [{"name": "n", "type": ["int", "string"]}]},
         {"type": "record", "name": "r", "fields": [{"name": "n", "type": "null"}]},
         {"type": "record", "name": "r"},
@@ -192,19 +240,39 @@ def test_validate_reports_fastavro_errors() -> None:
         validate({"type": "record", "name": "r", "fields": [{"name": "a", "type": "nope"}]})
 
 
-TYPES = ["boolean", "int", "long", "float", "double", "string", "binary", "uuid", "date",
-         "time", "timestamp", "timestamptz", "decimal(38,0)", "decimal(5,5)", "fixed[3]"]
+TYPES = [
+    "boolean",
+    "int",
+    "long",
+    "float",
+    "double",
+    "string",
+    "binary",
+    "uuid",
+    "date",
+    "time",
+    "timestamp",
+    "timestamptz",
+    "decimal(38,0)",
+    "decimal(5,5)",
+    "fixed[3]",
+]
 
 
 @st.composite
 def schemas(draw: st.DrawFn) -> Schema:
     names = draw(st.lists(st.text(min_size=1, max_size=8), unique_by=str.lower, max_size=6))
-    ids = draw(st.lists(st.integers(1, 1000), unique=True, min_size=len(names),
-                        max_size=len(names)))
-    return Schema(fields=tuple(
-        SchemaField(id=i, name=n, type=draw(st.sampled_from(TYPES)), nullable=draw(st.booleans()))
-        for i, n in zip(ids, names, strict=True)
-    ))
+    ids = draw(
+        st.lists(st.integers(1, 1000), unique=True, min_size=len(names), max_size=len(names))
+    )
+    return Schema(
+        fields=tuple(
+            SchemaField(
+                id=i, name=n, type=draw(st.sampled_from(TYPES)), nullable=draw(st.booleans())
+            )
+            for i, n in zip(ids, names, strict=True)
+        )
+    )
 
 
 @settings(max_examples=100, deadline=None)

@@ -7,9 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
 from datalake.domain.compat import (
     MODES,
     ChangeType,
@@ -22,13 +19,15 @@ from datalake.domain.compat import (
 )
 from datalake.domain.schema import Schema, SchemaField
 from datalake.errors import IncompatibleSchema, InvalidInput
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
-def F(id_: int, name: str, type_: str = "long", nullable: bool = True) -> SchemaField:  # noqa: N802
+def F(id_: int, name: str, type_: str = "long", nullable: bool = True) -> SchemaField:
     return SchemaField(id=id_, name=name, type=type_, nullable=nullable)
 
 
-def S(*fields: SchemaField) -> Schema:  # noqa: N802
+def S(*fields: SchemaField) -> Schema:
     return Schema(fields=fields)
 
 
@@ -87,7 +86,12 @@ def test_to_json_shape_and_mode_relative_breaking() -> None:
     assert detail["field_id"] == 5 and detail["kind"] == "add_required"
     assert detail["breaking_backward"] is True and detail["breaking_forward"] is False
     (drop,) = compare(S(F(3, "x", "string")), S())
-    assert drop.to_json() == {"type": "DROP_COLUMN", "column": "x", "from": "string", "breaking": False}
+    assert drop.to_json() == {
+        "type": "DROP_COLUMN",
+        "column": "x",
+        "from": "string",
+        "breaking": False,
+    }
 
 
 def test_decimal_changes() -> None:
@@ -235,7 +239,9 @@ def test_explicit_id_is_a_rename() -> None:
 def test_ids_are_never_reused_after_a_drop() -> None:
     # "amount" (id 4) was dropped earlier and id 5 too; re-adding the name gets a fresh id
     current = S(F(1, "id", nullable=False), F(2, "name", "string"))
-    out = assign_ids(current, {"fields": [{"name": "id", "type": "long"}, {"name": "amount", "type": "int"}]}, 5)
+    out = assign_ids(
+        current, {"fields": [{"name": "id", "type": "long"}, {"name": "amount", "type": "int"}]}, 5
+    )
     assert [(f.id, f.name) for f in out] == [(1, "id"), (6, "amount")]
 
 
@@ -245,18 +251,33 @@ def test_explicit_id_of_a_dropped_column_is_refused() -> None:
 
 
 def test_explicit_new_id_above_high_water_mark_is_kept() -> None:
-    out = assign_ids(CURRENT, {"fields": [{"id": 10, "name": "x", "type": "int"}, {"name": "y", "type": "int"}]}, 4)
+    out = assign_ids(
+        CURRENT,
+        {"fields": [{"id": 10, "name": "x", "type": "int"}, {"name": "y", "type": "int"}]},
+        4,
+    )
     assert [f.id for f in out] == [10, 11]
 
 
 def test_duplicate_explicit_ids_are_refused() -> None:
     with pytest.raises(InvalidInput, match="twice"):
-        assign_ids(CURRENT, {"fields": [{"id": 1, "name": "a", "type": "int"}, {"id": 1, "name": "b", "type": "int"}]}, 4)
+        assign_ids(
+            CURRENT,
+            {
+                "fields": [
+                    {"id": 1, "name": "a", "type": "int"},
+                    {"id": 1, "name": "b", "type": "int"},
+                ]
+            },
+            4,
+        )
 
 
 def test_name_claimed_by_an_explicit_id_gets_a_new_id() -> None:
     # id 2 renamed to "amount"; the no-id "name" field cannot take id 2 again
-    proposed = {"fields": [{"id": 2, "name": "label", "type": "string"}, {"name": "name", "type": "string"}]}
+    proposed = {
+        "fields": [{"id": 2, "name": "label", "type": "string"}, {"name": "name", "type": "string"}]
+    }
     out = assign_ids(CURRENT, proposed, 4)
     assert [(f.id, f.name) for f in out] == [(2, "label"), (5, "name")]
 
@@ -272,7 +293,9 @@ def test_invalid_proposed_schema() -> None:
     with pytest.raises(InvalidInput):
         assign_ids(CURRENT, {"fields": [{"name": "a", "type": "varchar2"}]}, 4)
     with pytest.raises(InvalidInput):
-        assign_ids(CURRENT, {"fields": [{"name": "a", "type": "int"}, {"name": "A", "type": "int"}]}, 4)
+        assign_ids(
+            CURRENT, {"fields": [{"name": "a", "type": "int"}, {"name": "A", "type": "int"}]}, 4
+        )
 
 
 def test_domain_modules_import_no_io_library() -> None:

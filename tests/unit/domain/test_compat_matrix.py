@@ -10,7 +10,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-
 from datalake.domain.compat import MODES, RULES, ChangeType, check, compare, rules_markdown
 from datalake.domain.schema import Schema, SchemaField
 

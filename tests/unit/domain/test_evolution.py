@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from datalake.domain.compat import ChangeType, check
 from datalake.domain.evolution import (
     common_type,
@@ -17,11 +16,11 @@ from datalake.domain.schema import Schema, SchemaField
 from datalake.errors import InvalidInput, SchemaMismatch
 
 
-def F(id_: int, name: str, type_: str = "long", nullable: bool = True) -> SchemaField:  # noqa: N802
+def F(id_: int, name: str, type_: str = "long", nullable: bool = True) -> SchemaField:
     return SchemaField(id=id_, name=name, type=type_, nullable=nullable)
 
 
-def S(*fields: SchemaField) -> Schema:  # noqa: N802
+def S(*fields: SchemaField) -> Schema:
     return Schema(fields=fields)
 
 
@@ -42,8 +41,18 @@ LAST_ID = 4
 
 
 def test_evolve_adds_unknown_columns_as_optional_with_fresh_ids() -> None:
-    r = evolve(TABLE, observed(("id", "long"), ("qty", "int"), ("price", "decimal(10,2)"),
-                               ("Note", "string"), ("flag", "boolean")), "evolve", LAST_ID)
+    r = evolve(
+        TABLE,
+        observed(
+            ("id", "long"),
+            ("qty", "int"),
+            ("price", "decimal(10,2)"),
+            ("Note", "string"),
+            ("flag", "boolean"),
+        ),
+        "evolve",
+        LAST_ID,
+    )
     assert [(f.id, f.name, f.type, f.nullable) for f in r.schema.fields[3:]] == [
         (5, "Note", "string", True),
         (6, "flag", "boolean", True),
@@ -58,8 +67,12 @@ def test_evolve_adds_unknown_columns_as_optional_with_fresh_ids() -> None:
 
 
 def test_evolve_applies_safe_promotions() -> None:
-    r = evolve(TABLE, observed(("id", "long"), ("qty", "long"), ("price", "decimal(14,2)")),
-               "evolve", LAST_ID)
+    r = evolve(
+        TABLE,
+        observed(("id", "long"), ("qty", "long"), ("price", "decimal(14,2)")),
+        "evolve",
+        LAST_ID,
+    )
     assert [f.type for f in r.schema] == ["long", "long", "decimal(14,2)"]
     assert [(c.type, c.column, c.from_, c.to) for c in r.changes] == [
         (ChangeType.CHANGE_TYPE, "qty", "int", "long"),
@@ -89,7 +102,11 @@ def test_evolve_never_narrows_nor_changes_incompatibly(table_type: str, seen_typ
 
 def test_missing_columns_stay_and_required_ones_become_optional() -> None:
     r = evolve(TABLE, observed(("qty", "int")), "evolve", LAST_ID)
-    assert [(f.name, f.nullable) for f in r.schema] == [("id", True), ("qty", True), ("price", True)]
+    assert [(f.name, f.nullable) for f in r.schema] == [
+        ("id", True),
+        ("qty", True),
+        ("price", True),
+    ]
     assert [(c.type, c.column, c.from_, c.to) for c in r.changes] == [
         (ChangeType.CHANGE_NULLABILITY, "id", "required", "optional")
     ]
@@ -97,8 +114,12 @@ def test_missing_columns_stay_and_required_ones_become_optional() -> None:
 
 
 def test_names_match_case_insensitively() -> None:
-    r = evolve(TABLE, observed(("ID", "long"), ("Qty", "int"), ("PRICE", "decimal(10,2)")),
-               "evolve", LAST_ID)
+    r = evolve(
+        TABLE,
+        observed(("ID", "long"), ("Qty", "int"), ("PRICE", "decimal(10,2)")),
+        "evolve",
+        LAST_ID,
+    )
     assert r.schema == TABLE and r.changes == [] and r.unexpected == []
 
 
@@ -113,8 +134,9 @@ def test_evolve_within_a_mode_skips_what_breaks_it() -> None:
 
 
 def test_freeze_keeps_schema_and_lists_differing_columns() -> None:
-    r = evolve(TABLE, observed(("id", "long"), ("qty", "long"), ("extra", "string")),
-               "freeze", LAST_ID)
+    r = evolve(
+        TABLE, observed(("id", "long"), ("qty", "long"), ("extra", "string")), "freeze", LAST_ID
+    )
     assert r.schema == TABLE and r.changes == []
     assert r.mismatch == ["extra", "price"]
     assert r.unexpected == ["extra"] and r.missing == ["price"]
@@ -124,15 +146,20 @@ def test_freeze_keeps_schema_and_lists_differing_columns() -> None:
 
 
 def test_freeze_with_the_same_columns_passes_whatever_the_types() -> None:
-    r = evolve(TABLE, observed(("ID", "string"), ("qty", "long"), ("price", "double")),
-               "freeze", LAST_ID)
+    r = evolve(
+        TABLE, observed(("ID", "string"), ("qty", "long"), ("price", "double")), "freeze", LAST_ID
+    )
     assert r.mismatch == [] and r.schema == TABLE
     r.raise_for_mismatch()
 
 
 def test_discard_columns_drops_unknown_and_keeps_schema() -> None:
-    r = evolve(TABLE, observed(("id", "long"), ("qty", "long"), ("x", "int"), ("Y", "string")),
-               "discard_columns", LAST_ID)
+    r = evolve(
+        TABLE,
+        observed(("id", "long"), ("qty", "long"), ("x", "int"), ("Y", "string")),
+        "discard_columns",
+        LAST_ID,
+    )
     assert r.schema == TABLE and r.changes == []
     assert r.discarded == ["x", "Y"] and r.mismatch == []
     r.raise_for_mismatch()
@@ -179,12 +206,17 @@ def test_merge_unions_files_and_widens_types() -> None:
 
 
 def test_one_job_yields_one_version_whatever_its_files() -> None:
-    files = [observed(("id", "long"), ("a", "int")), observed(("id", "long"), ("a", "long"),
-                                                                ("b", "string"))]
+    files = [
+        observed(("id", "long"), ("a", "int")),
+        observed(("id", "long"), ("a", "long"), ("b", "string")),
+    ]
     table = S(F(1, "id", "long", nullable=False), F(2, "a", "int"))
     r = evolve(table, merge_observed(files), "evolve", 2)
-    assert [(f.id, f.name, f.type) for f in r.schema] == [(1, "id", "long"), (2, "a", "long"),
-                                                         (3, "b", "string")]
+    assert [(f.id, f.name, f.type) for f in r.schema] == [
+        (1, "id", "long"),
+        (2, "a", "long"),
+        (3, "b", "string"),
+    ]
     assert sorted(c.kind for c in r.changes) == ["add_optional", "promote"]
 
 
@@ -238,8 +270,12 @@ def test_rollback_is_compare_to_the_older_version() -> None:
 
 def test_read_plan_follows_ids() -> None:
     written = S(F(1, "id", "int", nullable=False), F(2, "qty", "int"), F(3, "gone", "string"))
-    current = S(F(2, "quantity", "long"), F(1, "id", "long", nullable=False), F(5, "new"),
-                F(6, "price", "decimal(9,2)"))
+    current = S(
+        F(2, "quantity", "long"),
+        F(1, "id", "long", nullable=False),
+        F(5, "new"),
+        F(6, "price", "decimal(9,2)"),
+    )
     written = S(*written.fields, F(6, "price", "double"))
     plan = read_plan(written, current)
     assert [(c.name, c.source, c.action) for c in plan] == [

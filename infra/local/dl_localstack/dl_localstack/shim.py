@@ -348,12 +348,15 @@ def _run_one(handler: Any, inv: dict[str, Any], init_ms: float | None) -> None:
 
 
 def _max_rss_mb() -> int:
+    # VmHWM: peak RSS of this program (ru_maxrss would include the forking parent's)
     try:
-        import resource
-
-        return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    except Exception:
-        return 0
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) // 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def _watch_parent() -> None:

@@ -236,8 +236,7 @@ def _field_type(avro: Any, column: str) -> tuple[str, bool]:
         branches = [b for b in avro if b != "null"]
         if len(branches) != 1:
             raise InvalidInput(
-                f"column {column!r}: only unions of one type with null are supported, "
-                f"got {avro!r}"
+                f"column {column!r}: only unions of one type with null are supported, got {avro!r}"
             )
         return _table_type(branches[0], column), len(branches) < len(avro)
     return _table_type(avro, column), False
@@ -310,6 +309,9 @@ def validate(avsc: Mapping[str, Any] | str) -> dict[str, Any]:
 
     data = json.loads(avsc) if isinstance(avsc, str) else dict(avsc)
     try:
-        return fastavro.parse_schema(data)
+        parsed = fastavro.parse_schema(data)
     except Exception as e:  # fastavro raises several exception types
         raise InvalidInput(f"invalid Avro schema: {e}") from e
+    if not isinstance(parsed, dict):
+        raise InvalidInput("an Avro schema for a table must be a record")
+    return parsed

@@ -133,7 +133,9 @@ def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) 
         return row.version
     if table.schema_policy != "evolve":
         return table.current_schema_version
-    result = evolve(current, observed, table.schema_policy, table.last_column_id)
+    result = evolve(
+        current, observed, table.schema_policy, table.last_column_id, mode=table.compatibility
+    )
     if not result.changes:
         return table.current_schema_version
     row = record_version(

@@ -1,0 +1,235 @@
+"""Iceberg type names <-> Arrow types, and schema sampling from source objects."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pyarrow as pa
+
+from datalake.domain.schema import Schema, SchemaField
+from datalake.domain.types import DecimalType, parse_type
+from datalake.errors import CorruptInput, InvalidInput
+
+FIELD_ID_KEY = b"PARQUET:field_id"
+
+
+def to_arrow_type(type_name: str) -> pa.DataType:
+    """The Arrow type that stores an Iceberg type.
+
+    ``timestamp`` -> ``timestamp[us]``, ``timestamptz`` -> ``timestamp[us, UTC]``,
+    ``decimal(p,s)`` -> ``decimal128(p,s)``, ``uuid`` -> ``string`` (canonical text,
+    friendly to DuckDB and every Parquet reader), ``time`` -> ``time64[us]``,
+    ``fixed[n]`` -> ``binary``.
+    """
+    t = parse_type(type_name)
+    if isinstance(t, DecimalType):
+        return pa.decimal128(t.precision, t.scale)
+    mapping = {
+        "boolean": pa.bool_(),
+        "int": pa.int32(),
+        "long": pa.int64(),
+        "float": pa.float32(),
+        "double": pa.float64(),
+        "date": pa.date32(),
+        "time": pa.time64("us"),
+        "timestamp": pa.timestamp("us"),
+        "timestamptz": pa.timestamp("us", tz="UTC"),
+        "string": pa.string(),
+        "uuid": pa.string(),
+        "binary": pa.binary(),
+    }
+    if t in mapping:
+        return mapping[t]
+    if t.startswith("fixed["):
+        return pa.binary()
+    raise InvalidInput(f"no Arrow type for {type_name!r}")
+
+
+def to_arrow_field(f: SchemaField) -> pa.Field:
+    return pa.field(f.name, to_arrow_type(f.type), nullable=f.nullable,
+                    metadata={FIELD_ID_KEY: str(f.id).encode()})
+
+
+def to_arrow_schema(schema: Schema) -> pa.Schema:
+    """The Arrow schema of a table, each field carrying ``PARQUET:field_id``."""
+    return pa.schema([to_arrow_field(f) for f in schema.fields])
+
+
+def iceberg_type_of(t: pa.DataType) -> str:
+    """The Iceberg type name for an Arrow type (nested and unknown types -> string)."""
+    if pa.types.is_dictionary(t):
+        return iceberg_type_of(t.value_type)
+    if pa.types.is_boolean(t):
+        return "boolean"
+    if pa.types.is_integer(t):
+        if t.bit_width < 32 or (t.bit_width == 32 and pa.types.is_signed_integer(t)):
+            return "int"
+        return "long"
+    if pa.types.is_floating(t):
+        return "double" if t.bit_width == 64 else "float"
+    if pa.types.is_decimal(t):
+        if t.precision > 38:
+            return "string"
+        return f"decimal({t.precision},{t.scale})"
+    if pa.types.is_date(t):
+        return "date"
+    if pa.types.is_time(t):
+        return "time"
+    if pa.types.is_timestamp(t):
+        return "timestamptz" if t.tz else "timestamp"
+    if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
+        return "binary"
+    return "string"
+
+
+def infer_schema(arrow_schema: pa.Schema) -> Schema:
+    """An Iceberg schema for an Arrow schema: ids 1..n in order, every field nullable."""
+    fields = []
+    for i, f in enumerate(arrow_schema, start=1):
+        fields.append(SchemaField(id=i, name=f.name, type=iceberg_type_of(f.type), nullable=True))
+    return Schema(fields=tuple(fields))
+
+
+# ------------------------------------------------------------------------- sampling
+
+
+def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = None) -> Schema:
+    """Infer a schema from the first ~1 MB (CSV, JSON Lines), the footer (Parquet) or
+    the header (Avro) of a split's object.
+
+    Raises
+    ------
+    CorruptInput
+        When the sample cannot be parsed.
+    """
+    import pyarrow.csv as pcsv
+    import pyarrow.json as pj
+
+    from datalake.engine.splits import SAMPLE_BYTES, _cut_at_newline, _prefix, csv_options
+    from datalake.engine.store import ObjectInfo
+
+    options = options or {}
+    obj = ObjectInfo(split.bucket, split.key, split.size, split.etag)
+    if split.format == "csv":
+        opts = csv_options(options)
+        data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
+        data = _cut_at_newline(data, complete)
+        try:
+            t = pcsv.read_csv(
+                io.BytesIO(data),
+                read_options=pcsv.ReadOptions(skip_rows=opts["skip_rows"],
+                                              autogenerate_column_names=not opts["header"]),
+                parse_options=pcsv.ParseOptions(delimiter=opts["delimiter"],
+                                                quote_char=opts["quote_char"],
+                                                escape_char=opts["escape_char"],
+                                                newlines_in_values=True),
+                convert_options=pcsv.ConvertOptions(null_values=opts["null_values"],
+                                                    strings_can_be_null=True),
+            )
+        except pa.ArrowInvalid as e:
+            raise CorruptInput(f"cannot sample CSV {obj.uri}: {e}") from e
+        return infer_schema(t.schema)
+    if split.format == "jsonl":
+        data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
+        data = _cut_at_newline(data, complete)
+        try:
+            t = pj.read_json(io.BytesIO(data))
+        except pa.ArrowInvalid:
+            t = _json_sample_python(data, obj.uri)
+        return infer_schema(t.schema)
+    if split.format == "parquet":
+        import pyarrow.parquet as pq
+
+        from datalake.engine.streams import open_at
+
+        f = open_at(store, split.bucket, split.key, size=split.size, etag=split.etag)
+        try:
+            return infer_schema(pq.ParquetFile(f).schema_arrow)
+        except (pa.ArrowInvalid, OSError) as e:
+            raise CorruptInput(f"{obj.uri} is not a readable Parquet file: {e}") from e
+        finally:
+            f.close()
+    if split.format == "avro":
+        from datalake.engine.avro import read_header
+
+        header = read_header(store, split.bucket, split.key, split.size, split.etag)
+        return avro_to_schema(header.schema)
+    raise InvalidInput(f"unknown format {split.format!r}")
+
+
+def _json_sample_python(data: bytes, uri: str) -> pa.Table:
+    rows = []
+    for n, line in enumerate(data.splitlines()):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise CorruptInput(f"{uri}: line {n + 1} is not valid JSON: {e}") from e
+        if not isinstance(rec, dict):
+            raise CorruptInput(f"{uri}: line {n + 1} is not a JSON object")
+        rows.append(rec)
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    cols = {}
+    for name in names:
+        vals = [r.get(name) for r in rows]
+        try:
+            cols[name] = pa.array(vals)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            cols[name] = pa.array([None if v is None else json.dumps(v) if not isinstance(
+                v, str) else v for v in vals], pa.string())
+    return pa.table(cols)
+
+
+def _avro_type(t: Any) -> tuple[str, bool]:
+    """(Iceberg type, nullable) for an Avro type."""
+    nullable = False
+    if isinstance(t, list):
+        branches = [b for b in t if b != "null"]
+        nullable = len(branches) < len(t)
+        if len(branches) != 1:
+            return "string", True
+        t = branches[0]
+    if isinstance(t, dict):
+        logical = t.get("logicalType")
+        base = t.get("type")
+        if logical == "decimal":
+            return f"decimal({int(t['precision'])},{int(t.get('scale', 0))})", nullable
+        if logical == "date":
+            return "date", nullable
+        if logical in ("time-millis", "time-micros"):
+            return "time", nullable
+        if logical in ("timestamp-millis", "timestamp-micros", "timestamp-nanos"):
+            return "timestamptz", nullable
+        if logical in ("local-timestamp-millis", "local-timestamp-micros",
+                       "local-timestamp-nanos"):
+            return "timestamp", nullable
+        if logical == "uuid":
+            return "uuid", nullable
+        if base in ("fixed",):
+            return "binary", nullable
+        if base == "enum":
+            return "string", nullable
+        if isinstance(base, str) and base in _AVRO_PRIM:
+            return _AVRO_PRIM[base], nullable
+        return "string", nullable
+    if isinstance(t, str) and t in _AVRO_PRIM:
+        return _AVRO_PRIM[t], nullable
+    return "string", nullable
+
+
+_AVRO_PRIM = {"boolean": "boolean", "int": "int", "long": "long", "float": "float",
+              "double": "double", "bytes": "binary", "string": "string", "null": "string"}
+
+
+def avro_to_schema(avro_schema: dict[str, Any]) -> Schema:
+    """An Iceberg schema for an Avro record schema (ids 1..n, all nullable)."""
+    fields = []
+    for i, f in enumerate(avro_schema.get("fields", []), start=1):
+        typ, _nullable = _avro_type(f["type"])
+        fields.append(SchemaField(id=i, name=f["name"], type=typ, nullable=True))
+    return Schema(fields=tuple(fields))
