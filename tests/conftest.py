@@ -7,6 +7,7 @@ the Postgres tests are skipped with a loud notice (CI always has the server).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
@@ -53,15 +54,29 @@ def _throwaway_cluster(tmp: Path) -> tuple[str, subprocess.Popen[bytes] | None] 
     if os.geteuid() == 0:  # initdb refuses to run as root
         run_as = ["runuser", "-u", "postgres", "--"]
         tmp.chmod(0o777)
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     proc = subprocess.Popen(
-        [*run_as, str(bindir / "postgres"), "-D", str(data), "-p", str(port), "-k", str(tmp),
-         "-c", "listen_addresses=127.0.0.1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            *run_as,
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(tmp),
+            "-c",
+            "listen_addresses=127.0.0.1",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     for _ in range(100):
         if _port_open("127.0.0.1", port):
@@ -99,12 +114,15 @@ def postgres_server() -> Iterator[str | None]:
 
 def _admin(server: str, sql: str) -> None:
     import pg8000.native
-
     from sqlalchemy.engine import make_url
 
     u = make_url(server.replace("postgresql://", "postgresql+pg8000://") + "/postgres")
-    conn = pg8000.native.Connection(user=u.username or "postgres", host=u.host or "127.0.0.1",
-                                    port=u.port or 5432, database="postgres")
+    conn = pg8000.native.Connection(
+        user=u.username or "postgres",
+        host=u.host or "127.0.0.1",
+        port=u.port or 5432,
+        database="postgres",
+    )
     try:
         conn.run(sql)
     finally:
@@ -114,9 +132,19 @@ def _admin(server: str, sql: str) -> None:
 @pytest.fixture(scope="session")
 def postgres_url(postgres_server: str | None) -> Iterator[str]:
     """A fresh, migrated Postgres database for this test run (dropped afterwards)."""
+    yield from _fresh_database(postgres_server, "test")
+
+
+@pytest.fixture(scope="session")
+def postgres_e2e_url(postgres_server: str | None) -> Iterator[str]:
+    """A second database, for the functions deployed on LocalStack (never truncated)."""
+    yield from _fresh_database(postgres_server, "e2e")
+
+
+def _fresh_database(postgres_server: str | None, kind: str) -> Iterator[str]:
     if postgres_server is None:
         pytest.skip("no Postgres server reachable or installable")
-    name = f"datalake_test_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    name = f"datalake_{kind}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     _admin(postgres_server, f'CREATE DATABASE "{name}"')
     url = f"{postgres_server}/{name}"
     from datalake.catalog.migrate import upgrade
@@ -129,10 +157,8 @@ def postgres_url(postgres_server: str | None) -> Iterator[str]:
 
         get_engine(url).dispose()
         get_engine(normalise_url(url)).dispose()
-        try:
+        with contextlib.suppress(Exception):  # a leftover test database is harmless
             _admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        except Exception:  # a leftover test database is harmless
-            pass
 
 
 @pytest.fixture
@@ -167,10 +193,9 @@ def use_catalog(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 
 
 def _truncate(url: str) -> None:
-    from sqlalchemy import text
-
     from datalake.catalog.db import get_engine
     from datalake.catalog.models import Base
+    from sqlalchemy import text
 
     with get_engine(url).begin() as conn:
         names = ", ".join(t.name for t in Base.metadata.sorted_tables)
@@ -182,6 +207,23 @@ def admin_token() -> str:
     from datalake.tokens import make_token
 
     return make_token("test-admin", ["admin"])
+
+
+@pytest.fixture(scope="session")
+def localstack() -> Iterator[object]:
+    """LocalStack, started once per test run (and stopped if this run started it)."""
+    local = str(ROOT / "infra" / "local")
+    if local not in sys.path:
+        sys.path.insert(0, local)
+    import stack
+
+    started_here = not stack.is_up()
+    stack.start()
+    try:
+        yield stack
+    finally:
+        if started_here:
+            stack.down()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from mangum import Mangum
-
 from datalake_api.main import create_app
+from mangum import Mangum
 
 app = create_app()
 lambda_handler = Mangum(app, lifespan="off")

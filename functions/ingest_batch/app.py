@@ -6,9 +6,12 @@ import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.batch import (
+    BatchProcessor,
+    EventType,
+    process_partial_response,
+)
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-
 from datalake.aws.s3 import S3ObjectStore
 from datalake.aws.sfn import StepFunctionsCallbacks
 from datalake.services.jobs import JobCancelled

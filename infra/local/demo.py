@@ -27,7 +27,6 @@ sys.path.insert(0, str(HERE))
 
 import project  # noqa: E402
 import stack  # noqa: E402
-
 from datalake.cli import ApiClient  # noqa: E402
 
 
@@ -55,8 +54,10 @@ def wait_for_job(api: ApiClient, table_id: str, timeout: float = 420) -> dict[st
         jobs = api.call("GET", f"/api/v1/ingestion/jobs?table_id={table_id}")["items"]
         if jobs:
             job = jobs[0]
-            line = (f"  job {job['id'][:8]} {job['status']:<9} batches "
-                    f"{job['batches_succeeded']}/{job['batches_total']}")
+            line = (
+                f"  job {job['id'][:8]} {job['status']:<9} batches "
+                f"{job['batches_succeeded']}/{job['batches_total']}"
+            )
             if job["status"] == "RUNNING":
                 batches = api.call("GET", f"/api/v1/ingestion/jobs/{job['id']}/batches")["items"]
                 done = sum(1 for b in batches if b["status"] == "SUCCEEDED")
@@ -79,8 +80,10 @@ def execution_states(arn: str) -> list[str]:
         details = ev.get("stateEnteredEventDetails")
         if details and details["name"] not in entered:
             entered.append(details["name"])
-    print(f"  execution {arn.rsplit(':', 1)[-1][:8]}: {desc['status']}; states: "
-          + " -> ".join(entered))
+    print(
+        f"  execution {arn.rsplit(':', 1)[-1][:8]}: {desc['status']}; states: "
+        + " -> ".join(entered)
+    )
     return entered
 
 
@@ -120,21 +123,35 @@ def main(argv: list[str] | None = None) -> int:
 
         print("==> creating table demo.flights (schema inferred, partitioned by day(time_hour))")
         name = f"flights_{time.strftime('%Y%m%d_%H%M%S')}"
-        table = api.call("POST", "/api/v1/tables/", {
-            "name": name, "namespace": "demo",
-            "partitioning": [{"column": "time_hour", "transform": "day", "name": "day"}],
-            "schema_policy": "evolve",
-        })
+        table = api.call(
+            "POST",
+            "/api/v1/tables/",
+            {
+                "name": name,
+                "namespace": "demo",
+                "partitioning": [{"column": "time_hour", "transform": "day", "name": "day"}],
+                "schema_policy": "evolve",
+            },
+        )
         prefix = f"uploads/{name}/"
-        api.call("POST", "/api/v1/sources", {
-            "name": name, "table_id": table["id"], "bucket": landing, "prefix": prefix,
-            "options": {"split_size_mb": 8},
-        })
+        api.call(
+            "POST",
+            "/api/v1/sources",
+            {
+                "name": name,
+                "table_id": table["id"],
+                "bucket": landing,
+                "prefix": prefix,
+                "options": {"split_size_mb": 8},
+            },
+        )
 
         data = flights_csv()
         expected = count_source_rows(data)
-        print(f"==> uploading flights.csv ({len(data) / 2**20:.1f} MB, {expected:,} rows) "
-              f"to s3://{landing}/{prefix}")
+        print(
+            f"==> uploading flights.csv ({len(data) / 2**20:.1f} MB, {expected:,} rows) "
+            f"to s3://{landing}/{prefix}"
+        )
         stack.client("s3").put_object(Bucket=landing, Key=prefix + "flights.csv", Body=data)
 
         print("==> waiting for the job the upload started")
@@ -145,12 +162,20 @@ def main(argv: list[str] | None = None) -> int:
 
         table = api.call("GET", f"/api/v1/tables/{table['id']}")
         fields = ", ".join(f"{f['name']}:{f['type']}" for f in table["schema"]["fields"])
-        print(f"\n== table {table['namespace']}.{table['name']} (schema v{table['current_schema_version']})")
+        version = table["current_schema_version"]
+        print(f"\n== table {table['namespace']}.{table['name']} (schema v{version})")
         print(f"  {fields}")
         print(f"  location {table['location']}")
         print(f"\n== job {job['id']}: {job['status']}")
-        for key in ("records_read", "records_written", "records_rejected", "bytes_written",
-                    "batches_total", "batches_succeeded", "files_written"):
+        for key in (
+            "records_read",
+            "records_written",
+            "records_rejected",
+            "bytes_written",
+            "batches_total",
+            "batches_succeeded",
+            "files_written",
+        ):
             print(f"  {key:<18} {job[key]:,}")
         print("\n== step functions")
         states = execution_states(job["execution_arn"])
@@ -158,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         files = api.call("GET", f"/api/v1/tables/{table['id']}/files?limit=10000")
         parts = Counter(json.dumps(f["partition"], sort_keys=True) for f in files["items"])
         print(f"\n== partitions: {len(parts)} day partitions, {files['total']} files")
-        for p in sorted(parts)[:3] + ["..."] + sorted(parts)[-2:]:
+        for p in [*sorted(parts)[:3], "...", *sorted(parts)[-2:]]:
             print(f"  {p}" + (f"  ({parts[p]} files)" if p in parts else ""))
 
         with tempfile.TemporaryDirectory(prefix="datalake-demo-") as tmp:
@@ -172,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
         checks = {
             "rows in the lake == rows in flights.csv": total == expected,
             "records_written + records_rejected == records_read": (
-                job["records_written"] + job["records_rejected"] == job["records_read"]),
+                job["records_written"] + job["records_rejected"] == job["records_read"]
+            ),
             "records_read == rows in flights.csv": job["records_read"] == expected,
-            "execution ran Plan, Batches, Commit": all(s in states for s in ("Plan", "Batches", "Commit")),
+            "execution ran Plan, Batches, Commit": all(
+                s in states for s in ("Plan", "Batches", "Commit")
+            ),
         }
         print()
         for text, passed in checks.items():
@@ -187,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if args.keep:
-            print("the local stack is still up (make down stops it); settings in .datalake/local.env")
+            print(
+                "the local stack is still up (make down stops it); settings in .datalake/local.env"
+            )
         else:
             stack.down()
 

@@ -324,6 +324,9 @@ def _localstack_env() -> dict[str, str]:
         "TMPDIR": str(LS_DIR / "tmp"),
         "DISABLE_EVENTS": "1",
         "SKIP_SSL_CERT_DOWNLOAD": "1",
+        # SQS event sources poll an empty queue at least every second (default backs off to 10 s)
+        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": os.environ.get(
+            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC", "1"),
         "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR,
         "DATALAKE_LAMBDA_PYTHON": _lambda_python(),
         "DATALAKE_LAMBDA_LOG_DIR": str(LAMBDA_LOG_DIR),
@@ -659,6 +662,25 @@ def _failure_report(cfn: Any, stack_name: str, since: float) -> str:
     return "\n".join(lines) or "  (no failed resource events)"
 
 
+def _unchanged(cfn: Any, stack_name: str, packaged: Mapping[str, Any],
+               existing: Mapping[str, Any], values: Mapping[str, str]) -> bool:
+    """Same template and parameter values as deployed (LocalStack updates anyway)."""
+    current = {p["ParameterKey"]: p.get("ParameterValue")
+               for p in existing.get("Parameters") or []}
+    if any(current.get(k) != v for k, v in values.items()):
+        return False
+    try:
+        body = cfn.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
+    except Exception:  # noqa: BLE001
+        return False
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return False
+    return bool(json.loads(json.dumps(body)) == json.loads(json.dumps(packaged)))
+
+
 def delete_stack(stack_name: str, timeout: float = 300.0) -> None:
     cfn = client("cloudformation")
     if _describe(cfn, stack_name) is None:
@@ -713,6 +735,9 @@ def deploy(template: str | os.PathLike[str] | None = None, stack_name: str = DEF
         plist += [{"ParameterKey": k, "UsePreviousValue": True}
                   for k in sorted((previous & declared) - set(values))]
         kwargs["Parameters"] = plist
+        if _unchanged(cfn, stack_name, packaged, existing, values):
+            _say(f"stack {stack_name}: no changes ({time.monotonic() - started:.1f}s)")
+            return stack_outputs(stack_name)
         try:
             cfn.update_stack(**kwargs)
             action = "update"

@@ -6,11 +6,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.testclient import TestClient
-
 from datalake.tokens import make_token
 from datalake_api import deps
 from datalake_api.main import create_app
+from starlette.testclient import TestClient
 
 
 class FakeOrchestrator:
@@ -59,7 +58,11 @@ SCHEMA = {"fields": [{"name": "id", "type": "long"}, {"name": "ts", "type": "tim
 def make_table(client: TestClient, name: str = "events") -> dict[str, Any]:
     r = client.post(
         "/api/v1/tables/",
-        json={"name": name, "schema": SCHEMA, "partitioning": [{"column": "ts", "transform": "day"}]},
+        json={
+            "name": name,
+            "schema": SCHEMA,
+            "partitioning": [{"column": "ts", "transform": "day"}],
+        },
         headers=ADMIN,
     )
     assert r.status_code == 201, r.text
@@ -97,14 +100,19 @@ def test_table_lifecycle(client: TestClient) -> None:
         ({"name": "t", "schema": {"fields": [{"name": "a", "type": "varchar2"}]}}, 422),
         ({"name": "t", "schema": {"fields": "nope"}}, 422),
         ({"name": "t", "partitioning": [{"column": "x", "transform": "bucket[0]"}]}, 422),
-        ({"name": "t", "schema": SCHEMA, "partitioning": [{"column": "zz", "transform": "day"}]}, 422),
+        (
+            {"name": "t", "schema": SCHEMA, "partitioning": [{"column": "zz", "transform": "day"}]},
+            422,
+        ),
         ({"name": "t", "schema_policy": "whatever"}, 422),
         ({"name": "t", "compatibility": "SIDEWAYS"}, 422),
         ({"name": "t", "format": {"compression": "rar"}}, 422),
         ({"nme": "t"}, 422),
     ],
 )
-def test_bad_table_input_is_a_clear_4xx(client: TestClient, body: dict[str, Any], status: int) -> None:
+def test_bad_table_input_is_a_clear_4xx(
+    client: TestClient, body: dict[str, Any], status: int
+) -> None:
     r = client.post("/api/v1/tables/", json=body, headers=ADMIN)
     assert r.status_code == status, r.text
     assert "detail" in r.json()
@@ -123,7 +131,10 @@ def test_auth_and_roles(client: TestClient) -> None:
     assert client.get("/api/v1/tables/", headers=bad).status_code == 401
     expired = {"Authorization": "Bearer " + make_token("x", ["admin"], ttl_seconds=-10)}
     assert client.get("/api/v1/tables/", headers=expired).status_code == 401
-    assert client.post("/api/v1/tables/", json={"name": "t"}, headers=auth("writer")).status_code == 403
+    assert (
+        client.post("/api/v1/tables/", json={"name": "t"}, headers=auth("writer")).status_code
+        == 403
+    )
     assert client.get("/api/v1/tables/", headers=auth("reader")).status_code == 200
 
 
@@ -132,7 +143,11 @@ def test_jobs_create_start_list_cancel(client: TestClient, orchestrator: FakeOrc
     writer = auth("writer")
     r = client.post(
         "/api/v1/ingestion/jobs",
-        json={"table_id": table["id"], "sources": ["s3://landing/a.csv"], "options": {"batch_size": 500}},
+        json={
+            "table_id": table["id"],
+            "sources": ["s3://landing/a.csv"],
+            "options": {"batch_size": 500},
+        },
         headers=writer,
     )
     assert r.status_code == 201, r.text
@@ -142,15 +157,21 @@ def test_jobs_create_start_list_cancel(client: TestClient, orchestrator: FakeOrc
     r = client.post(f"/api/v1/ingestion/jobs/{job['id']}/start", headers=writer)
     assert r.status_code == 202 and r.json()["status"] == "RUNNING"
     assert orchestrator.started == [job["id"]]
-    assert client.post(f"/api/v1/ingestion/jobs/{job['id']}/start", headers=writer).status_code == 409
+    assert (
+        client.post(f"/api/v1/ingestion/jobs/{job['id']}/start", headers=writer).status_code == 409
+    )
     listing = client.get(f"/api/v1/ingestion/jobs?table_id={table['id']}", headers=writer).json()
     assert listing["total"] == 1
-    assert client.get("/api/v1/ingestion/jobs?status=SUCCEEDED", headers=writer).json()["total"] == 0
+    assert (
+        client.get("/api/v1/ingestion/jobs?status=SUCCEEDED", headers=writer).json()["total"] == 0
+    )
     assert client.get("/api/v1/ingestion/jobs?status=bogus", headers=writer).status_code == 422
     r = client.post(f"/api/v1/ingestion/jobs/{job['id']}/cancel", headers=writer)
     assert r.status_code == 202 and r.json()["status"] == "CANCELLED"
     assert orchestrator.stopped
-    assert client.post(f"/api/v1/ingestion/jobs/{job['id']}/cancel", headers=writer).status_code == 409
+    assert (
+        client.post(f"/api/v1/ingestion/jobs/{job['id']}/cancel", headers=writer).status_code == 409
+    )
     batches = client.get(f"/api/v1/ingestion/jobs/{job['id']}/batches", headers=writer).json()
     assert batches == {"items": [], "total": 0}
 
@@ -173,11 +194,17 @@ def test_bad_job_input(client: TestClient, body: dict[str, Any]) -> None:
 
 
 def test_job_for_unknown_or_deleted_table_is_404(client: TestClient) -> None:
-    r = client.post("/api/v1/ingestion/jobs", json={"table_id": "nope", "sources": ["s3://b/k"]}, headers=ADMIN)
+    r = client.post(
+        "/api/v1/ingestion/jobs", json={"table_id": "nope", "sources": ["s3://b/k"]}, headers=ADMIN
+    )
     assert r.status_code == 404
     table = make_table(client)
     client.delete(f"/api/v1/tables/{table['id']}", headers=ADMIN)
-    r = client.post("/api/v1/ingestion/jobs", json={"table_id": table["id"], "sources": ["s3://b/k"]}, headers=ADMIN)
+    r = client.post(
+        "/api/v1/ingestion/jobs",
+        json={"table_id": table["id"], "sources": ["s3://b/k"]},
+        headers=ADMIN,
+    )
     assert r.status_code == 404
     assert client.get("/api/v1/ingestion/jobs/nope", headers=ADMIN).status_code == 404
 

@@ -14,19 +14,19 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
-
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
 from datalake.errors import Conflict
 from datalake.services import jobs, tables
 from datalake.services.jobs import JobCancelled
+from moto import mock_aws
 
 LAKE, LANDING = "lake", "landing"
 
 CSV = "id,ts,carrier,delay\n" + "".join(
-    f"{i},2013-01-{1 + i % 5:02d} {i % 24:02d}:00:00,{'AA' if i % 2 else 'UA'},{i % 7 if i % 11 else 'NA'}\n"
+    f"{i},2013-01-{1 + i % 5:02d} {i % 24:02d}:00:00,"
+    f"{'AA' if i % 2 else 'UA'},{i % 7 if i % 11 else 'NA'}\n"
     for i in range(2000)
 )
 
@@ -87,7 +87,9 @@ def read_committed(s3: Any, table_id: str) -> pa.Table:
     with session_scope() as session:
         files, _ = tables.committed_files(session, table_id)
         keys = [(f.bucket, f.key) for f in files]
-    parts = [pq.read_table(io.BytesIO(s3.get_object(Bucket=b, Key=k)["Body"].read())) for b, k in keys]
+    parts = [
+        pq.read_table(io.BytesIO(s3.get_object(Bucket=b, Key=k)["Body"].read())) for b, k in keys
+    ]
     return pa.concat_tables(parts, promote_options="permissive") if parts else pa.table({})
 
 
@@ -139,9 +141,8 @@ def test_rerun_of_batches_and_commit_adds_nothing(s3: Any) -> None:
     assert len(set(data.column("id").to_pylist())) == 2000
     with session_scope() as session:
         parts = tables.get_table(session, table_id)
-        from sqlalchemy import func, select
-
         from datalake.catalog.models import DataLakePartition
+        from sqlalchemy import func, select
 
         total = session.scalar(
             select(func.sum(DataLakePartition.record_count)).where(

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
+from datalake.errors import DatalakeError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from datalake.errors import DatalakeError
 from datalake_api.routes import health, jobs, sources, tables
 
 log = logging.getLogger("datalake.api")
@@ -18,8 +18,13 @@ PREFIX = "/api/v1"
 
 def create_app() -> FastAPI:
     """Build the API application."""
-    app = FastAPI(title="datalake", version="0.1.0", openapi_url=f"{PREFIX}/openapi.json",
-                  docs_url=f"{PREFIX}/docs", redoc_url=None)
+    app = FastAPI(
+        title="datalake",
+        version="0.1.0",
+        openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=f"{PREFIX}/docs",
+        redoc_url=None,
+    )
     app.include_router(health.router)
     app.include_router(health.router, prefix=PREFIX)
     for module in (tables, sources, jobs):
@@ -27,8 +32,9 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(DatalakeError)
     async def _domain_error(_: Request, exc: DatalakeError) -> JSONResponse:
-        detail: object = exc.message if exc.details is None else {
-            "message": exc.message, "errors": exc.details}
+        detail: object = (
+            exc.message if exc.details is None else {"message": exc.message, "errors": exc.details}
+        )
         return JSONResponse(status_code=exc.status_code, content={"detail": detail})
 
     @app.exception_handler(RequestValidationError)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
-from sqlalchemy import text
-
 from datalake import __version__
 from datalake.catalog.db import get_engine
+from fastapi import APIRouter
+from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
 
@@ -21,4 +20,8 @@ def health() -> dict[str, Any]:
             conn.execute(text("SELECT 1"))
     except Exception as e:  # health reports, it does not fail
         catalog = f"unavailable: {type(e).__name__}"
-    return {"status": "ok" if catalog == "ok" else "degraded", "catalog": catalog, "version": __version__}
+    return {
+        "status": "ok" if catalog == "ok" else "degraded",
+        "catalog": catalog,
+        "version": __version__,
+    }

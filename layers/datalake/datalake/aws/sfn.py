@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -36,12 +37,10 @@ class StepFunctionsOrchestrator:
         return str(resp["executionArn"])
 
     def stop(self, execution_id: str, *, reason: str) -> None:
-        try:
+        # Finished or unknown executions cannot be stopped; the catalog already says
+        # CANCELLED and every worker and Commit honours it.
+        with contextlib.suppress(ClientError):
             self.sfn.stop_execution(executionArn=execution_id, cause=reason[:32000])
-        except ClientError:
-            # Finished or unknown executions cannot be stopped; the catalog already says
-            # CANCELLED and every worker and Commit honours it.
-            pass
 
 
 class StepFunctionsCallbacks:
@@ -58,12 +57,20 @@ class StepFunctionsCallbacks:
         try:
             self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
         except ClientError as e:
-            if e.response["Error"]["Code"] not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+            if e.response["Error"]["Code"] not in (
+                "TaskTimedOut",
+                "InvalidToken",
+                "TaskDoesNotExist",
+            ):
                 raise
 
     def failure(self, token: str, *, error: str, cause: str) -> None:
         try:
             self.sfn.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32000])
         except ClientError as e:
-            if e.response["Error"]["Code"] not in ("TaskTimedOut", "InvalidToken", "TaskDoesNotExist"):
+            if e.response["Error"]["Code"] not in (
+                "TaskTimedOut",
+                "InvalidToken",
+                "TaskDoesNotExist",
+            ):
                 raise

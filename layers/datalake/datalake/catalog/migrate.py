@@ -32,7 +32,9 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
     """
     import os
 
-    command.upgrade(alembic_config(url if url is not None else os.environ.get("DATABASE_URL")), revision)
+    command.upgrade(
+        alembic_config(url if url is not None else os.environ.get("DATABASE_URL")), revision
+    )
 
 
 def revision(message: str, url: str | None = None) -> None:

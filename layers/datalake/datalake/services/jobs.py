@@ -157,7 +157,9 @@ def list_jobs(
     if created_before:
         query = query.where(IngestionJob.created_at < created_before)
     total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(IngestionJob.created_at.desc()).limit(limit).offset(offset))
+    rows = session.scalars(
+        query.order_by(IngestionJob.created_at.desc()).limit(limit).offset(offset)
+    )
     return list(rows.all()), total
 
 
@@ -214,9 +216,7 @@ def start_job(
     transition(session, job, expect=("PENDING",), to="RUNNING", started_at=utcnow())
     # Mark RUNNING before starting, so a fast worker never sees PENDING; a failed start
     # rolls the status back with the transaction.
-    arn = orchestrator.start(
-        job.id, {"job_id": job.id, "timeout_seconds": job.timeout_seconds}
-    )
+    arn = orchestrator.start(job.id, {"job_id": job.id, "timeout_seconds": job.timeout_seconds})
     job.execution_arn = arn
     session.flush()
     return job
@@ -254,9 +254,7 @@ def cancel_job(
     return job
 
 
-def discard_uncommitted(
-    session: Session, job: IngestionJob, deleter: ObjectDeleter | None
-) -> int:
+def discard_uncommitted(session: Session, job: IngestionJob, deleter: ObjectDeleter | None) -> int:
     """Delete a job's written-but-uncommitted files, objects first, then their rows."""
     files = session.scalars(
         select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")

@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
 from datalake.domain.evolution import evolve, merge_observed
-from datalake.engine.splits import Split, plan_splits
 from datalake.engine.arrow_schema import sample_schema
+from datalake.engine.splits import Split, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
 from datalake.errors import CommitConflict, InvalidInput
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri

@@ -1,0 +1,269 @@
+"""Partitioned Parquet writer with bounded memory.
+
+Rows are buffered per partition. When a partition holds ``row_group_rows`` rows (64k by
+default) they are written as one row group to that partition's open ParquetWriter on a
+local temp file; when the file reaches ``target_file_size_bytes`` it is closed, hashed
+(sha256), its column statistics are read from the footer, and it is uploaded. The total
+buffered in memory is capped (rows and bytes): when over, partition buffers are compacted
+(releasing shared source batches) and then the largest partitions are written out early
+as smaller row groups. ``finish()`` writes every remainder, partitions in path order.
+
+Object keys are deterministic: ``{table_prefix}/{partition path}/part-{file_prefix}-{n:04d}
+.parquet`` with ``n`` counting files in the order they complete, which depends only on
+the input.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from datalake.engine.conform import json_safe
+from datalake.engine.store import ObjectStore
+
+MIN_ROW_GROUP_ROWS = 65_536
+
+
+@dataclass
+class WrittenFile:
+    """A data file written (and uploaded) by a worker, not yet committed."""
+
+    key: str
+    partition: dict[str, str | None]
+    record_count: int
+    size_bytes: int
+    checksum: str
+    column_stats: dict[str, Any]
+    row_groups: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "partition": self.partition, "record_count": self.record_count,
+                "size_bytes": self.size_bytes, "checksum": self.checksum,
+                "column_stats": self.column_stats, "row_groups": self.row_groups}
+
+
+@dataclass
+class _Buffer:
+    path: str  # hive path ('' when unpartitioned)
+    values: dict[str, str | None]
+    batches: list[pa.RecordBatch] = field(default_factory=list)
+    parents: list[int] = field(default_factory=list)
+    rows: int = 0
+    nbytes: int = 0
+    writer: pq.ParquetWriter | None = None
+    tmp_path: str | None = None
+    file_rows: int = 0
+    file_row_groups: int = 0
+
+
+def sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(4 * 2**20)
+            if not chunk:
+                break
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
+    """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable)."""
+    out: dict[str, Any] = {}
+    schema = md.schema
+    for c in range(md.num_columns):
+        name = schema.column(c).path
+        mn = mx = None
+        nulls = 0
+        have_nulls = True
+        have_minmax = True
+        for r in range(md.num_row_groups):
+            st = md.row_group(r).column(c).statistics
+            if st is None:
+                have_nulls = have_minmax = False
+                continue
+            if st.has_null_count:
+                nulls += st.null_count
+            else:
+                have_nulls = False
+            if st.has_min_max:
+                lo, hi = st.min, st.max
+                mn = lo if mn is None or lo < mn else mn
+                mx = hi if mx is None or hi > mx else mx
+            elif md.row_group(r).num_rows > (st.null_count if st.has_null_count else -1):
+                have_minmax = False
+        out[name] = {
+            "min": json_safe(mn) if have_minmax else None,
+            "max": json_safe(mx) if have_minmax else None,
+            "null_count": nulls if have_nulls else None,
+        }
+    return out
+
+
+class PartitionedWriter:
+    """Buffers conformed rows per partition and writes healthy Parquet files."""
+
+    def __init__(self, *, schema: pa.Schema, store: ObjectStore, bucket: str, table_prefix: str,
+                 file_prefix: str, compression: str = "snappy",
+                 target_file_size_bytes: int = 128 * 2**20,
+                 row_group_rows: int = MIN_ROW_GROUP_ROWS,
+                 max_buffered_rows: int = 1_000_000,
+                 max_buffered_bytes: int = 192 * 2**20,
+                 tmp_dir: str | None = None) -> None:
+        self.schema = schema
+        self.store = store
+        self.bucket = bucket
+        self.table_prefix = table_prefix.strip("/")
+        self.file_prefix = file_prefix
+        self.compression = compression
+        self.target = int(target_file_size_bytes)
+        self.row_group_rows = int(row_group_rows)
+        self.max_rows = int(max_buffered_rows)
+        self.max_bytes = int(max_buffered_bytes)
+        self.tmp = tempfile.mkdtemp(prefix="datalake-", dir=tmp_dir)
+        self.buffers: dict[str, _Buffer] = {}
+        self.files: list[WrittenFile] = []
+        self._n = 0
+        self.buffered_rows = 0
+        # parent batch id -> [nbytes, live slices]; memory pinned by buffered slices
+        self._parents: dict[int, list[int]] = {}
+        self._pinned = 0
+
+    # ---------------------------------------------------------------- input
+
+    def add(self, path: str, values: dict[str, str | None], batch: pa.RecordBatch,
+            parent: pa.RecordBatch | None = None) -> None:
+        """Buffer ``batch`` (possibly a slice of ``parent``) for partition ``path``."""
+        if batch.num_rows == 0:
+            return
+        buf = self.buffers.get(path)
+        if buf is None:
+            buf = self.buffers[path] = _Buffer(path=path, values=values)
+        src = parent if parent is not None else batch
+        pid = id(src)
+        entry = self._parents.get(pid)
+        if entry is None:
+            entry = self._parents[pid] = [src.nbytes, 0, src]  # type: ignore[list-item]
+            self._pinned += entry[0]
+        entry[1] += 1
+        buf.batches.append(batch)
+        buf.parents.append(pid)
+        buf.rows += batch.num_rows
+        buf.nbytes += batch.nbytes
+        self.buffered_rows += batch.num_rows
+        if buf.rows >= self.row_group_rows:
+            self._write_group(buf)
+        if self.buffered_rows > self.max_rows or self._pinned > self.max_bytes:
+            self._relieve()
+
+    # ---------------------------------------------------------------- output
+
+    def _release(self, buf: _Buffer) -> None:
+        for pid in buf.parents:
+            entry = self._parents[pid]
+            entry[1] -= 1
+            if entry[1] == 0:
+                self._pinned -= entry[0]
+                del self._parents[pid]
+        self.buffered_rows -= buf.rows
+        buf.batches, buf.parents, buf.rows, buf.nbytes = [], [], 0, 0
+
+    def _compact(self) -> None:
+        """Copy every buffer into its own memory so that source batches can be freed."""
+        for buf in self.buffers.values():
+            if not buf.batches:
+                continue
+            table = pa.Table.from_batches(buf.batches, schema=self.schema).combine_chunks()
+            batches = table.to_batches()
+            merged = batches[0] if len(batches) == 1 else pa.concat_batches(batches)
+            rows = buf.rows
+            self._release(buf)
+            merged_pid = id(merged)
+            self._parents[merged_pid] = [merged.nbytes, 1, merged]  # type: ignore[list-item]
+            self._pinned += merged.nbytes
+            buf.batches, buf.parents = [merged], [merged_pid]
+            buf.rows, buf.nbytes = rows, merged.nbytes
+            self.buffered_rows += rows
+
+    def _relieve(self) -> None:
+        self._compact()
+        while (self.buffered_rows > self.max_rows // 2 or self._pinned > self.max_bytes // 2):
+            largest = max((b for b in self.buffers.values() if b.rows),
+                          key=lambda b: (b.nbytes, b.path), default=None)
+            if largest is None:
+                break
+            self._write_group(largest)
+
+    def _write_group(self, buf: _Buffer) -> None:
+        if not buf.rows:
+            return
+        table = pa.Table.from_batches(buf.batches, schema=self.schema)
+        if buf.writer is None:
+            fd, buf.tmp_path = tempfile.mkstemp(suffix=".parquet", dir=self.tmp)
+            os.close(fd)
+            buf.writer = pq.ParquetWriter(
+                buf.tmp_path, self.schema, compression=self.compression,
+                write_statistics=True, use_dictionary=True,
+            )
+            buf.file_rows = 0
+            buf.file_row_groups = 0
+        buf.writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        buf.file_rows += table.num_rows
+        buf.file_row_groups += 1
+        self._release(buf)
+        del table
+        assert buf.tmp_path is not None
+        if os.path.getsize(buf.tmp_path) >= self.target:
+            self._finish_file(buf)
+
+    def _finish_file(self, buf: _Buffer) -> None:
+        if buf.writer is None:
+            return
+        buf.writer.close()
+        path = buf.tmp_path
+        assert path is not None
+        buf.writer, buf.tmp_path = None, None
+        md = pq.read_metadata(path)
+        checksum = sha256_file(path)
+        size = os.path.getsize(path)
+        name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
+        self._n += 1
+        key = "/".join(p for p in (self.table_prefix, buf.path, name) if p)
+        self.store.put_file(self.bucket, key, path)
+        os.unlink(path)
+        self.files.append(WrittenFile(key=key, partition=dict(buf.values),
+                                      record_count=md.num_rows, size_bytes=size,
+                                      checksum=checksum, column_stats=column_stats(md),
+                                      row_groups=md.num_row_groups))
+        buf.file_rows = 0
+
+    def finish(self) -> list[WrittenFile]:
+        """Write all remainders (partitions in path order), upload, return the files."""
+        for path in sorted(self.buffers):
+            buf = self.buffers[path]
+            self._write_group(buf)
+            self._finish_file(buf)
+        self.buffers.clear()
+        self.close()
+        return self.files
+
+    def abort(self) -> None:
+        """Drop buffers and temp files (already uploaded objects stay: see ingest)."""
+        for buf in self.buffers.values():
+            if buf.writer is not None:
+                try:
+                    buf.writer.close()
+                except Exception:  # pragma: no cover
+                    pass
+        self.buffers.clear()
+        self.close()
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
