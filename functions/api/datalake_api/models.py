@@ -8,7 +8,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 
-
 class Page[T](BaseModel):
     items: list[T]
     total: int
