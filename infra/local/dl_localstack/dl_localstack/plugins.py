@@ -16,7 +16,7 @@ class LocalProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
 
 
 @hooks.on_infra_start()
-def patch_hypercorn_shutdown() -> None:
-    from dl_localstack.patches import patch_hypercorn_shutdown as _patch
+def apply_patches() -> None:
+    from dl_localstack.patches import apply_all
 
-    _patch()
+    apply_all()

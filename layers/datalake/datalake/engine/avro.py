@@ -232,7 +232,7 @@ def _column(vals: list[Any], at: pa.DataType | None) -> pa.Array:
             return pa.array([None if v is None else json.dumps(v, default=str) for v in vals],
                             pa.string())
     phys = _PHYS.get(at)
-    if phys is None and pa.types.is_timestamp(at) or pa.types.is_time64(at):
+    if phys is None and (pa.types.is_timestamp(at) or pa.types.is_time64(at)):
         phys = pa.int64()
     if phys is not None:
         return pa.array(vals, phys).view(at)

@@ -1,14 +1,66 @@
-"""Schema versions of a table: record new versions and their changes, optimistically."""
+"""Schema versions of a table: create, list, compare, apply (roll back), record.
+
+A version is a row of ``datalake_schemas``; the table row points at its current one
+(``current_schema_version``) and keeps ``last_column_id``, the high-water mark of field
+ids (ids of dropped columns are never handed out again). Every new version -- proposed
+through the API, evolved by an ingestion job, or an older version applied again -- goes
+through :func:`record_version`, which bumps the table row optimistically
+(``UPDATE ... WHERE version = :expected``) and writes the version's SchemaChange rows.
+
+Rules (see ``docs/schema-evolution.md`` and ``docs/schema-api.md``):
+
+- a proposed schema gets its field ids from :func:`datalake.domain.compat.assign_ids`
+  and is checked against the table's history in its compatibility mode
+  (:func:`datalake.domain.compat.ensure_compatible`); a violation refuses it (409);
+- a request that would not change the current schema creates no version: the current
+  one is returned with ``created = False`` (HTTP 200 instead of 201);
+- applying an existing version makes its schema current as a **new** version (source
+  ``rollback`` when the applied version is older than the one the current schema came
+  from, ``apply`` otherwise), checked against the mode like any other change.
+
+Nothing here imports pyarrow: the API function uses this module.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataLakeSchema, DataLakeTable, SchemaChange, utcnow
-from datalake.domain.compat import Change, compare
-from datalake.domain.schema import Schema
-from datalake.errors import CommitConflict
+from datalake.domain.compat import (
+    Change,
+    ChangeType,
+    assign_ids,
+    compare,
+    compatibility,
+    ensure_compatible,
+    validate_mode,
+)
+from datalake.domain.evolution import rollback_changes
+from datalake.domain.schema import Schema, SchemaField
+from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
+from datalake.services import audit
+from datalake.services.tables import get_table
+
+__all__ = [
+    "SchemaResult",
+    "apply_version",
+    "changes_by_version",
+    "compare_schemas",
+    "create_version",
+    "current_version",
+    "get_version",
+    "history",
+    "list_versions",
+    "record_version",
+    "schema_at",
+    "version_json",
+]
 
 
 def record_version(
@@ -27,16 +79,34 @@ def record_version(
     The table row is bumped with ``UPDATE ... WHERE version = :expected``: two writers
     that evolve the same table at once cannot both win; the loser gets
     :class:`CommitConflict` and re-plans on the new current schema.
+
+    Parameters
+    ----------
+    session:
+        The catalog session (the caller commits).
+    table:
+        The table, as loaded in this session.
+    schema:
+        The new schema, ids assigned.
+    source:
+        ``create``, ``api``, ``ingest``, ``apply`` or ``rollback``.
+    description, actor, job_id:
+        Recorded on the version row.
+    changes:
+        The SchemaChange rows to record; default ``compare(current, schema)``.
+
+    Returns
+    -------
+    DataLakeSchema
+        The new version row.
+
+    Raises
+    ------
+    CommitConflict
+        When the table row changed since it was loaded.
     """
     old_version = table.current_schema_version
-    old = Schema()
-    if old_version is not None:
-        row = session.scalar(
-            select(DataLakeSchema).where(
-                DataLakeSchema.table_id == table.id, DataLakeSchema.version == old_version
-            )
-        )
-        old = Schema.from_json(row.schema) if row else Schema()
+    old = schema_at(session, table.id, old_version)
     new_version = (
         session.scalar(
             select(DataLakeSchema.version)
@@ -89,7 +159,7 @@ def record_version(
 
 
 def schema_at(session: Session, table_id: str, version: int | None) -> Schema:
-    """The table's schema at a version (empty for ``None``)."""
+    """The table's schema at a version (empty for ``None`` or an unknown version)."""
     if version is None:
         return Schema()
     row = session.scalar(
@@ -98,3 +168,478 @@ def schema_at(session: Session, table_id: str, version: int | None) -> Schema:
         )
     )
     return Schema.from_json(row.schema) if row else Schema()
+
+
+# ----------------------------------------------------------------------------- reads
+
+
+def get_version(session: Session, version_id: str) -> DataLakeSchema:
+    """A schema version by its id (the uuid of its row).
+
+    Raises
+    ------
+    NotFound
+        When there is no such version.
+    """
+    row = session.get(DataLakeSchema, str(version_id)) if version_id else None
+    if row is None:
+        raise NotFound(f"schema version {version_id} not found")
+    return row
+
+
+def history(session: Session, table_id: str) -> list[DataLakeSchema]:
+    """Every version of a table, oldest first (no table check)."""
+    return list(
+        session.scalars(
+            select(DataLakeSchema)
+            .where(DataLakeSchema.table_id == table_id)
+            .order_by(DataLakeSchema.version)
+        ).all()
+    )
+
+
+def list_versions(
+    session: Session, table_id: str, *, limit: int = 100, offset: int = 0
+) -> tuple[list[DataLakeSchema], int]:
+    """A live table's versions, oldest first, and their total count.
+
+    Raises
+    ------
+    NotFound
+        When the table does not exist or is deleted.
+    """
+    get_table(session, table_id)
+    query = select(DataLakeSchema).where(DataLakeSchema.table_id == table_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(DataLakeSchema.version).limit(limit).offset(offset))
+    return list(rows.all()), total
+
+
+def current_version(session: Session, table_id: str) -> DataLakeSchema:
+    """The current version row of a live table.
+
+    Raises
+    ------
+    NotFound
+        When the table does not exist, is deleted, or has no schema yet.
+    """
+    table = get_table(session, table_id)
+    row = None
+    if table.current_schema_version is not None:
+        row = session.scalar(
+            select(DataLakeSchema).where(
+                DataLakeSchema.table_id == table.id,
+                DataLakeSchema.version == table.current_schema_version,
+            )
+        )
+    if row is None:
+        raise NotFound(f"table {table_id} has no schema yet")
+    return row
+
+
+def changes_by_version(
+    session: Session, table_id: str, versions: Sequence[int] | None = None
+) -> dict[int, list[SchemaChange]]:
+    """The SchemaChange rows of a table, grouped by version (all versions by default)."""
+    query = select(SchemaChange).where(SchemaChange.table_id == table_id)
+    if versions is not None:
+        if not versions:
+            return {}
+        query = query.where(SchemaChange.schema_version.in_(list(versions)))
+    out: dict[int, list[SchemaChange]] = defaultdict(list)
+    for row in session.scalars(query.order_by(SchemaChange.schema_version, SchemaChange.created_at)):
+        out[row.schema_version].append(row)
+    return out
+
+
+def change_json(row: SchemaChange) -> dict[str, Any]:
+    """The API form of a recorded change.
+
+    ``{"type", "column", "field_id", "from"?, "to"?, "breaking"}``; ``breaking`` is the
+    recorded flag: the change breaks BACKWARD or FORWARD reading (whatever the mode).
+    """
+    out: dict[str, Any] = {"type": row.change_type, "column": row.column_name}
+    if row.field_id is not None:
+        out["field_id"] = row.field_id
+    if row.from_value is not None:
+        out["from"] = row.from_value
+    if row.to_value is not None:
+        out["to"] = row.to_value
+    out["breaking"] = bool(row.breaking)
+    return out
+
+
+def version_json(row: DataLakeSchema, changes: Sequence[SchemaChange] = ()) -> dict[str, Any]:
+    """The API form of a version row and its recorded changes."""
+    return {
+        "id": row.id,
+        "table_id": row.table_id,
+        "version": row.version,
+        "schema": row.schema,
+        "description": row.description,
+        "source": row.source,
+        "parent_version": row.parent_version,
+        "job_id": row.job_id,
+        "created_by": row.created_by,
+        "created_at": row.created_at,
+        "changes": [change_json(c) for c in changes],
+    }
+
+
+# ---------------------------------------------------------------------------- writes
+
+
+@dataclass(frozen=True)
+class SchemaResult:
+    """The outcome of creating or applying a version.
+
+    Attributes
+    ----------
+    version:
+        The new version row, or the current one when nothing changed.
+    created:
+        Whether a new version was recorded.
+    changes:
+        The changes from the previous current schema (empty when nothing changed).
+    """
+
+    version: DataLakeSchema
+    created: bool
+    changes: list[Change] = field(default_factory=list)
+
+
+def _current_row(session: Session, table: DataLakeTable) -> DataLakeSchema | None:
+    if table.current_schema_version is None:
+        return None
+    return session.scalar(
+        select(DataLakeSchema).where(
+            DataLakeSchema.table_id == table.id,
+            DataLakeSchema.version == table.current_schema_version,
+        )
+    )
+
+
+def _check_mode(session: Session, table: DataLakeTable, new: Schema) -> None:
+    """Refuse ``new`` when it breaks the table's mode against its history (409)."""
+    rows = history(session, table.id)
+    current = [r for r in rows if r.version == table.current_schema_version]
+    # The latest version is the current one; keep it last even if it were not.
+    ordered = [r for r in rows if r.version != table.current_schema_version] + current
+    ensure_compatible(
+        table.compatibility,
+        [Schema.from_json(r.schema) for r in ordered],
+        new,
+        versions=[r.version for r in ordered],
+    )
+
+
+def _check_partitioning(table: DataLakeTable, changes: Sequence[Change]) -> list[dict[str, Any]]:
+    """Refuse dropping a partition source column; return the spec with renames applied."""
+    spec = [dict(pf) for pf in (table.partitioning or [])]
+    if not spec:
+        return spec
+    for change in changes:
+        used = [pf for pf in spec if str(pf.get("column", "")).lower() == change.column.lower()]
+        if not used:
+            continue
+        if change.type is ChangeType.DROP_COLUMN:
+            raise Conflict(
+                f"column {change.column!r} partitions the table and cannot be dropped; "
+                "change the table's partitioning first",
+                details=[{"change": change.to_json(table.compatibility), "message":
+                          f"{change.column!r} is a partition source column"}],
+            )
+        if change.type is ChangeType.RENAME_COLUMN and change.to is not None:
+            for pf in used:
+                pf["column"] = change.to
+    return spec
+
+
+def _record(
+    session: Session,
+    table: DataLakeTable,
+    new: Schema,
+    changes: list[Change],
+    *,
+    source: str,
+    description: str | None,
+    actor: str,
+) -> DataLakeSchema:
+    spec = _check_partitioning(table, changes)
+    row = record_version(
+        session, table, new, source=source, description=description, actor=actor, changes=changes
+    )
+    if spec != list(table.partitioning or []):
+        table.partitioning = spec
+        table.version += 1
+        session.flush()
+    return row
+
+
+def create_version(
+    session: Session,
+    table_id: str,
+    proposed: Mapping[str, Any],
+    *,
+    description: str | None = None,
+    actor: str = "system",
+    correlation_id: str | None = None,
+) -> SchemaResult:
+    """Propose a new schema for a table (``POST /schema/versions``).
+
+    Parameters
+    ----------
+    session:
+        The catalog session (the caller commits).
+    table_id:
+        A live table.
+    proposed:
+        The raw JSON form ``{"fields": [{"name", "type", "nullable"?, "id"?, "doc"?}]}``.
+        Ids are assigned relative to the current schema
+        (:func:`datalake.domain.compat.assign_ids`): a field without an id keeps the id
+        of the current column of that name, other fields get fresh ids.
+    description, actor, correlation_id:
+        Recorded on the version and its ``schema.create`` audit event.
+
+    Returns
+    -------
+    SchemaResult
+        The new version (``created``), or the current one when the proposal equals it.
+
+    Raises
+    ------
+    NotFound
+        When the table does not exist or is deleted.
+    InvalidInput
+        When the schema is malformed (HTTP 422).
+    IncompatibleSchema
+        When it breaks the table's compatibility mode (HTTP 409, with the violations).
+    Conflict
+        When it drops a partition column, or the table changed concurrently (409).
+    """
+    table = get_table(session, table_id)
+    if not isinstance(proposed, Mapping):
+        raise InvalidInput("schema must be an object with a 'fields' list")
+    current_row = _current_row(session, table)
+    current = Schema.from_json(current_row.schema) if current_row else Schema()
+    new = assign_ids(current, proposed, table.last_column_id)
+    if not len(new):
+        raise InvalidInput("a schema needs at least one column")
+    if current_row is not None and new == current:
+        return SchemaResult(current_row, created=False)
+    _check_mode(session, table, new)
+    changes = compare(current, new)
+    row = _record(
+        session, table, new, changes, source="api", description=description, actor=actor
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="schema.create",
+        entity_type="schema",
+        entity_id=row.id,
+        details={
+            "table_id": table.id,
+            "version": row.version,
+            "parent_version": row.parent_version,
+            "changes": [c.to_json(table.compatibility) for c in changes],
+        },
+        correlation_id=correlation_id,
+    )
+    return SchemaResult(row, created=True, changes=changes)
+
+
+def _origin(rows: Sequence[DataLakeSchema], current: DataLakeSchema) -> int:
+    """The oldest version whose schema equals the current one (where it came from)."""
+    schema = Schema.from_json(current.schema)
+    for r in rows:
+        if r.version <= current.version and Schema.from_json(r.schema) == schema:
+            return r.version
+    return current.version
+
+
+def apply_version(
+    session: Session,
+    version_id: str,
+    *,
+    description: str | None = None,
+    actor: str = "system",
+    correlation_id: str | None = None,
+) -> SchemaResult:
+    """Make an existing version's schema current (``POST /schema/versions/{id}/apply``).
+
+    The schema is recorded as a **new** version, with the target's own field ids (a
+    column dropped since comes back with its original id, so the files that hold it read
+    it again; ``last_column_id`` never goes down). Its SchemaChange rows are
+    ``compare(current, target)`` (:func:`datalake.domain.evolution.rollback_changes`).
+    Its source is ``rollback`` when the target is older than the version the current
+    schema originates from, ``apply`` otherwise (e.g. re-applying a newer version after
+    a rollback). It is checked against the table's compatibility mode like any new
+    version: rolling a promotion back is a narrowing, refused under ``BACKWARD``.
+
+    Parameters
+    ----------
+    session:
+        The catalog session (the caller commits).
+    version_id:
+        The id of a version row of a live table.
+    description, actor, correlation_id:
+        Recorded on the version and its ``schema.rollback``/``schema.apply`` audit event.
+
+    Returns
+    -------
+    SchemaResult
+        The new version, or the current one (``created = False``) when the target's
+        schema is the current schema already.
+
+    Raises
+    ------
+    NotFound
+        When the version or its table does not exist (or the table is deleted).
+    IncompatibleSchema
+        When the change breaks the table's compatibility mode (409, with violations).
+    Conflict
+        When it drops a partition column, or the table changed concurrently (409).
+    """
+    target = get_version(session, version_id)
+    table = get_table(session, target.table_id)
+    current_row = _current_row(session, table)
+    new = Schema.from_json(target.schema)
+    current = Schema.from_json(current_row.schema) if current_row else Schema()
+    if current_row is not None and new == current:
+        return SchemaResult(current_row, created=False)
+    rows = history(session, table.id)
+    origin = _origin(rows, current_row) if current_row is not None else 0
+    source = "rollback" if target.version < origin else "apply"
+    _check_mode(session, table, new)
+    changes = rollback_changes(current, new)
+    row = _record(
+        session,
+        table,
+        new,
+        changes,
+        source=source,
+        description=description or f"{source} to version {target.version}",
+        actor=actor,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action=f"schema.{source}",
+        entity_type="schema",
+        entity_id=row.id,
+        details={
+            "table_id": table.id,
+            "version": row.version,
+            "applied_version": target.version,
+            "applied_version_id": target.id,
+            "parent_version": row.parent_version,
+            "changes": [c.to_json(table.compatibility) for c in changes],
+        },
+        correlation_id=correlation_id,
+    )
+    return SchemaResult(row, created=True, changes=changes)
+
+
+# --------------------------------------------------------------------------- compare
+
+
+def _explicit(raw: Mapping[str, Any]) -> bool:
+    fields = raw.get("fields")
+    return isinstance(fields, list) and all(
+        isinstance(f, Mapping) and f.get("id") not in (None, 0, "") for f in fields
+    )
+
+
+def _relative(reference: Schema, raw: Mapping[str, Any]) -> Schema:
+    """Ids for a raw schema compared with ``reference``: explicit ids kept, others by name.
+
+    Unlike :func:`assign_ids` this refuses no explicit id (a comparison is not a change
+    of the table, so an id absent from ``reference`` is simply another column).
+    """
+    fields = raw.get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, Mapping) for f in fields):
+        raise InvalidInput("schema must be an object with a 'fields' list of objects")
+    items = [dict(f) for f in fields]
+    claimed: set[int] = set()
+    for item in items:
+        if item.get("id") not in (None, 0, ""):
+            try:
+                item["id"] = int(item["id"])
+            except (TypeError, ValueError) as e:
+                raise InvalidInput(f"field id {item['id']!r} is not an integer") from e
+            claimed.add(item["id"])
+    next_id = max([reference.max_id, *claimed])
+    for item in items:
+        if item.get("id") not in (None, 0, ""):
+            continue
+        match: SchemaField | None = reference.find(str(item.get("name") or "")) or None
+        if match is not None and match.id not in claimed:
+            item["id"] = match.id
+        else:
+            next_id += 1
+            item["id"] = next_id
+        claimed.add(item["id"])
+    return Schema.from_json({"fields": items})
+
+
+def _resolve(session: Session, side: Any, what: str) -> tuple[Schema | None, Mapping[str, Any]]:
+    """A stored version's schema (anchored), or the raw mapping to resolve later."""
+    if isinstance(side, str):
+        return Schema.from_json(get_version(session, side).schema), {}
+    if isinstance(side, Mapping):
+        if "fields" not in side and "schema" in side and isinstance(side["schema"], Mapping):
+            side = side["schema"]  # a version object as returned by the API
+        if _explicit(side):
+            return Schema.from_json(dict(side)), {}
+        return None, side
+    raise InvalidInput(f"{what} must be a schema object or a schema version id")
+
+
+def compare_schemas(
+    session: Session, old: Any, new: Any, *, mode: str | None = None
+) -> dict[str, Any]:
+    """Compare two schemas (``POST /schema/compare``).
+
+    Parameters
+    ----------
+    session:
+        The catalog session (to look version ids up).
+    old, new:
+        Each a schema object ``{"fields": [...]}`` or the id of a stored version. Fields
+        without ids are matched by name with the other side (a stored version, or a
+        schema whose fields all carry ids); when neither side has ids, ``old`` is
+        numbered by position and ``new`` matched to it by name.
+    mode:
+        The mode ``breaking`` is relative to (default ``BACKWARD``).
+
+    Returns
+    -------
+    dict
+        ``{"changes": [{"type", "column", "from"?, "to"?, "breaking", "field_id",
+        "kind", "breaking_backward", "breaking_forward"}], "compatible": {"BACKWARD",
+        "FORWARD", "FULL"}, "mode"}``.
+
+    Raises
+    ------
+    InvalidInput
+        For a malformed schema or an unknown mode (422).
+    NotFound
+        For an unknown version id (404).
+    """
+    mode = validate_mode(mode)
+    a, raw_a = _resolve(session, old, "old")
+    b, raw_b = _resolve(session, new, "new")
+    if a is None and b is None:
+        a = Schema.from_json(dict(raw_a))
+    if a is None:
+        assert b is not None
+        a = _relative(b, raw_a)
+    if b is None:
+        b = _relative(a, raw_b)
+    changes = compare(a, b)
+    return {
+        "changes": [c.to_json(mode, detail=True) for c in changes],
+        "compatible": compatibility(a, b),
+        "mode": mode,
+    }
