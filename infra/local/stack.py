@@ -26,6 +26,7 @@ parameter values, e.g. ``DATABASE_URL`` for ``DatabaseUrl``).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import glob
 import hashlib
@@ -45,7 +46,7 @@ import urllib.request
 import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -69,8 +70,16 @@ DEFAULT_TEMPLATE = REPO / "infra" / "template.yaml"
 DEFAULT_STACK = "datalake"
 DEPLOY_BUCKET = "datalake-local-deploy"
 CAPABILITIES = ["CAPABILITY_IAM", "CAPABILITY_NAMED_IAM", "CAPABILITY_AUTO_EXPAND"]
-ZIP_EXCLUDE_DIRS = {"__pycache__", ".pytest_cache", ".mypy_cache", ".ruff_cache", ".git",
-                    ".aws-sam", ".venv", "node_modules"}
+ZIP_EXCLUDE_DIRS = {
+    "__pycache__",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".git",
+    ".aws-sam",
+    ".venv",
+    "node_modules",
+}
 ZIP_EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".DS_Store")
 # Outputs whose env name is not simply DATALAKE_<UPPER_SNAKE>
 OUTPUT_ENV_NAMES = {
@@ -107,7 +116,7 @@ def _cfn_loader() -> Any:
     """A SafeLoader that turns CloudFormation short tags into their long JSON form."""
     yaml = _yaml()
 
-    class CfnLoader(yaml.SafeLoader):
+    class CfnLoader(yaml.SafeLoader):  # type: ignore[name-defined]
         pass
 
     # CloudFormation keeps 2010-09-09 a string
@@ -143,7 +152,7 @@ def load_template(path: str | os.PathLike[str]) -> dict[str, Any]:
 
 
 def _load_yaml_text(text: str) -> Any:
-    return _yaml().load(text, Loader=_cfn_loader())  # noqa: S506 - SafeLoader subclass
+    return _yaml().load(text, Loader=_cfn_loader())
 
 
 def _load_doc(path: Path) -> Any:
@@ -155,7 +164,7 @@ def _load_doc(path: Path) -> Any:
 
 
 # =============================================================================== AWS clients
-def client(service: str, **kwargs: Any) -> Any:
+def client(service: str, attempts: int = 3, **kwargs: Any) -> Any:
     """A boto3 client pointed at the local stack."""
     import boto3
     from botocore.config import Config
@@ -166,8 +175,11 @@ def client(service: str, **kwargs: Any) -> Any:
         region_name=REGION,
         aws_access_key_id="test",
         aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 3, "mode": "standard"},
-                      connect_timeout=5, read_timeout=120),
+        config=Config(
+            retries={"total_max_attempts": attempts, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=120,
+        ),
         **kwargs,
     )
 
@@ -183,31 +195,40 @@ def _find_python313() -> str:
     if os.environ.get("PYENV_ROOT"):
         roots.append(os.environ["PYENV_ROOT"])
     if shutil.which("pyenv"):
-        try:
-            roots.append(subprocess.run(["pyenv", "root"], capture_output=True, text=True,
-                                        timeout=10, check=True).stdout.strip())
-        except (subprocess.SubprocessError, OSError):
-            pass
+        with contextlib.suppress(subprocess.SubprocessError, OSError):
+            roots.append(
+                subprocess.run(
+                    ["pyenv", "root"], capture_output=True, text=True, timeout=10, check=True
+                ).stdout.strip()
+            )
     roots.append(os.path.expanduser("~/.pyenv"))
     for root in roots:
-        candidates.extend(sorted(glob.glob(f"{root}/versions/3.13*/bin/python3.13"),
-                                 reverse=True))
+        candidates.extend(sorted(glob.glob(f"{root}/versions/3.13*/bin/python3.13"), reverse=True))
     for cand in candidates:
         try:
-            subprocess.run([cand, "-c", "import sys; assert sys.version_info[:2] == (3, 13)"],
-                           capture_output=True, timeout=30, check=True)
+            subprocess.run(
+                [cand, "-c", "import sys; assert sys.version_info[:2] == (3, 13)"],
+                capture_output=True,
+                timeout=30,
+                check=True,
+            )
             return cand
         except (subprocess.SubprocessError, OSError):
             continue
-    raise StackError("Python 3.13 not found: put python3.13 on PATH or install it with pyenv "
-                     "(LocalStack 2026.3 needs Python >= 3.12 syntax)")
+    raise StackError(
+        "Python 3.13 not found: put python3.13 on PATH or install it with pyenv "
+        "(LocalStack 2026.3 needs Python >= 3.12 syntax)"
+    )
 
 
 def _plugin_files() -> list[Path]:
     return sorted(
-        p for p in PLUGIN_DIR.rglob("*")
-        if p.is_file() and not (set(p.relative_to(PLUGIN_DIR).parts) & ZIP_EXCLUDE_DIRS)
-        and not p.name.endswith(ZIP_EXCLUDE_SUFFIXES) and ".egg-info" not in str(p)
+        p
+        for p in PLUGIN_DIR.rglob("*")
+        if p.is_file()
+        and not (set(p.relative_to(PLUGIN_DIR).parts) & ZIP_EXCLUDE_DIRS)
+        and not p.name.endswith(ZIP_EXCLUDE_SUFFIXES)
+        and ".egg-info" not in str(p)
         and "build" not in p.relative_to(PLUGIN_DIR).parts
     )
 
@@ -238,8 +259,11 @@ def ensure_venv() -> Path:
     # build from a copy so setuptools leaves no build/ or egg-info in the repo
     with tempfile.TemporaryDirectory(prefix="dl-plugin-") as tmp:
         src = Path(tmp) / "src"
-        shutil.copytree(PLUGIN_DIR, src, ignore=shutil.ignore_patterns(
-            "__pycache__", "*.pyc", "build", "*.egg-info"))
+        shutil.copytree(
+            PLUGIN_DIR,
+            src,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "build", "*.egg-info"),
+        )
         _run([*pip, "--no-deps", "--force-reinstall", str(src)])
     stamp.write_text(want)
     _say(f"LocalStack venv ready in {time.monotonic() - started:.1f}s")
@@ -249,16 +273,35 @@ def ensure_venv() -> Path:
 def _run(cmd: list[str]) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
-        raise StackError(f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
-                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+        raise StackError(
+            f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
+            f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+        )
 
 
 # =============================================================================== process control
 def _read_pid() -> int | None:
     try:
-        return int(PID_FILE.read_text().strip())
+        pid = int(PID_FILE.read_text().strip())
     except (OSError, ValueError):
-        return None
+        pid = None
+    if pid and _our_localstack(pid):
+        return pid
+    return _find_our_localstack() or pid
+
+
+def _find_our_localstack() -> int | None:
+    """A LocalStack runtime started by us (cwd = our LocalStack dir) without a pid file."""
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            if (
+                "localstack.runtime.main" in _cmdline(int(entry.name))
+                and Path(os.readlink(entry / "cwd")) == LS_DIR
+            ):
+                return int(entry.name)
+        except (OSError, ValueError):
+            continue
+    return None
 
 
 def _cmdline(pid: int) -> str:
@@ -311,32 +354,69 @@ def _lambda_python() -> str:
 
 
 def _localstack_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYENV_VERSION"}}
-    env.update({
-        "GATEWAY_LISTEN": f"127.0.0.1:{PORT}",
-        "GATEWAY_SERVER": "hypercorn",
-        "OVERRIDE_IN_DOCKER": "0",
-        "LOCALSTACK_HOST": f"127.0.0.1:{PORT}",
-        "SQS_ENDPOINT_STRATEGY": "path",
-        "DNS_ADDRESS": "0",
-        "FILESYSTEM_ROOT": str(LS_DIR / "fs"),
-        "TMPDIR": str(LS_DIR / "tmp"),
-        "DISABLE_EVENTS": "1",
-        "SKIP_SSL_CERT_DOWNLOAD": "1",
-        # SQS event sources poll an empty queue at least every second (default backs off to 10 s)
-        "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": os.environ.get(
-            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC", "1"),
-        "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR,
-        "DATALAKE_LAMBDA_PYTHON": _lambda_python(),
-        "DATALAKE_LAMBDA_LOG_DIR": str(LAMBDA_LOG_DIR),
-        "DATALAKE_LAMBDA_STATE_DIR": str(LAMBDA_STATE_DIR),
-    })
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in {"PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYENV_VERSION"}
+    }
+    env.update(
+        {
+            "GATEWAY_LISTEN": f"127.0.0.1:{PORT}",
+            "GATEWAY_SERVER": "hypercorn",
+            "OVERRIDE_IN_DOCKER": "0",
+            "LOCALSTACK_HOST": f"127.0.0.1:{PORT}",
+            "SQS_ENDPOINT_STRATEGY": "path",
+            "DNS_ADDRESS": "0",
+            "FILESYSTEM_ROOT": str(LS_DIR / "fs"),
+            "TMPDIR": str(LS_DIR / "tmp"),
+            "DISABLE_EVENTS": "1",
+            "SKIP_SSL_CERT_DOWNLOAD": "1",
+            # event sources poll an empty queue at least every second (default: back off to 10 s)
+            "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC": os.environ.get(
+                "LAMBDA_EVENT_SOURCE_MAPPING_MAX_BACKOFF_ON_EMPTY_POLL_SEC", "1"
+            ),
+            "LAMBDA_RUNTIME_EXECUTOR": EXECUTOR,
+            "DATALAKE_LAMBDA_PYTHON": _lambda_python(),
+            "DATALAKE_LAMBDA_LOG_DIR": str(LAMBDA_LOG_DIR),
+            "DATALAKE_LAMBDA_STATE_DIR": str(LAMBDA_STATE_DIR),
+        }
+    )
     return env
+
+
+class _FileLock:
+    """Serialises start-ups (two pytest sessions, or a test and a shell)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.fd: int | None = None
+
+    def __enter__(self) -> _FileLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import fcntl
+
+        if self.fd is not None:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+            os.close(self.fd)
+            self.fd = None
 
 
 def start(timeout: float = 120.0) -> bool:
     """Start LocalStack in the background unless ours is already up. True if started."""
+    if is_up():
+        return False
+    with _FileLock(STATE / "localstack.lock"):
+        return _start_locked(timeout)
+
+
+def _start_locked(timeout: float) -> bool:
     if is_up():
         return False
     python = ensure_venv()
@@ -350,8 +430,10 @@ def start(timeout: float = 120.0) -> bool:
             time.sleep(0.5)
         stop()
     if _healthy():
-        raise StackError(f"{ENDPOINT} is served by a process that is not ours "
-                         f"(no live pid in {PID_FILE}); stop it or set DATALAKE_LOCALSTACK_PORT")
+        raise StackError(
+            f"{ENDPOINT} is served by a process that is not ours "
+            f"(no live pid in {PID_FILE}); stop it or set DATALAKE_LOCALSTACK_PORT"
+        )
     lambda_python = _lambda_python()
     if not os.access(lambda_python, os.X_OK):
         raise StackError(f"DATALAKE_LAMBDA_PYTHON={lambda_python} is not executable")
@@ -365,8 +447,12 @@ def start(timeout: float = 120.0) -> bool:
     with open(LOG_FILE, "wb") as log:
         proc = subprocess.Popen(
             [str(python), "-m", "localstack.runtime.main"],
-            env=_localstack_env(), cwd=str(LS_DIR), stdin=subprocess.DEVNULL,
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            env=_localstack_env(),
+            cwd=str(LS_DIR),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     PID_FILE.write_text(str(proc.pid))
     deadline = time.monotonic() + timeout
@@ -381,8 +467,10 @@ def start(timeout: float = 120.0) -> bool:
             stop()
             raise StackError(f"LocalStack not ready after {timeout:.0f}s:\n{_tail(text)}")
         time.sleep(0.2)
-    _say(f"LocalStack ready on {ENDPOINT} (pid {proc.pid}, {time.monotonic() - started:.1f}s, "
-         f"lambda python {lambda_python})")
+    _say(
+        f"LocalStack ready on {ENDPOINT} (pid {proc.pid}, {time.monotonic() - started:.1f}s, "
+        f"lambda python {lambda_python})"
+    )
     return True
 
 
@@ -415,20 +503,16 @@ def stop(timeout: float = 10.0) -> None:
     pid = _read_pid()
     if _our_localstack(pid):
         assert pid is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and _alive(pid):
             _reap(pid)
             time.sleep(0.1)
         if _alive(pid):
             _say(f"LocalStack did not stop within {timeout:.0f}s: SIGKILL")
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
             for _ in range(50):
                 _reap(pid)
                 if not _alive(pid):
@@ -439,10 +523,8 @@ def stop(timeout: float = 10.0) -> None:
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
 
 
 def down() -> None:
@@ -455,13 +537,16 @@ def down() -> None:
 
 def status() -> dict[str, Any]:
     pid = _read_pid()
-    info: dict[str, Any] = {"up": is_up(), "pid": pid if _our_localstack(pid) else None,
-                            "endpoint": ENDPOINT}
+    info: dict[str, Any] = {
+        "up": is_up(),
+        "pid": pid if _our_localstack(pid) else None,
+        "endpoint": ENDPOINT,
+    }
     if info["up"]:
         try:
             stacks = client("cloudformation").describe_stacks()["Stacks"]
             info["stacks"] = {s["StackName"]: s["StackStatus"] for s in stacks}
-        except Exception as e:  # noqa: BLE001 - status is best effort
+        except Exception as e:
             info["stacks_error"] = str(e)
     return info
 
@@ -470,7 +555,8 @@ def status() -> dict[str, Any]:
 def _zip_dir(src: Path, prefix: str = "") -> bytes:
     """A deterministic zip of ``src`` (fixed timestamps, sorted entries)."""
     files = sorted(
-        p for p in src.rglob("*")
+        p
+        for p in src.rglob("*")
         if p.is_file()
         and not (set(p.relative_to(src).parts[:-1]) & ZIP_EXCLUDE_DIRS)
         and not p.name.endswith(ZIP_EXCLUDE_SUFFIXES)
@@ -499,7 +585,7 @@ class _Uploader:
             return
         try:
             self.s3.head_bucket(Bucket=self.bucket)
-        except Exception:  # noqa: BLE001 - any miss means "create it"
+        except Exception:
             self.s3.create_bucket(Bucket=self.bucket)
         self._bucket_ready = True
 
@@ -508,12 +594,12 @@ class _Uploader:
         key = f"{self.prefix}/{name}-{hashlib.sha256(data).hexdigest()[:24]}{ext}"
         try:
             self.s3.head_object(Bucket=self.bucket, Key=key)
-        except Exception:  # noqa: BLE001
+        except Exception:
             self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
         return key
 
 
-def _is_local(uri: Any) -> bool:
+def _is_local(uri: Any) -> TypeGuard[str]:
     return isinstance(uri, str) and not re.match(r"^[a-z0-9]+://", uri)
 
 
@@ -567,8 +653,14 @@ def package_template(template: Mapping[str, Any], base_dir: Path, uploader: Any)
         elif typ == "AWS::Serverless::StateMachine":
             uri = props.get("DefinitionUri")
             if _is_local(uri):
-                props["Definition"] = _load_doc(code_dir(uri))
-                del props["DefinitionUri"]
+                # As `sam package` does: upload it (as JSON), SAM turns it into
+                # DefinitionS3Location. Not inlined as `Definition`: LocalStack's CloudFormation
+                # engine fails on JSON nulls in a template ("ResultPath": null is common ASL).
+                asl = json.dumps(_load_doc(code_dir(uri)), indent=1).encode()
+                props["DefinitionUri"] = {
+                    "Bucket": uploader.bucket,
+                    "Key": uploader.put(name, asl, ".asl.json"),
+                }
         elif typ in ("AWS::Serverless::Api", "AWS::Serverless::HttpApi"):
             uri = props.get("DefinitionUri")
             if _is_local(uri):
@@ -601,15 +693,19 @@ def upper_snake(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9]+", "_", s).strip("_").upper()
 
 
-def resolve_parameters(template: Mapping[str, Any], params: Mapping[str, str] | None,
-                       environ: Mapping[str, str] | None = None) -> dict[str, str]:
+def resolve_parameters(
+    template: Mapping[str, Any],
+    params: Mapping[str, str] | None,
+    environ: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Values for the template's declared parameters: explicit > DATALAKE_PARAM_X > X."""
     environ = os.environ if environ is None else environ
     declared = template.get("Parameters") or {}
     unknown = set(params or {}) - set(declared)
     if unknown:
-        raise StackError(f"template declares no parameter(s) {sorted(unknown)}; "
-                         f"declared: {sorted(declared)}")
+        raise StackError(
+            f"template declares no parameter(s) {sorted(unknown)}; declared: {sorted(declared)}"
+        )
     values: dict[str, str] = {}
     for name in declared:
         if params and name in params:
@@ -626,7 +722,7 @@ def resolve_parameters(template: Mapping[str, Any], params: Mapping[str, str] | 
 def _describe(cfn: Any, stack_name: str) -> dict[str, Any] | None:
     try:
         return cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         if "does not exist" in str(e):
             return None
         raise
@@ -641,8 +737,9 @@ def _wait(cfn: Any, stack_name: str, timeout: float) -> dict[str, Any]:
         if not stack["StackStatus"].endswith("_IN_PROGRESS"):
             return stack
         if time.monotonic() > deadline:
-            raise StackError(f"stack {stack_name} still {stack['StackStatus']} after "
-                             f"{timeout:.0f}s")
+            raise StackError(
+                f"stack {stack_name} still {stack['StackStatus']} after {timeout:.0f}s"
+            )
         time.sleep(0.5)
 
 
@@ -650,28 +747,34 @@ def _failure_report(cfn: Any, stack_name: str, since: float) -> str:
     lines = []
     try:
         events = cfn.describe_stack_events(StackName=stack_name)["StackEvents"]
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:
         return f"(no events: {e})"
     for ev in reversed(events):
         ts = ev.get("Timestamp")
         if ts is not None and ts.timestamp() < since - 5:
             continue
         if ev.get("ResourceStatus", "").endswith("FAILED"):
-            lines.append(f"  {ev.get('LogicalResourceId')} ({ev.get('ResourceType')}): "
-                         f"{ev.get('ResourceStatus')}: {ev.get('ResourceStatusReason')}")
+            lines.append(
+                f"  {ev.get('LogicalResourceId')} ({ev.get('ResourceType')}): "
+                f"{ev.get('ResourceStatus')}: {ev.get('ResourceStatusReason')}"
+            )
     return "\n".join(lines) or "  (no failed resource events)"
 
 
-def _unchanged(cfn: Any, stack_name: str, packaged: Mapping[str, Any],
-               existing: Mapping[str, Any], values: Mapping[str, str]) -> bool:
+def _unchanged(
+    cfn: Any,
+    stack_name: str,
+    packaged: Mapping[str, Any],
+    existing: Mapping[str, Any],
+    values: Mapping[str, str],
+) -> bool:
     """Same template and parameter values as deployed (LocalStack updates anyway)."""
-    current = {p["ParameterKey"]: p.get("ParameterValue")
-               for p in existing.get("Parameters") or []}
+    current = {p["ParameterKey"]: p.get("ParameterValue") for p in existing.get("Parameters") or []}
     if any(current.get(k) != v for k, v in values.items()):
         return False
     try:
         body = cfn.get_template(StackName=stack_name, TemplateStage="Original")["TemplateBody"]
-    except Exception:  # noqa: BLE001
+    except Exception:
         return False
     if isinstance(body, str):
         try:
@@ -679,6 +782,17 @@ def _unchanged(cfn: Any, stack_name: str, packaged: Mapping[str, Any],
         except ValueError:
             return False
     return bool(json.loads(json.dumps(body)) == json.loads(json.dumps(packaged)))
+
+
+def _log_hint() -> str:
+    """The last LocalStack error lines, for errors LocalStack reports only as InternalError."""
+    try:
+        lines = LOG_FILE.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    errors = [line for line in lines if " ERROR " in line or "Error:" in line][-3:]
+    hint = f"\n(see {LOG_FILE}; DEBUG=1 in the environment of `up` logs tracebacks)"
+    return ("\nLocalStack log:\n  " + "\n  ".join(errors) if errors else "") + hint
 
 
 def delete_stack(stack_name: str, timeout: float = 300.0) -> None:
@@ -691,8 +805,12 @@ def delete_stack(stack_name: str, timeout: float = 300.0) -> None:
         raise StackError(f"deleting {stack_name}: {final['StackStatus']}")
 
 
-def deploy(template: str | os.PathLike[str] | None = None, stack_name: str = DEFAULT_STACK,
-           params: Mapping[str, str] | None = None, timeout: float = 600.0) -> dict[str, str]:
+def deploy(
+    template: str | os.PathLike[str] | None = None,
+    stack_name: str = DEFAULT_STACK,
+    params: Mapping[str, str] | None = None,
+    timeout: float = 600.0,
+) -> dict[str, str]:
     """Package and deploy a SAM template as ``stack_name`` (create or update). Returns outputs."""
     path = Path(template or DEFAULT_TEMPLATE).resolve()
     if not path.exists():
@@ -715,37 +833,51 @@ def deploy(template: str | os.PathLike[str] | None = None, stack_name: str = DEF
     existing = _describe(cfn, stack_name)
     if existing and existing["StackStatus"].endswith("_IN_PROGRESS"):
         existing = _wait(cfn, stack_name, timeout)
-    if existing and existing["StackStatus"] in {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED",
-                                                "CREATE_FAILED", "DELETE_FAILED",
-                                                "DELETE_COMPLETE"}:
+    if existing and existing["StackStatus"] in {
+        "ROLLBACK_COMPLETE",
+        "ROLLBACK_FAILED",
+        "CREATE_FAILED",
+        "DELETE_FAILED",
+        "DELETE_COMPLETE",
+    }:
         if existing["StackStatus"] != "DELETE_COMPLETE":
             _say(f"stack {stack_name} is {existing['StackStatus']}: deleting it first")
             delete_stack(stack_name, timeout)
         existing = None
 
     if existing is None:
-        kwargs["Parameters"] = [{"ParameterKey": k, "ParameterValue": v}
-                                for k, v in values.items()]
-        cfn.create_stack(**kwargs)
+        kwargs["Parameters"] = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
+        try:
+            # one attempt: a retried CreateStack after a 500 only says "already exists"
+            client("cloudformation", attempts=1).create_stack(**kwargs)
+        except Exception as e:
+            # LocalStack leaves a stack that failed this early CREATE_IN_PROGRESS forever
+            with contextlib.suppress(Exception):
+                cfn.delete_stack(StackName=stack_name)
+            raise StackError(f"create of stack {stack_name} refused: {e}{_log_hint()}") from e
         action = "create"
     else:
         previous = {p["ParameterKey"] for p in existing.get("Parameters") or []}
         declared = set(tpl.get("Parameters") or {})
-        plist = [{"ParameterKey": k, "ParameterValue": v} for k, v in values.items()]
-        plist += [{"ParameterKey": k, "UsePreviousValue": True}
-                  for k in sorted((previous & declared) - set(values))]
+        plist: list[dict[str, Any]] = [
+            {"ParameterKey": k, "ParameterValue": v} for k, v in values.items()
+        ]
+        plist += [
+            {"ParameterKey": k, "UsePreviousValue": True}
+            for k in sorted((previous & declared) - set(values))
+        ]
         kwargs["Parameters"] = plist
         if _unchanged(cfn, stack_name, packaged, existing, values):
             _say(f"stack {stack_name}: no changes ({time.monotonic() - started:.1f}s)")
             return stack_outputs(stack_name)
         try:
-            cfn.update_stack(**kwargs)
+            client("cloudformation", attempts=1).update_stack(**kwargs)
             action = "update"
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:
             if "No updates are to be performed" in str(e):
                 _say(f"stack {stack_name}: no changes ({time.monotonic() - started:.1f}s)")
                 return stack_outputs(stack_name)
-            raise
+            raise StackError(f"update of stack {stack_name} refused: {e}{_log_hint()}") from e
     final = _wait(cfn, stack_name, timeout)
     if final["StackStatus"] not in _DONE_OK:
         raise StackError(
@@ -777,13 +909,13 @@ def stack_outputs(stack_name: str = DEFAULT_STACK) -> dict[str, str]:
     stack = _describe(client("cloudformation"), stack_name)
     if stack is None:
         raise StackError(f"stack {stack_name} does not exist")
-    return {o["OutputKey"]: local_api_url(str(o["OutputValue"]))
-            for o in stack.get("Outputs") or []}
+    return {
+        o["OutputKey"]: local_api_url(str(o["OutputValue"])) for o in stack.get("Outputs") or []
+    }
 
 
 def output_env(outputs: Mapping[str, str]) -> dict[str, str]:
-    return {OUTPUT_ENV_NAMES.get(k) or f"DATALAKE_{upper_snake(k)}": v
-            for k, v in outputs.items()}
+    return {OUTPUT_ENV_NAMES.get(k) or f"DATALAKE_{upper_snake(k)}": v for k, v in outputs.items()}
 
 
 _EXTRA_MARK = "# set by the caller"
@@ -820,9 +952,12 @@ def _read_extras(p: Path) -> dict[str, str]:
         tmp.unlink(missing_ok=True)
 
 
-def write_local_env(extra: Mapping[str, str] | None = None, stack_name: str = DEFAULT_STACK,
-                    path: str | os.PathLike[str] | None = None,
-                    outputs: Mapping[str, str] | None = None) -> dict[str, str]:
+def write_local_env(
+    extra: Mapping[str, str] | None = None,
+    stack_name: str = DEFAULT_STACK,
+    path: str | os.PathLike[str] | None = None,
+    outputs: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """Write ``.datalake/local.env``: AWS settings, stack outputs, and caller-set extras.
 
     Extras given earlier are kept until overridden (``up`` rewrites the file).
@@ -834,13 +969,19 @@ def write_local_env(extra: Mapping[str, str] | None = None, stack_name: str = DE
         except StackError:
             outputs = {}
     managed = {**BASE_ENV, **output_env(outputs)}
-    extras = {k: v for k, v in {**_read_extras(p), **(extra or {})}.items()
-              if k not in managed or (extra and k in extra)}
+    extras = {
+        k: v
+        for k, v in {**_read_extras(p), **(extra or {})}.items()
+        if k not in managed or (extra and k in extra)
+    }
     for k in extras:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
             raise StackError(f"not an environment variable name: {k!r}")
-    lines = [f"# written by infra/local/stack.py for stack {stack_name}; "
-             "`source` it or load it with python-dotenv", "# from the local stack"]
+    lines = [
+        f"# written by infra/local/stack.py for stack {stack_name}; "
+        "`source` it or load it with python-dotenv",
+        "# from the local stack",
+    ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in managed.items() if k not in extras]
     lines.append(_EXTRA_MARK)
     lines += [f"export {k}={shlex.quote(str(v))}" for k, v in extras.items()]
@@ -852,9 +993,14 @@ def write_local_env(extra: Mapping[str, str] | None = None, stack_name: str = DE
 
 
 # =============================================================================== up
-def up(template: str | os.PathLike[str] | None = None, stack_name: str = DEFAULT_STACK,
-       params: Mapping[str, str] | None = None, extra_env: Mapping[str, str] | None = None,
-       write_env: bool | None = None, deploy_stack: bool = True) -> dict[str, str]:
+def up(
+    template: str | os.PathLike[str] | None = None,
+    stack_name: str = DEFAULT_STACK,
+    params: Mapping[str, str] | None = None,
+    extra_env: Mapping[str, str] | None = None,
+    write_env: bool | None = None,
+    deploy_stack: bool = True,
+) -> dict[str, str]:
     """Start LocalStack if needed, deploy the template, write local.env. Returns outputs.
 
     ``write_env`` defaults to True for the default stack only.
@@ -893,8 +1039,12 @@ def main(argv: list[str] | None = None) -> int:
     def stack_args(p: argparse.ArgumentParser) -> None:
         p.add_argument("--template", default=None, help=f"default {DEFAULT_TEMPLATE}")
         p.add_argument("--stack", default=DEFAULT_STACK)
-        p.add_argument("--param", action="append", metavar="KEY=VALUE",
-                       help="template parameter override (repeatable)")
+        p.add_argument(
+            "--param",
+            action="append",
+            metavar="KEY=VALUE",
+            help="template parameter override (repeatable)",
+        )
 
     p_up = sub.add_parser("up", help="start LocalStack, deploy, write local.env")
     stack_args(p_up)
@@ -914,9 +1064,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.cmd == "up":
             t0 = time.monotonic()
-            up(args.template, args.stack, _pairs(args.param, "--param"),
-               _pairs(args.set, "--set"), write_env=True if args.stack == DEFAULT_STACK
-               else None, deploy_stack=not args.no_deploy)
+            up(
+                args.template,
+                args.stack,
+                _pairs(args.param, "--param"),
+                _pairs(args.set, "--set"),
+                write_env=True if args.stack == DEFAULT_STACK else None,
+                deploy_stack=not args.no_deploy,
+            )
             _say(f"up in {time.monotonic() - t0:.1f}s")
         elif args.cmd == "deploy":
             if not is_up():

@@ -113,15 +113,18 @@ def test_redeploy_unchanged_is_a_no_op(selftest: Deployed) -> None:
     assert time.monotonic() - t0 < 15
     cfn = stack.client("cloudformation")
     assert cfn.describe_stacks(StackName=STACK)["Stacks"][0]["StackStatus"] in (
-        "CREATE_COMPLETE", "UPDATE_COMPLETE")
+        "CREATE_COMPLETE",
+        "UPDATE_COMPLETE",
+    )
 
 
 def test_outputs_and_env_names(selftest: Deployed, tmp_path: Path) -> None:
     out = selftest.outputs
     assert out["ApiUrl"].startswith(f"{stack.ENDPOINT}/_aws/execute-api/")
     assert out["ApiUrl"].endswith("/v1")
-    env = stack.write_local_env({"DATABASE_URL": "postgresql://x"}, STACK,
-                                path=tmp_path / "local.env", outputs=out)
+    env = stack.write_local_env(
+        {"DATABASE_URL": "postgresql://x"}, STACK, path=tmp_path / "local.env", outputs=out
+    )
     assert env["DATALAKE_API_URL"] == out["ApiUrl"]
     assert env["DATALAKE_RESULTS_BUCKET"] == out["ResultsBucket"]
     assert env["DATALAKE_PIPELINE_ARN"] == out["PipelineArn"]
@@ -172,6 +175,14 @@ def test_handler_error_is_reported_like_aws(selftest: Deployed, lam: Any) -> Non
     assert err == "Unhandled" and body["errorType"] == "Runtime.MarshalError"
 
 
+def test_init_error_is_reported(selftest: Deployed, lam: Any) -> None:
+    for _ in range(2):
+        body, err, _ = invoke(lam, selftest.outputs["BrokenFunctionName"], {})
+        assert err == "Unhandled"
+        assert body["errorType"] == "Runtime.ImportModuleError", body
+        assert "No module named 'missing_module'" in body["errorMessage"]
+
+
 def test_timeout_and_crash_then_recover(selftest: Deployed, lam: Any) -> None:
     fn = selftest.outputs["ProbeFunctionName"]
     before, _, _ = invoke(lam, fn, {})
@@ -193,8 +204,9 @@ def test_concurrent_environments(selftest: Deployed, lam: Any) -> None:
     fn = selftest.outputs["ProbeFunctionName"]
     t0 = time.monotonic()
     with ThreadPoolExecutor(4) as pool:
-        bodies = list(pool.map(lambda _: invoke(lam, fn, {"action": "sleep", "seconds": 1.2}),
-                               range(4)))
+        bodies = list(
+            pool.map(lambda _: invoke(lam, fn, {"action": "sleep", "seconds": 1.2}), range(4))
+        )
     assert all(err is None for _, err, _ in bodies), bodies
     assert len({b["pid"] for b, _, _ in bodies}) == 4
     assert time.monotonic() - t0 < 1.2 * 3
@@ -221,8 +233,9 @@ def test_logs_reach_file_and_cloudwatch(selftest: Deployed, lam: Any) -> None:
 # ------------------------------------------------------------------------------- REST API
 def _http(method: str, url: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        url, data=data, method=method, headers={"Content-Type": "application/json"}
+    )
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(req, timeout=30) as resp:
@@ -252,17 +265,21 @@ def test_sqs_partial_batch_failure(selftest: Deployed) -> None:
     sqs = stack.client("sqs")
     out = selftest.outputs
     run = uuid.uuid4().hex[:8]
-    sqs.send_message_batch(QueueUrl=out["WorkQueueUrl"], Entries=[
-        {"Id": "a", "MessageBody": json.dumps({"id": f"{run}-a"})},
-        {"Id": "b", "MessageBody": json.dumps({"id": f"{run}-b"})},
-        {"Id": "c", "MessageBody": json.dumps({"id": f"{run}-bad", "fail": True})},
-    ])
+    sqs.send_message_batch(
+        QueueUrl=out["WorkQueueUrl"],
+        Entries=[
+            {"Id": "a", "MessageBody": json.dumps({"id": f"{run}-a"})},
+            {"Id": "b", "MessageBody": json.dumps({"id": f"{run}-b"})},
+            {"Id": "c", "MessageBody": json.dumps({"id": f"{run}-bad", "fail": True})},
+        ],
+    )
     got = wait_for(lambda: len(r := results(out["ResultsBucket"], f"sqs/{run}-")) == 2 and r)
     assert set(got) == {f"sqs/{run}-a.json", f"sqs/{run}-b.json"}
 
     def dead_lettered() -> list[dict[str, Any]]:
-        msgs = sqs.receive_message(QueueUrl=out["WorkDlqUrl"], MaxNumberOfMessages=10,
-                                   WaitTimeSeconds=1).get("Messages", [])
+        msgs = sqs.receive_message(
+            QueueUrl=out["WorkDlqUrl"], MaxNumberOfMessages=10, WaitTimeSeconds=1
+        ).get("Messages", [])
         return [m for m in msgs if run in m["Body"]]
 
     dead = wait_for(dead_lettered, timeout=40, every=0)
@@ -283,7 +300,8 @@ def test_s3_notification_to_lambda(selftest: Deployed) -> None:
 def test_state_machine_map_callbacks_then_lambda(selftest: Deployed) -> None:
     sfn = stack.client("stepfunctions")
     arn = sfn.start_execution(
-        stateMachineArn=selftest.outputs["PipelineArn"], name=f"run-{uuid.uuid4().hex[:8]}",
+        stateMachineArn=selftest.outputs["PipelineArn"],
+        name=f"run-{uuid.uuid4().hex[:8]}",
         input=json.dumps({"items": [{"n": 1}, {"n": 2}, {"n": 3}, {"n": 4}]}),
     )["executionArn"]
 

@@ -148,3 +148,83 @@ class BatchOut(_Out):
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+
+
+class SchemaVersionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    table_id: str
+    schema_: dict[str, Any] = Field(alias="schema")
+    description: str | None = None
+
+
+class SchemaApply(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    description: str | None = None
+
+
+class SchemaVersionOut(BaseModel):
+    """A schema version; ``changes`` are its SchemaChange rows (from its parent version)."""
+
+    id: str
+    table_id: str
+    version: int
+    schema_: dict[str, Any] = Field(serialization_alias="schema")
+    description: str | None
+    source: str
+    parent_version: int | None
+    job_id: str | None
+    created_by: str | None
+    created_at: datetime
+    changes: list[dict[str, Any]]
+
+
+class SchemaCompare(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    old: dict[str, Any] | str
+    new: dict[str, Any] | str
+    mode: str | None = None
+
+
+class SchemaCompareOut(BaseModel):
+    changes: list[dict[str, Any]]
+    compatible: dict[str, bool]
+    mode: str
+
+
+class PartitionCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    table_id: str
+    values: dict[str, Any]
+
+
+class PartitionOut(_Out):
+    id: str
+    table_id: str
+    path: str
+    values: dict[str, Any]
+    record_count: int
+    file_count: int
+    size_bytes: int
+    stats: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+class OptimizeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    target_file_size_mb: float | None = None
+    partition_id: str | None = None
+
+
+class OptimizeAccepted(BaseModel):
+    table_id: str
+    status: str
+    partition_id: str | None
+    target_file_size_mb: float
+    request_id: str | None
+    partitions_to_compact: int

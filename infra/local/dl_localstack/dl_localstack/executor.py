@@ -19,6 +19,7 @@ invocation on that environment starts a fresh process.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -62,8 +63,18 @@ TIMEOUT_GRACE_S = 0.25
 KILL_WAIT_S = 2.0
 # host variables a Python process reasonably needs; nothing else leaks in from LocalStack
 PASS_THROUGH = (
-    "HOME", "LANG", "LC_ALL", "LC_CTYPE", "USER", "LOGNAME", "SSL_CERT_FILE", "SSL_CERT_DIR",
-    "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NO_PROXY", "no_proxy",
+    "HOME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "USER",
+    "LOGNAME",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "NO_PROXY",
+    "no_proxy",
 )
 
 
@@ -114,7 +125,8 @@ class _Endpoint(ExecutorEndpoint):
 
     def status_ready(self, request: Any, executor_id: str) -> Response:
         try:
-            port = int((request.get_json(silent=True, force=True) or {}).get("port"))
+            doc: dict[str, Any] = request.get_json(silent=True, force=True) or {}
+            port = int(doc.get("port") or 0)
         except (TypeError, ValueError):
             port = 0
         if port:
@@ -125,8 +137,9 @@ class _Endpoint(ExecutorEndpoint):
         return Response(status=HTTPStatus.ACCEPTED)
 
     def status_error(self, request: Any, executor_id: str) -> Response:
-        LOG.warning("Execution environment %s failed to start: %s", executor_id,
-                    to_str(request.data))
+        LOG.warning(
+            "Execution environment %s failed to start: %s", executor_id, to_str(request.data)
+        )
         if self.startup_future is None or self.startup_future.done():
             return Response(status=HTTPStatus.BAD_REQUEST)
         self.startup_future.set_exception(
@@ -193,19 +206,21 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         port = config.GATEWAY_LISTEN[0].port
         tmp = self._tmp / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        env.update({
-            "AWS_ENDPOINT_URL": f"http://{HOST}:{port}",
-            "AWS_ACCESS_KEY_ID": "test",
-            "AWS_SECRET_ACCESS_KEY": "test",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{fv.config.runtime or 'python'}",
-            "LAMBDA_TASK_ROOT": code_dir,
-            "LAMBDA_RUNTIME_DIR": os.path.dirname(SHIM_PATH),
-            "PYTHONPATH": os.pathsep.join([p for p in [code_dir, *_layer_paths(fv)] if p]),
-            "PYTHONUNBUFFERED": "1",
-            "TMPDIR": str(tmp),
-            "DATALAKE_SHIM_PARENT_PID": str(os.getpid()),
-            "DATALAKE_LAMBDA_ENV_ID": self.id,
-        })
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": f"http://{HOST}:{port}",
+                "AWS_ACCESS_KEY_ID": "test",
+                "AWS_SECRET_ACCESS_KEY": "test",
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{fv.config.runtime or 'python'}",
+                "LAMBDA_TASK_ROOT": code_dir,
+                "LAMBDA_RUNTIME_DIR": os.path.dirname(SHIM_PATH),
+                "PYTHONPATH": os.pathsep.join([p for p in [code_dir, *_layer_paths(fv)] if p]),
+                "PYTHONUNBUFFERED": "1",
+                "TMPDIR": str(tmp),
+                "DATALAKE_SHIM_PARENT_PID": str(os.getpid()),
+                "DATALAKE_LAMBDA_ENV_ID": self.id,
+            }
+        )
         for k in ("PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "PYTHONNOUSERSITE"):
             env.pop(k, None)
         # the function's own configuration wins, as on AWS
@@ -234,22 +249,26 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
         )
         log_path = log_dir / f"{self.function_version.id.function_name}.log"
         reader = threading.Thread(
-            target=self._read_output, args=(proc, log_path),
-            name=f"lambda-output-{self.id[:8]}", daemon=True,
+            target=self._read_output,
+            args=(proc, log_path),
+            name=f"lambda-output-{self.id[:8]}",
+            daemon=True,
         )
         reader.start()
         self._readers.append(reader)
-        LOG.debug("Started Lambda environment %s (pid %s) for %s", self.id, proc.pid,
-                  self.function_version.qualified_arn)
+        LOG.debug(
+            "Started Lambda environment %s (pid %s) for %s",
+            self.id,
+            proc.pid,
+            self.function_version.qualified_arn,
+        )
 
     def _read_output(self, proc: subprocess.Popen[bytes], log_path: Path) -> None:
         assert proc.stdout is not None
         with open(log_path, "ab", buffering=0) as log:
             for raw in iter(proc.stdout.readline, b""):
-                try:
+                with contextlib.suppress(OSError):
                     log.write(raw)
-                except OSError:
-                    pass
                 line = raw.decode("utf-8", "replace")
                 self._output.append(line)
                 capture = self._capture
@@ -283,8 +302,12 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                     pass
                 self._join_readers()
                 tail = [line.rstrip("\n") for line in list(self._output)[-30:]]
-                LOG.warning("Lambda environment %s exited during init (code %s):\n%s",
-                            self.id, code, "\n".join(tail))
+                LOG.warning(
+                    "Lambda environment %s exited during init (code %s):\n%s",
+                    self.id,
+                    code,
+                    "\n".join(tail),
+                )
                 raise StatusErrorException(
                     "Environment startup failed",
                     payload=_error_payload(
@@ -326,14 +349,10 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                     continue
         else:
             # the leader is gone; take down whatever it left in its group
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        try:
+        with contextlib.suppress(FileNotFoundError):
             (_state_dir() / "pids" / str(proc.pid)).unlink()
-        except FileNotFoundError:
-            pass
         self._join_readers()
 
     def stop(self) -> None:
@@ -391,20 +410,25 @@ class LocalProcessRuntimeExecutor(RuntimeExecutor):
                     except FutureTimeout:
                         pass
                     self._join_readers()
-                    message = (f"RequestId: {request_id} Error: Runtime exited with error: "
-                               f"{self._describe_exit(code)}")
+                    message = (
+                        f"RequestId: {request_id} Error: Runtime exited with error: "
+                        f"{self._describe_exit(code)}"
+                    )
                     return self._failed(request_id, "Runtime.ExitError", message, started)
                 if time.monotonic() > deadline:
                     self._kill()
-                    message = (f"RequestId: {request_id} Error: Task timed out after "
-                               f"{timeout_s:.2f} seconds")
+                    message = (
+                        f"RequestId: {request_id} Error: Task timed out after "
+                        f"{timeout_s:.2f} seconds"
+                    )
                     return self._failed(request_id, "Sandbox.Timedout", message, started)
         finally:
             self._capture = None
             ep.current_request_id = None
 
-    def _failed(self, request_id: str, error_type: str, message: str,
-                started: float) -> InvocationResult:
+    def _failed(
+        self, request_id: str, error_type: str, message: str, started: float
+    ) -> InvocationResult:
         ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
         lines = "".join(self._capture or [])
         duration = (time.time() - started) * 1000

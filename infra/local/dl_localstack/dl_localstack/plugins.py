@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from localstack.runtime import hooks
 from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 
@@ -9,7 +11,7 @@ from localstack.services.lambda_.invocation.plugins import RuntimeExecutorPlugin
 class LocalProcessRuntimeExecutorPlugin(RuntimeExecutorPlugin):
     name = "local-process"
 
-    def load(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def load(self, *args: Any, **kwargs: Any) -> Any:
         from dl_localstack.executor import LocalProcessRuntimeExecutor
 
         return LocalProcessRuntimeExecutor

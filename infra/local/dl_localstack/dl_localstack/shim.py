@@ -21,6 +21,7 @@ Timeouts and crashes are enforced by the executor (it kills this process).
 
 from __future__ import annotations
 
+import contextlib
 import decimal
 import http.server
 import importlib
@@ -92,10 +93,8 @@ class _TeeStream:
             self.write(line)
 
     def flush(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._real.flush()
-        except (OSError, ValueError):
-            pass
 
     def isatty(self) -> bool:
         return False
@@ -111,8 +110,8 @@ class _RequestIdFilter(logging.Filter):
 
 
 def _setup_output() -> None:
-    sys.stdout = _TeeStream(sys.__stdout__)  # type: ignore[assignment]
-    sys.stderr = _TeeStream(sys.__stderr__)  # type: ignore[assignment]
+    sys.stdout = _TeeStream(sys.__stdout__)
+    sys.stderr = _TeeStream(sys.__stderr__)
     # Like the AWS Python runtime: a root handler writing to stdout, level WARNING unless
     # AWS_LAMBDA_LOG_LEVEL says otherwise.
     fmt = logging.Formatter(
@@ -149,12 +148,22 @@ def _post_json(path: str, doc: Any) -> None:
 
 # --------------------------------------------------------------------------- errors
 def _user_frames(tb: Any) -> list[str]:
-    frames = [f for f in traceback.extract_tb(tb) if os.path.abspath(f.filename) != _SHIM_FILE]
+    frames = [
+        f
+        for f in traceback.extract_tb(tb)
+        if os.path.abspath(f.filename) != _SHIM_FILE
+        and not f.filename.startswith("<frozen importlib")
+        and os.path.abspath(f.filename) != os.path.abspath(importlib.__file__ or "")
+    ]
     return traceback.format_list(frames)
 
 
-def _error_doc(exc: BaseException, error_type: str | None = None, message: str | None = None,
-               request_id: str | None = None) -> dict[str, Any]:
+def _error_doc(
+    exc: BaseException,
+    error_type: str | None = None,
+    message: str | None = None,
+    request_id: str | None = None,
+) -> dict[str, Any]:
     doc: dict[str, Any] = {
         "errorMessage": str(exc) if message is None else message,
         "errorType": error_type or type(exc).__name__,
@@ -181,33 +190,37 @@ class _InitError(Exception):
 
 def _load_handler(spec: str) -> Any:
     if "." not in spec:
-        raise _InitError({
-            "errorMessage": f"Bad handler '{spec}': not enough values to unpack "
-                            "(expected 2, got 1)",
-            "errorType": "Runtime.MalformedHandlerName",
-            "stackTrace": [],
-        })
+        raise _InitError(
+            {
+                "errorMessage": f"Bad handler '{spec}': not enough values to unpack "
+                "(expected 2, got 1)",
+                "errorType": "Runtime.MalformedHandlerName",
+                "stackTrace": [],
+            }
+        )
     modname, fname = spec.rsplit(".", 1)
     modname = modname.replace("/", ".")
     try:
         module = importlib.import_module(modname)
     except ImportError as e:
-        raise _InitError(_error_doc(
-            e, "Runtime.ImportModuleError", f"Unable to import module '{modname}': {e}"
-        )) from e
+        raise _InitError(
+            _error_doc(e, "Runtime.ImportModuleError", f"Unable to import module '{modname}': {e}")
+        ) from e
     except SyntaxError as e:
-        raise _InitError(_error_doc(
-            e, "Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}"
-        )) from e
+        raise _InitError(
+            _error_doc(e, "Runtime.UserCodeSyntaxError", f"Syntax error in module '{modname}': {e}")
+        ) from e
     except Exception as e:
         raise _InitError(_error_doc(e)) from e
     handler = getattr(module, fname, None)
     if handler is None:
-        raise _InitError({
-            "errorMessage": f"Handler '{fname}' missing on module '{modname}'",
-            "errorType": "Runtime.HandlerNotFound",
-            "stackTrace": [],
-        })
+        raise _InitError(
+            {
+                "errorMessage": f"Handler '{fname}' missing on module '{modname}'",
+                "errorType": "Runtime.HandlerNotFound",
+                "stackTrace": [],
+            }
+        )
     return handler
 
 
@@ -220,8 +233,9 @@ class _CognitoIdentity:
 class LambdaContext:
     """The attributes the AWS Python runtime's context object has."""
 
-    def __init__(self, request_id: str, invoked_arn: str, deadline_ms: int,
-                 client_context: Any = None) -> None:
+    def __init__(
+        self, request_id: str, invoked_arn: str, deadline_ms: int, client_context: Any = None
+    ) -> None:
         env = os.environ
         self.aws_request_id = request_id
         self.invoked_function_arn = invoked_arn
@@ -243,9 +257,11 @@ class LambdaContext:
         sys.stdout.write(msg)
 
     def __repr__(self) -> str:
-        return (f"LambdaContext([aws_request_id={self.aws_request_id},"
-                f"function_name={self.function_name},"
-                f"invoked_function_arn={self.invoked_function_arn}])")
+        return (
+            f"LambdaContext([aws_request_id={self.aws_request_id},"
+            f"function_name={self.function_name},"
+            f"invoked_function_arn={self.invoked_function_arn}])"
+        )
 
 
 def _json_default(obj: Any) -> Any:
@@ -278,7 +294,7 @@ class _InvokeHandler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
 
@@ -311,14 +327,15 @@ def _run_one(handler: Any, inv: dict[str, Any], init_ms: float | None) -> None:
         try:
             body = json.dumps(result, default=_json_default).encode()
         except (TypeError, ValueError) as e:
-            error = _error_doc(e, "Runtime.MarshalError", f"Unable to marshal response: {e}",
-                               request_id)
+            error = _error_doc(
+                e, "Runtime.MarshalError", f"Unable to marshal response: {e}", request_id
+            )
             error["stackTrace"] = []
         else:
             if len(body) > max_size:
                 error = {
                     "errorMessage": "Response payload size exceeded maximum allowed payload "
-                                    f"size ({max_size} bytes).",
+                    f"size ({max_size} bytes).",
                     "errorType": "Function.ResponseSizeTooLarge",
                     "requestId": request_id,
                     "stackTrace": [],
@@ -390,16 +407,17 @@ def main() -> None:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _InvokeHandler)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="invoke-server", daemon=True).start()
-    _post_json(f"/status/{os.environ['LOCALSTACK_RUNTIME_ID']}/ready",
-               {"port": server.server_address[1]})
+    _post_json(
+        f"/status/{os.environ['LOCALSTACK_RUNTIME_ID']}/ready", {"port": server.server_address[1]}
+    )
 
     while True:
         inv = _INVOCATIONS.get()
         try:
             _run_one(handler, inv, init_ms)
         except Exception:
-            sys.__stderr__.write("dl_localstack shim: could not report an invocation:\n")
-            traceback.print_exc(file=sys.__stderr__)
+            print("dl_localstack shim: could not report an invocation:", file=sys.stderr)
+            traceback.print_exc()
         init_ms = None
 
 

@@ -143,8 +143,8 @@ def _plain(t: Any) -> tuple[Any, pa.DataType | None]:
             return base, at
         if lt == "decimal":
             return t, pa.decimal128(int(t["precision"]), int(t.get("scale", 0)))
-        if lt == "uuid":
-            return t, pa.string()
+        if lt == "uuid" and base == "string":
+            return "string", pa.string()
         if base == "enum":
             return t, pa.string()
         if base == "fixed":

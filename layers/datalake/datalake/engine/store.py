@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 import shutil
-import tempfile
+import threading
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -116,10 +116,15 @@ class LocalObjectStore:
 
     def _atomic_write(self, bucket: str, key: str, writer) -> None:  # type: ignore[no-untyped-def]
         path = self._path(bucket, key)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=os.path.dirname(path))
+        d, name = os.path.split(path)
         try:
-            with os.fdopen(fd, "wb") as f:
+            f = open(tmp := os.path.join(d, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}"),
+                     "wb")
+        except FileNotFoundError:
+            os.makedirs(d, exist_ok=True)
+            f = open(tmp, "wb")  # noqa: SIM115
+        try:
+            with f:
                 writer(f)
             os.replace(tmp, path)
         except BaseException:

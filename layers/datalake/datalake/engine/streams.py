@@ -146,6 +146,15 @@ class CountingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
+
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.count += len(data)

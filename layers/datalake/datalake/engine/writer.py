@@ -16,6 +16,7 @@ the input.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import tempfile
@@ -58,9 +59,69 @@ class _Buffer:
     rows: int = 0
     nbytes: int = 0
     writer: pq.ParquetWriter | None = None
-    tmp_path: str | None = None
+    sink: _SpoolSink | None = None
+    stream: Any = None
     file_rows: int = 0
     file_row_groups: int = 0
+
+
+class _SpoolSink(io.RawIOBase):
+    """A write-only file that hashes what it receives and keeps it in memory until it
+    grows past ``spool_bytes``, then spills to a temp file (bounded memory per file)."""
+
+    def __init__(self, spool_bytes: int, tmp_dir: str) -> None:
+        super().__init__()
+        self.sha = hashlib.sha256()
+        self.size = 0
+        self._mem: list[bytes] | None = []
+        self._spool = spool_bytes
+        self._tmp_dir = tmp_dir
+        self.path: str | None = None
+        self._file: Any = None
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.size
+
+    def write(self, data: Any) -> int:
+        b = bytes(data)
+        self.sha.update(b)
+        self.size += len(b)
+        if self._mem is not None:
+            self._mem.append(b)
+            if self.size > self._spool:
+                fd, self.path = tempfile.mkstemp(suffix=".parquet", dir=self._tmp_dir)
+                self._file = os.fdopen(fd, "wb")
+                for chunk in self._mem:
+                    self._file.write(chunk)
+                self._mem = None
+        else:
+            self._file.write(b)
+        return len(b)
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+        # stays "open" for getvalue(); RawIOBase.close would make PythonFile complain
+
+    @property
+    def closed(self) -> bool:
+        return False
+
+    def getvalue(self) -> bytes | None:
+        return b"".join(self._mem) if self._mem is not None else None
+
+    def discard(self) -> None:
+        self.close()
+        self._mem = None
+        if self.path and os.path.exists(self.path):
+            os.unlink(self.path)
 
 
 def sha256_file(path: str) -> str:
@@ -116,7 +177,7 @@ class PartitionedWriter:
                  row_group_rows: int = MIN_ROW_GROUP_ROWS,
                  max_buffered_rows: int = 1_000_000,
                  max_buffered_bytes: int = 192 * 2**20,
-                 tmp_dir: str | None = None) -> None:
+                 tmp_dir: str | None = None, spool_bytes: int = 16 * 2**20) -> None:
         self.schema = schema
         self.store = store
         self.bucket = bucket
@@ -128,6 +189,7 @@ class PartitionedWriter:
         self.max_rows = int(max_buffered_rows)
         self.max_bytes = int(max_buffered_bytes)
         self.tmp = tempfile.mkdtemp(prefix="datalake-", dir=tmp_dir)
+        self.spool_bytes = int(spool_bytes)
         self.buffers: dict[str, _Buffer] = {}
         self.files: list[WrittenFile] = []
         self._n = 0
@@ -156,7 +218,8 @@ class PartitionedWriter:
         buf.batches.append(batch)
         buf.parents.append(pid)
         buf.rows += batch.num_rows
-        buf.nbytes += batch.nbytes
+        # estimate from the parent (exact nbytes of a slice is slow to compute)
+        buf.nbytes += entry[0] * batch.num_rows // max(src.num_rows, 1)
         self.buffered_rows += batch.num_rows
         if buf.rows >= self.row_group_rows:
             self._write_group(buf)
@@ -206,10 +269,10 @@ class PartitionedWriter:
             return
         table = pa.Table.from_batches(buf.batches, schema=self.schema)
         if buf.writer is None:
-            fd, buf.tmp_path = tempfile.mkstemp(suffix=".parquet", dir=self.tmp)
-            os.close(fd)
+            buf.sink = _SpoolSink(self.spool_bytes, self.tmp)
+            buf.stream = pa.BufferedOutputStream(pa.PythonFile(buf.sink, mode="w"), 2**20)
             buf.writer = pq.ParquetWriter(
-                buf.tmp_path, self.schema, compression=self.compression,
+                buf.stream, self.schema, compression=self.compression,
                 write_statistics=True, use_dictionary=True,
             )
             buf.file_rows = 0
@@ -219,25 +282,34 @@ class PartitionedWriter:
         buf.file_row_groups += 1
         self._release(buf)
         del table
-        assert buf.tmp_path is not None
-        if os.path.getsize(buf.tmp_path) >= self.target:
+        assert buf.sink is not None
+        if buf.sink.size >= self.target:
             self._finish_file(buf)
 
     def _finish_file(self, buf: _Buffer) -> None:
         if buf.writer is None:
             return
-        buf.writer.close()
-        path = buf.tmp_path
-        assert path is not None
-        buf.writer, buf.tmp_path = None, None
-        md = pq.read_metadata(path)
-        checksum = sha256_file(path)
-        size = os.path.getsize(path)
+        writer, sink = buf.writer, buf.sink
+        assert sink is not None
+        writer.close()
+        if not buf.stream.closed:
+            buf.stream.close()
+        sink.flush()
+        buf.writer, buf.sink, buf.stream = None, None, None
+        md = writer.writer.metadata
+        checksum = sink.sha.hexdigest()
+        size = sink.size
         name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
         self._n += 1
         key = "/".join(p for p in (self.table_prefix, buf.path, name) if p)
-        self.store.put_file(self.bucket, key, path)
-        os.unlink(path)
+        data = sink.getvalue()
+        if data is not None:
+            self.store.put_bytes(self.bucket, key, data)
+        else:
+            sink.close()
+            assert sink.path is not None
+            self.store.put_file(self.bucket, key, sink.path)
+        sink.discard()
         self.files.append(WrittenFile(key=key, partition=dict(buf.values),
                                       record_count=md.num_rows, size_bytes=size,
                                       checksum=checksum, column_stats=column_stats(md),
@@ -262,6 +334,8 @@ class PartitionedWriter:
                     buf.writer.close()
                 except Exception:  # pragma: no cover
                     pass
+            if buf.sink is not None:
+                buf.sink.discard()
         self.buffers.clear()
         self.close()
 

@@ -13,7 +13,7 @@ from datalake.domain.evolution import evolve, merge_observed
 from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.splits import Split, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import CommitConflict, InvalidInput
+from datalake.errors import CommitConflict, InvalidInput, NotFound
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
 from datalake.services.schemas import record_version, schema_at
 from datalake.services.tables import get_table
@@ -31,7 +31,7 @@ def expand_sources(store: ObjectStore, uris: list[str]) -> list[ObjectInfo]:
         if key and not key.endswith("/"):
             try:
                 found = [store.head(bucket, key)]
-            except FileNotFoundError:
+            except (FileNotFoundError, NotFound):
                 found = []
         if not found:
             found = [o for o in store.list(bucket, key) if not o.key.endswith("/")]

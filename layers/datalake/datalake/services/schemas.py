@@ -43,7 +43,7 @@ from datalake.domain.compat import (
 )
 from datalake.domain.evolution import rollback_changes
 from datalake.domain.schema import Schema, SchemaField
-from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
+from datalake.errors import CommitConflict, Conflict, IncompatibleSchema, InvalidInput, NotFound
 from datalake.services import audit
 from datalake.services.tables import get_table
 
@@ -247,7 +247,8 @@ def changes_by_version(
             return {}
         query = query.where(SchemaChange.schema_version.in_(list(versions)))
     out: dict[int, list[SchemaChange]] = defaultdict(list)
-    for row in session.scalars(query.order_by(SchemaChange.schema_version, SchemaChange.created_at)):
+    ordered = query.order_by(SchemaChange.schema_version, SchemaChange.created_at)
+    for row in session.scalars(ordered):
         out[row.schema_version].append(row)
     return out
 
@@ -511,7 +512,14 @@ def apply_version(
     rows = history(session, table.id)
     origin = _origin(rows, current_row) if current_row is not None else 0
     source = "rollback" if target.version < origin else "apply"
-    _check_mode(session, table, new)
+    try:
+        _check_mode(session, table, new)
+    except IncompatibleSchema as e:
+        raise IncompatibleSchema(
+            f"{e.message}. To {source} anyway, an admin can set the table's compatibility "
+            f"to NONE first (PUT /tables/{table.id}).",
+            details=e.details,
+        ) from e
     changes = rollback_changes(current, new)
     row = _record(
         session,
@@ -573,7 +581,7 @@ def _relative(reference: Schema, raw: Mapping[str, Any]) -> Schema:
     for item in items:
         if item.get("id") not in (None, 0, ""):
             continue
-        match: SchemaField | None = reference.find(str(item.get("name") or "")) or None
+        match: SchemaField | None = reference.find(str(item.get("name") or ""))
         if match is not None and match.id not in claimed:
             item["id"] = match.id
         else:

@@ -28,10 +28,21 @@ def lambda_handler(event, context):
         "sys_path": sys.path[:4],
         "cwd": os.getcwd(),
         "pid": os.getpid(),
-        "env": {k: os.environ.get(k) for k in (
-            "AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_DEFAULT_REGION",
-            "AWS_LAMBDA_FUNCTION_NAME", "PROBE_SETTING", "GREETING", "LAMBDA_TASK_ROOT",
-            "_HANDLER", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE")},
+        "env": {
+            k: os.environ.get(k)
+            for k in (
+                "AWS_ENDPOINT_URL",
+                "AWS_ACCESS_KEY_ID",
+                "AWS_REGION",
+                "AWS_DEFAULT_REGION",
+                "AWS_LAMBDA_FUNCTION_NAME",
+                "PROBE_SETTING",
+                "GREETING",
+                "LAMBDA_TASK_ROOT",
+                "_HANDLER",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+            )
+        },
         "context": {
             "aws_request_id": context.aws_request_id,
             "function_name": context.function_name,

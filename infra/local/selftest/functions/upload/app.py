@@ -16,7 +16,13 @@ def lambda_handler(event, context):
             bucket = rec["s3"]["bucket"]["name"]
             key = unquote_plus(rec["s3"]["object"]["key"])
             data = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
-            put_result(f"uploads/{key}.json", {
-                "bucket": bucket, "key": key, "size": len(data),
-                "upper": data.decode().upper(), "event": rec["eventName"],
-            })
+            put_result(
+                f"uploads/{key}.json",
+                {
+                    "bucket": bucket,
+                    "key": key,
+                    "size": len(data),
+                    "upper": data.decode().upper(),
+                    "event": rec["eventName"],
+                },
+            )

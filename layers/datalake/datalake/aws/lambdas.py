@@ -1,0 +1,49 @@
+"""Lambda adapters: request a compaction run by invoking the optimize function asynchronously."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from datalake.aws.clients import client
+from datalake.services.partitions import CompactionUnavailable
+
+
+class LambdaCompactionRequester:
+    """:class:`~datalake.services.partitions.CompactionRequester` over ``lambda:InvokeFunction``.
+
+    The invocation is asynchronous (``InvocationType=Event``): Lambda queues it, retries it
+    on failure, and the API answers at once. A run is idempotent, so a retry is harmless.
+    """
+
+    def __init__(self, function_name: str | None, lambda_client: Any = None) -> None:
+        self.function_name = function_name
+        self._client = lambda_client
+
+    @property
+    def client(self) -> Any:
+        return self._client or client("lambda")
+
+    def request(self, payload: dict[str, Any]) -> str | None:
+        """Queue one optimize invocation; return Lambda's request id.
+
+        Raises
+        ------
+        CompactionUnavailable
+            When no function is configured or Lambda refuses the invocation.
+        """
+        if not self.function_name:
+            raise CompactionUnavailable(
+                "compaction is not configured (DATALAKE_OPTIMIZE_FUNCTION is not set)"
+            )
+        try:
+            resp = self.client.invoke(
+                FunctionName=self.function_name,
+                InvocationType="Event",
+                Payload=json.dumps(payload).encode(),
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise CompactionUnavailable(f"could not start compaction: {e}") from e
+        return (resp.get("ResponseMetadata") or {}).get("RequestId")

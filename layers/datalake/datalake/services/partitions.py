@@ -1,0 +1,347 @@
+"""Partitions, control plane: register, list, refresh stats, request compaction (no pyarrow).
+
+A partition row carries the roll-up of its COMMITTED data files: ``record_count``,
+``file_count``, ``size_bytes`` and per-column ``stats`` (``{"min", "max",
+"null_count"}``). Ingestion commits add to it; :func:`refresh_partition` recomputes it
+from the files, optimistically (``UPDATE ... WHERE version = :expected``), so it can run
+beside a committing job without losing either update.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from itertools import pairwise
+from typing import Any, Protocol
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
+from datalake.domain.partitioning import PartitionField, parse_partitioning
+from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
+from datalake.services.jobs import merge_stats, partition_path
+from datalake.services.tables import get_table
+
+#: A committed file smaller than this fraction of the target size is a compaction candidate.
+SMALL_FILE_FRACTION = 0.5
+MIN_TARGET_MB, MAX_TARGET_MB = 1, 2048
+
+
+class CompactionUnavailable(DatalakeError):
+    """Compaction cannot be requested (the optimize function is not configured or refused)."""
+
+    status_code = 503
+
+
+class CompactionRequester(Protocol):
+    """Starts a compaction run asynchronously (the optimize Lambda, invoked as an Event)."""
+
+    def request(self, payload: dict[str, Any]) -> str | None:
+        """Queue the run described by ``payload`` and return a request id, if any."""
+        ...
+
+
+# ------------------------------------------------------------------------- values
+# Values take the form the ingest engine records (datalake.engine.transforms, which the
+# API cannot import: pyarrow): Iceberg's human strings, ``None`` for the null partition.
+
+_TEMPORAL_FORMATS = {
+    "year": ("%Y", r"^\d{4}$"),
+    "month": ("%Y-%m", r"^\d{4}-\d{2}$"),
+    "day": ("%Y-%m-%d", r"^\d{4}-\d{2}-\d{2}$"),
+    "hour": ("%Y-%m-%d-%H", r"^\d{4}-\d{2}-\d{2}-\d{2}$"),
+}
+
+
+def _range_names(bounds: tuple[str, ...]) -> list[str]:
+    b = [x.strip() for x in bounds]
+    return [f"lt_{b[0]}", *(f"{lo}_to_{hi}" for lo, hi in pairwise(b)),
+            f"ge_{b[-1]}"]
+
+
+def _human(pf: PartitionField, value: Any) -> str | None:
+    """The engine's string form of one partition value, validated against its transform."""
+    name, t = pf.path_name, pf.parsed
+    if value is None:
+        return None
+    if isinstance(value, dict | list) or (isinstance(value, float) and not math.isfinite(value)):
+        raise InvalidInput(f"partition value of {name!r} must be a string, a number or null")
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float) and t.kind == "identity":
+        text = repr(value)
+    elif isinstance(value, float) and value.is_integer():
+        text = str(int(value))
+    else:
+        text = str(value)
+    if t.kind in _TEMPORAL_FORMATS:
+        fmt, pattern = _TEMPORAL_FORMATS[t.kind]
+        try:
+            ok = re.match(pattern, text) is not None and bool(datetime.strptime(text, fmt))
+        except ValueError:
+            ok = False
+        if not ok:
+            example = datetime(2013, 1, 31, 5).strftime(fmt)
+            raise InvalidInput(f"partition value of {name!r} must look like {example!r}")
+    elif t.kind == "bucket":
+        assert t.param is not None
+        if not text.isdigit() or not 0 <= int(text) < t.param:
+            raise InvalidInput(f"partition value of {name!r} must be a bucket in [0, {t.param})")
+        text = str(int(text))
+    elif t.kind == "range":
+        names = _range_names(t.bounds)
+        if text not in names:
+            raise InvalidInput(f"partition value of {name!r} must be one of {names}")
+    elif t.kind == "void":
+        return None
+    return text
+
+
+def normalise_values(table: DataLakeTable, values: Any) -> dict[str, str | None]:
+    """Check partition values against the table's spec and put them in the engine's form.
+
+    Parameters
+    ----------
+    table:
+        The table whose partition spec the values must match.
+    values:
+        ``{partition field name: value}``, one entry per spec field; ``null`` is the null
+        partition.
+
+    Returns
+    -------
+    dict
+        The values as the ingest engine records them (Iceberg's human strings, e.g.
+        ``"2013-01-31"`` for ``day``), in spec order.
+
+    Raises
+    ------
+    InvalidInput
+        When the names differ from the spec's fields or a value does not fit its transform.
+    """
+    if not isinstance(values, dict):
+        raise InvalidInput("values must be an object of {partition field: value}")
+    spec = parse_partitioning(table.partitioning)
+    names = [pf.path_name for pf in spec]
+    missing = [n for n in names if n not in values]
+    unknown = sorted(str(k) for k in values if k not in names)
+    if missing or unknown:
+        raise InvalidInput(
+            f"values must name exactly the partition fields {names}",
+            details={"missing": missing, "unknown": unknown},
+        )
+    return {pf.path_name: _human(pf, values[pf.path_name]) for pf in spec}
+
+
+# ------------------------------------------------------------------------- use cases
+
+
+def register_partition(session: Session, *, table_id: str, values: Any) -> DataLakePartition:
+    """Register an (empty) partition of a live table.
+
+    Raises
+    ------
+    NotFound
+        When the table does not exist or is deleted.
+    InvalidInput
+        When ``values`` does not match the table's partition spec.
+    Conflict
+        When the partition exists already.
+    """
+    table = get_table(session, table_id)
+    ordered = normalise_values(table, values)
+    path = partition_path(ordered)
+    exists = session.scalar(
+        select(DataLakePartition.id).where(
+            DataLakePartition.table_id == table.id, DataLakePartition.path == path
+        )
+    )
+    if exists is not None:
+        raise Conflict(f"partition {path or '(unpartitioned)'} of table {table_id} exists")
+    part = DataLakePartition(table_id=table.id, path=path, values=ordered, stats={})
+    session.add(part)
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as e:
+        raise Conflict(f"partition {path} of table {table_id} exists") from e
+    return part
+
+
+def get_partition(session: Session, partition_id: str) -> DataLakePartition:
+    """Return a partition of a live table by id; raise NotFound otherwise."""
+    part = session.get(DataLakePartition, partition_id)
+    if part is None:
+        raise NotFound(f"partition {partition_id} not found")
+    get_table(session, part.table_id)
+    return part
+
+
+def list_partitions(
+    session: Session, table_id: str, *, limit: int = 100, offset: int = 0
+) -> tuple[list[DataLakePartition], int]:
+    """A live table's partitions in path order, and their total count."""
+    get_table(session, table_id)
+    query = select(DataLakePartition).where(DataLakePartition.table_id == table_id)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(DataLakePartition.path).limit(limit).offset(offset))
+    return list(rows.all()), total
+
+
+def partition_files(session: Session, part: DataLakePartition) -> list[DataFile]:
+    """The COMMITTED data files of a partition (by id, or by path for older rows)."""
+    return list(
+        session.scalars(
+            select(DataFile)
+            .where(
+                DataFile.table_id == part.table_id,
+                DataFile.status == "COMMITTED",
+                or_(DataFile.partition_id == part.id, DataFile.partition_path == part.path),
+            )
+            .order_by(DataFile.key)
+        ).all()
+    )
+
+
+def refresh_partition(session: Session, part: DataLakePartition) -> DataLakePartition:
+    """Recompute a partition's counts and column stats from its committed files.
+
+    The update is optimistic: it applies only if the partition row still has the version
+    read, so a job committing into the partition meanwhile is never overwritten.
+
+    Raises
+    ------
+    CommitConflict
+        When the partition changed concurrently; the caller retries.
+    """
+    files = partition_files(session, part)
+    result = session.execute(
+        update(DataLakePartition)
+        .where(DataLakePartition.id == part.id, DataLakePartition.version == part.version)
+        .values(
+            record_count=sum(f.record_count for f in files),
+            file_count=len(files),
+            size_bytes=sum(f.size_bytes for f in files),
+            stats=merge_stats({}, [f.column_stats for f in files]),
+            version=part.version + 1,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise CommitConflict(f"partition {part.path} changed concurrently")
+    session.refresh(part)
+    return part
+
+
+def recompute_stats(session: Session, partition_id: str) -> DataLakePartition:
+    """Recompute a partition's stats from the catalog's committed file rows (no I/O on S3).
+
+    Raises
+    ------
+    NotFound
+        When the partition or its table does not exist.
+    CommitConflict
+        When the partition changed while it was being recomputed.
+    """
+    return refresh_partition(session, get_partition(session, partition_id))
+
+
+def validate_target_mb(value: Any) -> float | None:
+    """Validate an optional ``target_file_size_mb`` override (1 to 2048)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not (
+        MIN_TARGET_MB <= value <= MAX_TARGET_MB
+    ):
+        raise InvalidInput(
+            f"target_file_size_mb must be a number between {MIN_TARGET_MB} and {MAX_TARGET_MB}"
+        )
+    return float(value)
+
+
+def target_bytes(table: DataLakeTable, override_mb: float | None = None) -> int:
+    """The target file size of a table in bytes (an override wins over ``table.format``)."""
+    mb = override_mb if override_mb is not None else table.format.get("target_file_size_mb", 128)
+    return int(float(mb) * 2**20)
+
+
+def compaction_candidates(
+    session: Session, table_id: str, *, target: int, partition_id: str | None = None
+) -> list[str]:
+    """Paths of the partitions holding at least two committed files below half ``target``."""
+    query = (
+        select(DataFile.partition_path)
+        .where(
+            DataFile.table_id == table_id,
+            DataFile.status == "COMMITTED",
+            DataFile.size_bytes < int(target * SMALL_FILE_FRACTION),
+        )
+        .group_by(DataFile.partition_path)
+        .having(func.count() >= 2)
+        .order_by(DataFile.partition_path)
+    )
+    if partition_id is not None:
+        part = get_partition(session, partition_id)
+        query = query.where(DataFile.partition_path == part.path)
+    return [str(p) for p in session.scalars(query).all()]
+
+
+def request_compaction(
+    session: Session,
+    table_id: str,
+    *,
+    requester: CompactionRequester,
+    target_file_size_mb: Any = None,
+    partition_id: str | None = None,
+    actor: str = "system",
+    correlation_id: str | None = None,
+) -> dict[str, Any]:
+    """Validate a compaction request and hand it to the optimize function asynchronously.
+
+    Returns
+    -------
+    dict
+        ``{"table_id", "status": "ACCEPTED", "partition_id", "target_file_size_mb",
+        "request_id", "partitions_to_compact"}``; the last is what the catalog shows now
+        (the run decides again when it starts).
+
+    Raises
+    ------
+    NotFound
+        When the table (or the partition, or the partition in this table) does not exist.
+    InvalidInput
+        For a bad ``target_file_size_mb``.
+    CompactionUnavailable
+        When the optimize function cannot be invoked.
+    """
+    table = get_table(session, table_id)
+    override = validate_target_mb(target_file_size_mb)
+    if partition_id is not None:
+        part = get_partition(session, partition_id)
+        if part.table_id != table.id:
+            raise NotFound(f"partition {partition_id} not found in table {table_id}")
+    candidates = compaction_candidates(
+        session, table.id, target=target_bytes(table, override), partition_id=partition_id
+    )
+    payload: dict[str, Any] = {
+        "table_id": table.id,
+        "partition_id": partition_id,
+        "target_file_size_mb": override,
+        "requested_by": actor,
+        "correlation_id": correlation_id,
+    }
+    request_id = requester.request(payload)
+    return {
+        "table_id": table.id,
+        "status": "ACCEPTED",
+        "partition_id": partition_id,
+        "target_file_size_mb": override
+        if override is not None
+        else float(table.format.get("target_file_size_mb", 128)),
+        "request_id": request_id,
+        "partitions_to_compact": len(candidates),
+    }
