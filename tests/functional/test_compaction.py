@@ -456,7 +456,8 @@ def test_a_job_committing_meanwhile_is_not_lost(s3: Any, monkeypatch: pytest.Mon
     part = partition_rows(table_id)["k=a"]
     assert part.record_count == 50 and part.file_count == 2
     assert part.stats["id"]["max"] == 519
-    assert sorted(read_rows(s3, table_id).column("id").to_pylist()) == [*range(30), *range(500, 520)]
+    ids = sorted(read_rows(s3, table_id).column("id").to_pylist())
+    assert ids == [*range(30), *range(500, 520)]
 
 
 def test_unreadable_input_is_reported_and_changes_nothing(s3: Any) -> None:
@@ -502,7 +503,7 @@ def test_bad_arguments(s3: Any) -> None:
         compact_table("nope", store=store())
     with pytest.raises(InvalidInput):
         compact_table(table_id, store=store(), target_file_size_mb=0)
-    other_id, other_part = make_table(name="other")
+    _, other_part = make_table(name="other")
     with pytest.raises(NotFound):
         compact_table(table_id, store=store(), partition_id=other_part)
 

@@ -151,7 +151,7 @@ class BatchOut(_Out):
 
 
 class SchemaVersionCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid")
 
     table_id: str
     schema_: dict[str, Any] = Field(alias="schema")

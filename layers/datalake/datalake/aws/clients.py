@@ -18,7 +18,7 @@ _CONFIG = Config(
 def client(service: str) -> Any:
     """A cached boto3 client; ``AWS_ENDPOINT_URL`` (LocalStack) is honoured by boto3 itself."""
     region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client(service, region_name=region, config=_CONFIG)
+    return boto3.client(service, region_name=region, config=_CONFIG)  # type: ignore[call-overload]
 
 
 def reset() -> None:

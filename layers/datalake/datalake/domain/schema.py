@@ -132,6 +132,6 @@ class Schema(BaseModel):
         fields = []
         for i, col in enumerate(columns, start=1):
             name, typ = col[0], col[1]
-            nullable = bool(col[2]) if len(col) > 2 else True  # type: ignore[misc]
+            nullable = bool(col[2]) if len(col) > 2 else True
             fields.append(SchemaField(id=i, name=name, type=typ, nullable=nullable))
         return cls(fields=tuple(fields))

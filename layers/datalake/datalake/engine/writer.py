@@ -283,7 +283,7 @@ class PartitionedWriter:
         self._release(buf)
         del table
         assert buf.sink is not None
-        if buf.sink.size >= self.target:
+        if buf.stream.tell() >= self.target:
             self._finish_file(buf)
 
     def _finish_file(self, buf: _Buffer) -> None:

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, IngestionBatch, utcnow
 from datalake.config import Settings, get_settings
-from datalake.domain.partitioning import parse_partitioning
+from datalake.domain.partitioning import PartitionField, parse_partitioning
 from datalake.engine.ingest import SplitResult, ingest_split
 from datalake.engine.splits import Split
 from datalake.engine.store import ObjectStore
@@ -41,6 +41,22 @@ class BatchOutcome:
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
+
+
+@dataclass(frozen=True)
+class _BatchContext:
+    """What a batch needs from the catalog, read in one short transaction."""
+
+    split: Split
+    seq: int
+    partitioning: list[PartitionField]
+    policy: str
+    compression: str
+    target: int
+    prefix: str
+    table_id: str
+    options: dict[str, Any]
+    schema_version: int | None
 
 
 def table_prefix(namespace: str, name: str) -> str:
@@ -81,33 +97,33 @@ def run_batch(
         batch.error = None
         table = get_table(session, job.table_id, include_deleted=True)
         schema = schema_at(session, table.id, job.schema_version)
-        ctx = {
-            "split": Split.from_json(batch.split),
-            "seq": batch.seq,
-            "partitioning": parse_partitioning(table.partitioning),
-            "policy": table.schema_policy,
-            "compression": str(table.format.get("compression", "snappy")),
-            "target": int(float(table.format.get("target_file_size_mb", 128)) * 2**20),
-            "prefix": table_prefix(table.namespace, table.name),
-            "table_id": table.id,
-            "options": dict(job.options),
-            "schema_version": job.schema_version,
-        }
+        ctx = _BatchContext(
+            split=Split.from_json(batch.split),
+            seq=batch.seq,
+            partitioning=parse_partitioning(table.partitioning),
+            policy=table.schema_policy,
+            compression=str(table.format.get("compression", "snappy")),
+            target=int(float(table.format.get("target_file_size_mb", 128)) * 2**20),
+            prefix=table_prefix(table.namespace, table.name),
+            table_id=table.id,
+            options=dict(job.options),
+            schema_version=job.schema_version,
+        )
 
     try:
         result = ingest_split(
-            ctx["split"],
+            ctx.split,
             schema=schema,
-            partitioning=ctx["partitioning"],
+            partitioning=ctx.partitioning,
             store=store,
             lake_bucket=settings.lake_bucket,
-            table_prefix=ctx["prefix"],
-            file_prefix=file_prefix(job_id, ctx["seq"]),
-            quarantine_prefix=f"{settings.quarantine_prefix}/{ctx['prefix']}/job={job_id}",
-            options=ctx["options"],
-            schema_policy=ctx["policy"],
-            compression=ctx["compression"],
-            target_file_size_bytes=ctx["target"],
+            table_prefix=ctx.prefix,
+            file_prefix=file_prefix(job_id, ctx.seq),
+            quarantine_prefix=f"{settings.quarantine_prefix}/{ctx.prefix}/job={job_id}",
+            options=ctx.options,
+            schema_policy=ctx.policy,
+            compression=ctx.compression,
+            target_file_size_bytes=ctx.target,
         )
     except Exception as e:
         _mark_failed(batch_id, f"{type(e).__name__}: {e}")
@@ -118,7 +134,7 @@ def run_batch(
 def _record(
     job_id: str,
     batch_id: str,
-    ctx: dict[str, Any],
+    ctx: _BatchContext,
     result: SplitResult,
     *,
     store: ObjectStore,
@@ -141,7 +157,7 @@ def _record(
         for wf in result.files:
             session.add(
                 DataFile(
-                    table_id=ctx["table_id"],
+                    table_id=ctx.table_id,
                     job_id=job_id,
                     batch_id=batch_id,
                     partition_path=partition_path(wf.partition),
@@ -151,7 +167,7 @@ def _record(
                     record_count=wf.record_count,
                     size_bytes=wf.size_bytes,
                     checksum=wf.checksum,
-                    schema_version=ctx["schema_version"],
+                    schema_version=ctx.schema_version,
                     column_stats=wf.column_stats,
                     status="PENDING",
                 )
