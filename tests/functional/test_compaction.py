@@ -22,9 +22,6 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from moto import mock_aws
-from sqlalchemy import select, update
-
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, utcnow
@@ -34,6 +31,8 @@ from datalake.engine.arrow_schema import FIELD_ID_KEY, to_arrow_schema
 from datalake.engine.writer import column_stats
 from datalake.services import compaction, jobs, partitions, tables
 from datalake.services.compaction import MIN_ROW_GROUP_ROWS, compact_table
+from moto import mock_aws
+from sqlalchemy import select, update
 
 ROOT = Path(__file__).resolve().parents[2]
 LAKE, LANDING = "lake", "landing"
@@ -531,3 +530,19 @@ def test_commit_retries_when_the_partition_row_moves(
     assert len(calls) == 2 and summary.files_written == 1 and summary.conflicts == 0
     assert len(committed(table_id)) == 1
     assert partition_rows(table_id)["k=a"].file_count == 1
+
+
+def test_large_partitions_are_merged_in_bounded_chunks(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table_id, part_id = make_table()
+    rows = [add_file(s3, table_id, part_id, range(n * 10, n * 10 + 10)) for n in range(7)]
+    cap = max(r.size_bytes for r in rows) * 3
+    monkeypatch.setattr(compaction, "MAX_MERGE_INPUT_BYTES", cap)
+
+    summary = compact_table(table_id, store=store())
+
+    # Chunks of about three files; a lone last file joins the chunk before it.
+    assert summary.files_replaced == 7 and 2 <= summary.files_written <= 3
+    assert all(f.record_count >= 20 for f in committed(table_id))
+    assert sorted(read_rows(s3, table_id).column("id").to_pylist()) == list(range(70))

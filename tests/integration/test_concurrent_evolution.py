@@ -47,6 +47,7 @@ def catalog(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
     get_settings.cache_clear()
     db.get_engine.cache_clear()
     yield postgres_url
+    db.get_engine().dispose()
     db.get_engine.cache_clear()
     get_settings.cache_clear()
 

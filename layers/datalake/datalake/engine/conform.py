@@ -124,16 +124,23 @@ def converter_for(src: pa.DataType, target: pa.DataType, type_name: str) -> Conv
     return lambda a: pc.cast(a, target)
 
 
-def _bisect(arr: pa.Array, fn: Converter) -> dict[int, str]:
+def _bisect(arr: pa.Array, fn: Converter, target: pa.DataType
+            ) -> tuple[pa.Array, dict[int, str]]:
+    """Convert piecewise: halves that convert are kept, single bad values become null."""
     bad: dict[int, str] = {}
+    pieces: list[pa.Array] = []
 
     def rec(lo: int, hi: int) -> None:
         try:
-            fn(arr.slice(lo, hi - lo))
+            out = fn(arr.slice(lo, hi - lo))
+            if isinstance(out, pa.ChunkedArray):
+                out = out.combine_chunks()
+            pieces.append(out if out.type == target else out.cast(target))
             return
         except _CAST_ERRORS as e:
             if hi - lo == 1:
                 bad[lo] = str(e).split("\n")[0]
+                pieces.append(pa.nulls(1, target))
                 return
         if hi - lo <= 8:
             for i in range(lo, hi):
@@ -144,7 +151,7 @@ def _bisect(arr: pa.Array, fn: Converter) -> dict[int, str]:
         rec(mid, hi)
 
     rec(0, len(arr))
-    return bad
+    return pa.concat_arrays(pieces) if pieces else pa.nulls(0, target), bad
 
 
 def convert(arr: pa.Array | pa.ChunkedArray, target: pa.DataType,
@@ -156,32 +163,21 @@ def convert(arr: pa.Array | pa.ChunkedArray, target: pa.DataType,
     """
     arr = _prepare(arr)
     src = arr.type
-    n = len(arr)
     if src == target and type_name != "uuid":
         return arr, {}
     if pa.types.is_null(src):
-        return pa.nulls(n, target), {}
+        return pa.nulls(len(arr), target), {}
     fn = converter_for(src, target, type_name)
     try:
         out = fn(arr)
         bad: dict[int, str] = {}
     except _CAST_ERRORS:
-        bad = _bisect(arr, fn)
-        mask = np.zeros(n, dtype=bool)
-        mask[list(bad)] = True
-        masked = pc.if_else(pa.array(mask), pa.scalar(None, src), arr)
-        try:
-            out = fn(masked)
-        except _CAST_ERRORS:  # pragma: no cover - defensive: reject everything left
-            out = pa.nulls(n, target)
-            for i in range(n):
-                if arr[i].is_valid and i not in bad:
-                    bad[i] = f"cannot convert to {target}"
+        out, bad = _bisect(arr, fn, target)
     if isinstance(out, pa.ChunkedArray):
         out = out.combine_chunks()
     if out.type != target:
         out = out.cast(target)
-    if out.null_count > arr.null_count:
+    if out.null_count > arr.null_count + len(bad):
         lost = pc.and_(arr.is_valid(), out.is_null())
         for i in np.flatnonzero(lost.to_numpy(zero_copy_only=False)):
             bad.setdefault(int(i), f"value could not be converted to {target}")

@@ -125,7 +125,7 @@ def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionFi
         target_file_size_bytes=target_file_size_bytes,
         row_group_rows=int(options.get("row_group_rows", 65_536)),
         max_buffered_rows=int(options.get("max_buffered_rows", 1_000_000)),
-        max_buffered_bytes=int(options.get("max_buffered_bytes", 192 * 2**20)),
+        max_buffered_bytes=int(options.get("max_buffered_bytes", 128 * 2**20)),
         tmp_dir=tmp_dir,
     )
     quarantine = _Quarantine(split.uri, split, tmp_dir)

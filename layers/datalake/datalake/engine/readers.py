@@ -264,6 +264,29 @@ def _json_text(v: Any) -> str | None:
     return json.dumps(v)
 
 
+def _merge_case_variants(table: pa.Table) -> pa.Table:
+    """Coalesce JSON keys that differ only in case ("id" and "ID") into one column."""
+    groups: dict[str, list[int]] = {}
+    for i, n in enumerate(table.column_names):
+        groups.setdefault(n.lower(), []).append(i)
+    if all(len(g) == 1 for g in groups.values()):
+        return table
+    import pyarrow.compute as pc
+
+    names, cols = [], []
+    for idxs in groups.values():
+        arrays = [table.column(i) for i in idxs]
+        names.append(table.column_names[idxs[0]])
+        if len(arrays) == 1:
+            cols.append(arrays[0])
+            continue
+        arrays = sorted(arrays, key=lambda a: a.null_count)  # the densest first
+        if len({a.type for a in arrays}) > 1:
+            arrays = [a.cast(pa.string()) for a in arrays]
+        cols.append(pc.coalesce(*arrays))
+    return pa.table(cols, names=names)
+
+
 class JsonLinesReader(BaseReader):
     """Chunks of whole lines parsed by pyarrow's JSON reader with an explicit schema;
     a chunk whose values do not fit it is parsed line by line (values as text) so the
@@ -346,6 +369,7 @@ class JsonLinesReader(BaseReader):
                 table = self._parse_python(chunk)
             if "__empty__" in table.column_names:
                 table = table.drop_columns(["__empty__"])
+            table = _merge_case_variants(table)
             present = [n for n in table.column_names if not (
                 n in self._fast_names and table.column(n).null_count == table.num_rows)]
             self.conformer.observe(present, complete=False)

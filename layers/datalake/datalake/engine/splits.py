@@ -172,7 +172,8 @@ def read_csv_header(data: bytes, opts: dict[str, Any], uri: str = "") -> list[st
             parse_options=pcsv.ParseOptions(delimiter=opts["delimiter"],
                                              quote_char=opts["quote_char"],
                                              escape_char=opts["escape_char"],
-                                             newlines_in_values=True),
+                                             newlines_in_values=True,
+                                             invalid_row_handler=lambda row: "skip"),
             convert_options=pcsv.ConvertOptions(column_types={}, strings_can_be_null=True),
         )
         return list(reader.schema.names)
@@ -195,7 +196,8 @@ def has_quoted_newlines(data: bytes, opts: dict[str, Any]) -> bool:
             parse_options=pcsv.ParseOptions(delimiter=opts["delimiter"],
                                             quote_char=opts["quote_char"],
                                             escape_char=opts["escape_char"],
-                                            newlines_in_values=True),
+                                            newlines_in_values=True,
+                                            invalid_row_handler=lambda row: "skip"),
             convert_options=pcsv.ConvertOptions(column_types={}, strings_can_be_null=False),
         )
     except pa.ArrowInvalid:

@@ -69,8 +69,10 @@ class _SpoolSink(io.RawIOBase):
     """A write-only file that hashes what it receives and keeps it in memory until it
     grows past ``spool_bytes``, then spills to a temp file (bounded memory per file)."""
 
-    def __init__(self, spool_bytes: int, tmp_dir: str) -> None:
+    def __init__(self, spool_bytes: int, tmp_dir: str, budget: list[int] | None = None) -> None:
         super().__init__()
+        #: [bytes held in memory by all sinks, limit] shared by a writer's sinks
+        self._budget = budget if budget is not None else [0, 1 << 62]
         self.sha = hashlib.sha256()
         self.size = 0
         self._mem: list[bytes] | None = []
@@ -91,7 +93,9 @@ class _SpoolSink(io.RawIOBase):
         self.size += len(b)
         if self._mem is not None:
             self._mem.append(b)
-            if self.size > self._spool:
+            self._budget[0] += len(b)
+            if self.size > self._spool or self._budget[0] > self._budget[1]:
+                self._budget[0] -= self.size
                 fd, self.path = tempfile.mkstemp(suffix=".parquet", dir=self._tmp_dir)
                 self._file = os.fdopen(fd, "wb")
                 for chunk in self._mem:
@@ -119,6 +123,8 @@ class _SpoolSink(io.RawIOBase):
 
     def discard(self) -> None:
         self.close()
+        if self._mem is not None:
+            self._budget[0] -= self.size
         self._mem = None
         if self.path and os.path.exists(self.path):
             os.unlink(self.path)
@@ -176,8 +182,9 @@ class PartitionedWriter:
                  target_file_size_bytes: int = 128 * 2**20,
                  row_group_rows: int = MIN_ROW_GROUP_ROWS,
                  max_buffered_rows: int = 1_000_000,
-                 max_buffered_bytes: int = 192 * 2**20,
-                 tmp_dir: str | None = None, spool_bytes: int = 16 * 2**20) -> None:
+                 max_buffered_bytes: int = 128 * 2**20,
+                 tmp_dir: str | None = None, spool_bytes: int = 16 * 2**20,
+                 max_spooled_bytes: int = 48 * 2**20) -> None:
         self.schema = schema
         self.store = store
         self.bucket = bucket
@@ -190,6 +197,7 @@ class PartitionedWriter:
         self.max_bytes = int(max_buffered_bytes)
         self.tmp = tempfile.mkdtemp(prefix="datalake-", dir=tmp_dir)
         self.spool_bytes = int(spool_bytes)
+        self._spool_budget = [0, int(max_spooled_bytes)]
         self.buffers: dict[str, _Buffer] = {}
         self.files: list[WrittenFile] = []
         self._n = 0
@@ -238,38 +246,32 @@ class PartitionedWriter:
         self.buffered_rows -= buf.rows
         buf.batches, buf.parents, buf.rows, buf.nbytes = [], [], 0, 0
 
-    def _compact(self) -> None:
-        """Copy every buffer into its own memory so that source batches can be freed."""
-        for buf in self.buffers.values():
-            if not buf.batches:
-                continue
-            table = pa.Table.from_batches(buf.batches, schema=self.schema).combine_chunks()
-            batches = table.to_batches()
-            merged = batches[0] if len(batches) == 1 else pa.concat_batches(batches)
-            rows = buf.rows
-            self._release(buf)
-            merged_pid = id(merged)
-            self._parents[merged_pid] = [merged.nbytes, 1, merged]  # type: ignore[list-item]
-            self._pinned += merged.nbytes
-            buf.batches, buf.parents = [merged], [merged_pid]
-            buf.rows, buf.nbytes = rows, merged.nbytes
-            self.buffered_rows += rows
-
     def _relieve(self) -> None:
-        self._compact()
-        while (self.buffered_rows > self.max_rows // 2 or self._pinned > self.max_bytes // 2):
+        """Write out buffers until the memory they pin is back under half the caps.
+
+        Largest partitions go first. Buffers of unsorted input share the source batches
+        they were sliced from, so when writing the largest frees nothing, every buffer
+        is written (in path order) to release them all.
+        """
+        while self.buffered_rows > self.max_rows // 2 or self._pinned > self.max_bytes // 2:
             largest = max((b for b in self.buffers.values() if b.rows),
-                          key=lambda b: (b.nbytes, b.path), default=None)
+                          key=lambda b: (b.rows, b.path), default=None)
             if largest is None:
                 break
+            before = self._pinned
             self._write_group(largest)
+            if self._pinned >= before:
+                for path in sorted(self.buffers):
+                    self._write_group(self.buffers[path])
+                break
+        pa.default_memory_pool().release_unused()
 
     def _write_group(self, buf: _Buffer) -> None:
         if not buf.rows:
             return
         table = pa.Table.from_batches(buf.batches, schema=self.schema)
         if buf.writer is None:
-            buf.sink = _SpoolSink(self.spool_bytes, self.tmp)
+            buf.sink = _SpoolSink(self.spool_bytes, self.tmp, self._spool_budget)
             buf.stream = pa.BufferedOutputStream(pa.PythonFile(buf.sink, mode="w"), 2**20)
             buf.writer = pq.ParquetWriter(
                 buf.stream, self.schema, compression=self.compression,

@@ -77,6 +77,8 @@ MAX_ROW_GROUP_ROWS = 1_048_576
 MAX_ROW_GROUP_BYTES = 64 * 2**20
 #: Rows per batch read from an input file.
 READ_BATCH_ROWS = 65_536
+#: Input bytes merged at most in one go (one commit); bounds a merge's duration.
+MAX_MERGE_INPUT_BYTES = 2 * 2**30
 #: Attempts of the catalog commit when the partition row changes underneath.
 COMMIT_ATTEMPTS = 6
 #: Bumped when the output layout changes, so new runs never reuse old output keys.
@@ -241,7 +243,30 @@ def _split_by_schema(unit: _Unit, store: ObjectStore) -> list[_Unit]:
         )
         sub.inputs.append(item)
         sub.metadata.append(md)
-    return [u for u in by_schema.values() if len(u.inputs) >= 2]
+    return [chunk for u in by_schema.values() for chunk in _chunks(u) if len(chunk.inputs) >= 2]
+
+
+def _chunks(unit: _Unit) -> list[_Unit]:
+    """Cut a large unit into merges of at most ``MAX_MERGE_INPUT_BYTES`` of input each.
+
+    Bounds the time one merge takes, so a run always makes progress before the Lambda
+    times out. A last chunk of a single file joins the chunk before it.
+    """
+    chunks: list[_Unit] = []
+    size = 0
+    for item, md in zip(unit.inputs, unit.metadata, strict=True):
+        if not chunks or size + item.size_bytes > MAX_MERGE_INPUT_BYTES:
+            chunks.append(_Unit(unit.partition_id, unit.partition_path, unit.partition_values,
+                                unit.schema_version, [], [], unit.schema))
+            size = 0
+        chunks[-1].inputs.append(item)
+        chunks[-1].metadata.append(md)
+        size += item.size_bytes
+    if len(chunks) >= 2 and len(chunks[-1].inputs) == 1:
+        last = chunks.pop()
+        chunks[-1].inputs.extend(last.inputs)
+        chunks[-1].metadata.extend(last.metadata)
+    return chunks
 
 
 # ------------------------------------------------------------------------- rewriting

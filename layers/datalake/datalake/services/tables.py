@@ -10,20 +10,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakeSchema, DataLakeTable, utcnow
+from datalake.domain.compat import validate_mode
 from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
 from datalake.errors import Conflict, InvalidInput, NotFound
 
 POLICIES = ("evolve", "freeze", "discard_columns")
-COMPATIBILITY = (
-    "NONE",
-    "BACKWARD",
-    "FORWARD",
-    "FULL",
-    "BACKWARD_TRANSITIVE",
-    "FORWARD_TRANSITIVE",
-    "FULL_TRANSITIVE",
-)
 COMPRESSIONS = ("snappy", "zstd", "gzip", "brotli", "lz4", "none")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -83,9 +75,7 @@ def create_table(
     validate_name(namespace, "namespace")
     if schema_policy not in POLICIES:
         raise InvalidInput(f"schema_policy must be one of {list(POLICIES)}")
-    compatibility = str(compatibility).upper()
-    if compatibility not in COMPATIBILITY:
-        raise InvalidInput(f"compatibility must be one of {list(COMPATIBILITY)}")
+    compatibility = validate_mode(compatibility)
     parsed = Schema.from_json(schema) if schema is not None else Schema()
     spec = [pf.model_dump() for pf in parse_partitioning(partitioning)]
     _check_partition_columns(parsed, spec)
@@ -178,10 +168,7 @@ def update_table(
             raise InvalidInput(f"schema_policy must be one of {list(POLICIES)}")
         table.schema_policy = changes["schema_policy"]
     if "compatibility" in changes and changes["compatibility"] is not None:
-        mode = str(changes["compatibility"]).upper()
-        if mode not in COMPATIBILITY:
-            raise InvalidInput(f"compatibility must be one of {list(COMPATIBILITY)}")
-        table.compatibility = mode
+        table.compatibility = validate_mode(changes["compatibility"])
     if "partitioning" in changes and changes["partitioning"] is not None:
         spec = [pf.model_dump() for pf in parse_partitioning(changes["partitioning"])]
         _check_partition_columns(current_schema(session, table), spec)

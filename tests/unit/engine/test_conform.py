@@ -1,0 +1,142 @@
+"""Conformance: casts, rejections with reasons, counts, schema policies."""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+
+import pyarrow as pa
+import pytest
+
+from datalake.domain.partitioning import PartitionField
+from datalake.domain.schema import Schema
+from datalake.engine.arrow_schema import infer_schema, to_arrow_schema, to_arrow_type
+from datalake.engine.conform import convert
+from datalake.errors import SchemaMismatch
+
+from .conftest import ingest_all, put, quarantine_lines, read_back
+
+TYPED = Schema.of([("id", "int", False), ("price", "decimal(6,2)"), ("day", "date"),
+                   ("at", "timestamp"), ("atz", "timestamptz"), ("ok", "boolean"),
+                   ("u", "uuid"), ("t", "time"), ("x", "double")])
+
+CSV = (
+    "id,price,day,at,atz,ok,u,t,x\n"
+    "1,14.20,2020-01-02,2020-01-02 03:04:05,2020-01-02T03:04:05Z,true,"
+    "F79C3E09-677C-4BBD-A479-3F349CB785E7,12:30:00,1.5\n"
+    "2,abc,2020-01-02,2020-01-02 03:04:05,2020-01-02 03:04:05,false,,,NA\n"        # price
+    "3,1.5,2020-02-30,2020-01-02,2020-01-02T03:04:05+01:00,1,,,2\n"                # day
+    ",1.5,2020-01-01,,,,,,\n"                                                      # id null
+    "99999999999,1,2020-01-01,,,,,,\n"                                             # overflow
+    "6,1.234,2020-01-01,,,,,,\n"                                                   # scale
+    "7,1,2020-01-01,2020-01-02T03:04:05+02:00,,yes,,,\n"                           # ok
+    "8,1,2020-01-01,,,,not-a-uuid,,\n"                                             # uuid
+    "9,1,2020-01-01,,,,,25:00:00,\n"                                               # time
+    "10,\"2.5\",2020-01-01,,,,,,1e3\n"
+)
+
+
+def test_rejections_counts_and_reasons(store):
+    put(store, "in/a.csv", CSV.encode())
+    (res,) = ingest_all(store, "in/", schema=TYPED,
+                        partitioning=[PartitionField(column="day", transform="month")])
+    assert res.records_read == 10
+    assert res.records_read == res.records_written + res.records_rejected
+    lines = quarantine_lines(store, [res])
+    assert res.quarantine_key == "quarantine/t/job-00000.jsonl"
+    by_row = {ln["row"]: ln for ln in lines}
+    assert set(by_row) == {1, 2, 3, 4, 5, 6, 7, 8}
+    assert by_row[1]["column"] == "price" and by_row[1]["value"] == "abc"
+    assert by_row[2]["column"] == "day" and by_row[2]["value"] == "2020-02-30"
+    assert by_row[3]["column"] == "id" and "required" in by_row[3]["error"]
+    assert by_row[4]["column"] == "id" and by_row[4]["value"] == "99999999999"
+    assert by_row[5]["column"] == "price"
+    assert by_row[6]["column"] == "ok"
+    assert by_row[7]["column"] == "u"
+    assert by_row[8]["column"] == "t"
+    for ln in lines:
+        assert ln["source"] == "s3://src/in/a.csv"
+        assert ln["error"]
+        assert isinstance(ln["record"], dict) and "id" in ln["record"]
+    back = read_back(store, [res]).sort_by("id")
+    assert back.column("id").to_pylist() == [1, 10]
+    assert back.column("price").to_pylist() == [decimal.Decimal("14.20"), decimal.Decimal("2.50")]
+    assert back.column("u").to_pylist()[0] == "f79c3e09-677c-4bbd-a479-3f349cb785e7"
+    assert back.column("t").to_pylist()[0] == dt.time(12, 30)
+    assert back.column("atz").to_pylist()[0] == dt.datetime(2020, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+    assert back.column("x").to_pylist() == [1.5, 1000.0]
+
+
+def test_timestamp_offsets_and_naive_values():
+    naive, bad = convert(pa.array(["2020-01-02 03:04:05", "2020-01-02T03:04:05+01:00", "x"]),
+                         to_arrow_type("timestamp"))
+    assert list(bad) == [2]
+    assert naive.to_pylist()[:2] == [dt.datetime(2020, 1, 2, 3, 4, 5),
+                                     dt.datetime(2020, 1, 2, 2, 4, 5)]
+    aware, bad = convert(pa.array(["2020-01-02 03:04:05", "2020-01-02T03:04:05-01:00"]),
+                         to_arrow_type("timestamptz"))
+    assert not bad
+    assert [v.hour for v in aware.to_pylist()] == [3, 4]
+
+
+def test_jsonl_type_conflicts_are_rejected_not_fatal(store):
+    lines = ['{"id": 1, "x": 1.5}', '{"id": "two", "x": 2}', '{"id": 3, "x": "bad"}',
+             '{"ID": 4, "extra": {"a": 1}}']
+    put(store, "in/a.jsonl", ("\n".join(lines) + "\n").encode())
+    schema = Schema.of([("id", "long"), ("x", "double")])
+    (res,) = ingest_all(store, "in/", schema=schema)
+    assert (res.records_read, res.records_written, res.records_rejected) == (4, 2, 2)
+    assert res.discarded_columns == ["extra"]
+    q = {ln["row"]: ln for ln in quarantine_lines(store, [res])}
+    assert q[1]["column"] == "id" and q[1]["value"] == "two"
+    assert q[2]["column"] == "x"
+    assert sorted(read_back(store, [res]).column("id").to_pylist()) == [1, 4]
+
+
+def test_csv_malformed_rows_rejected(store):
+    put(store, "in/a.csv", b"a,b\n1,2\n3,4,5\n6,7\n")
+    schema = Schema.of([("a", "long"), ("b", "long")])
+    (res,) = ingest_all(store, "in/", schema=schema)
+    assert (res.records_read, res.records_written, res.records_rejected) == (3, 2, 1)
+    (ln,) = quarantine_lines(store, [res])
+    assert ln["value"] == "3,4,5" and "fields" in ln["error"]
+
+
+def test_schema_policies(store):
+    put(store, "in/a.csv", b"ID,name,extra\n1,x,e\n")
+    schema = Schema.of([("id", "long"), ("name", "string"), ("missing", "double")])
+    with pytest.raises(SchemaMismatch, match="extra"):
+        ingest_all(store, "in/", schema=schema, policy="freeze")
+    (res,) = ingest_all(store, "in/", schema=schema, policy="discard_columns")
+    assert res.discarded_columns == ["extra"]
+    assert res.source_columns == ["ID", "name", "extra"]
+    back = read_back(store, [res])
+    assert back.to_pylist() == [{"id": 1, "name": "x", "missing": None}]
+    required = Schema.of([("id", "long"), ("name", "string"), ("extra", "string"),
+                          ("must", "long", False)])
+    with pytest.raises(SchemaMismatch, match="must"):
+        ingest_all(store, "in/", schema=required, policy="freeze")
+    (res,) = ingest_all(store, "in/", schema=required, policy="evolve", job="j2")
+    assert res.records_rejected == 1 and res.records_written == 0
+
+
+def test_csv_options(store):
+    put(store, "in/a.csv", b"# comment line\n1;'a;b';-\n2;'c';7\n")
+    schema = Schema.of([("id", "long"), ("s", "string"), ("v", "long")])
+    opts = {"delimiter": ";", "quote_char": "'", "null_values": ["-"], "header": False,
+            "skip_rows": 1}
+    (res,) = ingest_all(store, "in/", schema=schema, options=opts)
+    assert read_back(store, [res]).to_pylist() == [{"id": 1, "s": "a;b", "v": None},
+                                                   {"id": 2, "s": "c", "v": 7}]
+
+
+def test_arrow_schema_round_trip():
+    schema = Schema.of([("a", "int"), ("b", "long"), ("c", "decimal(9,3)"), ("d", "date"),
+                        ("e", "timestamp"), ("f", "timestamptz"), ("g", "string"),
+                        ("h", "boolean"), ("i", "binary"), ("j", "float"), ("k", "double"),
+                        ("l", "time")])
+    arrow = to_arrow_schema(schema)
+    assert arrow.field("f").type == pa.timestamp("us", tz="UTC")
+    assert arrow.field("c").metadata[b"PARQUET:field_id"] == b"3"
+    assert [f.type for f in infer_schema(arrow).fields] == [f.type for f in schema.fields]
+    assert to_arrow_type("uuid") == pa.string()
