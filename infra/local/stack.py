@@ -169,7 +169,8 @@ def client(service: str, attempts: int = 3, **kwargs: Any) -> Any:
     import boto3
     from botocore.config import Config
 
-    return boto3.client(
+    make: Any = boto3.client  # untyped on purpose: boto3-stubs overloads per service name
+    return make(
         service,
         endpoint_url=ENDPOINT,
         region_name=REGION,

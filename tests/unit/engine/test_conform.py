@@ -7,7 +7,6 @@ import decimal
 
 import pyarrow as pa
 import pytest
-
 from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import infer_schema, to_arrow_schema, to_arrow_type

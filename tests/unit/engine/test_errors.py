@@ -7,7 +7,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from datalake.domain.schema import Schema
 from datalake.engine.ingest import ingest_split
 from datalake.engine.splits import plan_splits

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from datalake.domain.schema import Schema
 from datalake.engine.splits import Split, detect_format, plan_splits
 from datalake.engine.store import LocalObjectStore
 from datalake.errors import InvalidInput
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from .conftest import ingest_all, read_back
 
@@ -59,7 +59,8 @@ def _jsonl_bytes(rows: list[list[str]]) -> bytes:
 SCHEMA = Schema.of([("id", "long"), ("v", "string")])
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(rows=st.lists(st.tuples(value).map(list), min_size=0, max_size=60),
        split=st.integers(min_value=1, max_value=200), fmt=st.sampled_from(["csv", "jsonl"]))
 def test_split_boundaries_lose_and_duplicate_nothing(tmp_path_factory, rows, split, fmt):
@@ -73,7 +74,7 @@ def test_split_boundaries_lose_and_duplicate_nothing(tmp_path_factory, rows, spl
         assert len(splits) > 1
     if data:
         assert splits[0].start == 0 and splits[-1].end == len(data)
-    assert all(a.end == b.start for a, b in zip(splits, splits[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(splits))
     results = ingest_all(store, "in/", schema=SCHEMA, options={"null_values": []},
                          split_size=split)
     got = read_back(store, results)
@@ -133,9 +134,11 @@ def test_avro_splits_by_block(store):
 
 
 def test_deterministic_keys_on_rerun(store):
-    from .conftest import encode, sample_rows
-    from datalake.domain.partitioning import PartitionField
     from pathlib import Path
+
+    from datalake.domain.partitioning import PartitionField
+
+    from .conftest import encode, sample_rows
 
     store.put_bytes("src", "d/a.csv", encode(sample_rows(50), "csv"))
     from .conftest import SCHEMA as S

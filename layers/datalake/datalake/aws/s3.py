@@ -6,6 +6,7 @@ boto3's standard resolution, so ``AWS_ENDPOINT_URL`` (LocalStack) works unchange
 
 from __future__ import annotations
 
+import contextlib
 import io
 from typing import Any, BinaryIO
 
@@ -86,10 +87,8 @@ class S3RangeReader(io.RawIOBase):
 
     def _close_body(self) -> None:
         if self._body is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._body.close()
-            except Exception:  # pragma: no cover - best effort
-                pass
         self._body = None
 
     def readinto(self, b: Any) -> int:

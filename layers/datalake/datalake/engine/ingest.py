@@ -10,6 +10,7 @@ Malformed CSV rows (wrong field count) have ``row: null`` and their raw text as 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
@@ -124,8 +125,8 @@ def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionFi
         table_prefix=table_prefix, file_prefix=file_prefix, compression=compression,
         target_file_size_bytes=target_file_size_bytes,
         row_group_rows=int(options.get("row_group_rows", 65_536)),
-        max_buffered_rows=int(options.get("max_buffered_rows", 1_000_000)),
-        max_buffered_bytes=int(options.get("max_buffered_bytes", 128 * 2**20)),
+        max_buffered_rows=int(options.get("max_buffered_rows", 2_000_000)),
+        max_buffered_bytes=int(options.get("max_buffered_bytes", 256 * 2**20)),
         tmp_dir=tmp_dir,
     )
     quarantine = _Quarantine(split.uri, split, tmp_dir)
@@ -161,10 +162,8 @@ def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionFi
     except BaseException:
         writer.abort()
         if writer.files:  # best effort: nothing of a failed split stays behind
-            try:
+            with contextlib.suppress(Exception):
                 store.delete(lake_bucket, [f.key for f in writer.files])
-            except Exception:  # pragma: no cover
-                pass
         raise
     finally:
         quarantine.discard()

@@ -7,6 +7,7 @@ buckets to subdirectories of a root folder (tests, benchmarks, the embedded mode
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -110,7 +111,7 @@ class LocalObjectStore:
 
     def open_input(self, bucket: str, key: str) -> BinaryIO:
         try:
-            return open(self._path(bucket, key), "rb")  # noqa: SIM115
+            return open(self._path(bucket, key), "rb")
         except FileNotFoundError as e:
             raise NotFound(f"s3://{bucket}/{key} does not exist") from e
 
@@ -118,8 +119,9 @@ class LocalObjectStore:
         path = self._path(bucket, key)
         d, name = os.path.split(path)
         try:
-            f = open(tmp := os.path.join(d, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}"),
-                     "wb")
+            f = open(  # noqa: SIM115
+                tmp := os.path.join(d, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}"),
+                "wb")
         except FileNotFoundError:
             os.makedirs(d, exist_ok=True)
             f = open(tmp, "wb")  # noqa: SIM115
@@ -144,7 +146,5 @@ class LocalObjectStore:
 
     def delete(self, bucket: str, keys: list[str]) -> None:
         for key in keys:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(bucket, key))
-            except FileNotFoundError:
-                pass

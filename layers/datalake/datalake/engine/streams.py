@@ -54,7 +54,7 @@ class IterStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            parts = [bytes(self._buf)] + list(self._it)
+            parts = [bytes(self._buf), *self._it]
             self._buf = memoryview(b"")
             out = b"".join(parts)
             self.bytes_out += len(out)

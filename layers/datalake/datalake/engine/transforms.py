@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import decimal
+import itertools
 import uuid as _uuid
 from typing import Any
 
@@ -271,7 +272,7 @@ def parse_bounds(bounds: tuple[str, ...], typ: pa.DataType) -> list[Any]:
         i = min(bad)
         raise InvalidInput(f"range boundary {bounds[i]!r} is not a valid {typ}: {bad[i]}")
     vals = out.to_pylist()
-    if any(b >= a for a, b in zip(vals[1:], vals[:-1], strict=False)):
+    if any(a >= b for a, b in itertools.pairwise(vals)):
         raise InvalidInput(f"range boundaries must be strictly ascending: {list(bounds)}")
     return vals
 
@@ -291,7 +292,7 @@ def range_names(bounds: tuple[str, ...]) -> list[str]:
     """Readable names of the k+1 ranges of ``range[b1..bk]``."""
     b = [x.strip() for x in bounds]
     names = [f"lt_{b[0]}"]
-    names += [f"{lo}_to_{hi}" for lo, hi in zip(b[:-1], b[1:], strict=True)]
+    names += [f"{lo}_to_{hi}" for lo, hi in itertools.pairwise(b)]
     names.append(f"ge_{b[-1]}")
     return names
 

@@ -15,6 +15,7 @@ the input.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -181,8 +182,8 @@ class PartitionedWriter:
                  file_prefix: str, compression: str = "snappy",
                  target_file_size_bytes: int = 128 * 2**20,
                  row_group_rows: int = MIN_ROW_GROUP_ROWS,
-                 max_buffered_rows: int = 1_000_000,
-                 max_buffered_bytes: int = 128 * 2**20,
+                 max_buffered_rows: int = 2_000_000,
+                 max_buffered_bytes: int = 256 * 2**20,
                  tmp_dir: str | None = None, spool_bytes: int = 16 * 2**20,
                  max_spooled_bytes: int = 48 * 2**20) -> None:
         self.schema = schema
@@ -261,8 +262,11 @@ class PartitionedWriter:
             before = self._pinned
             self._write_group(largest)
             if self._pinned >= before:
+                # shared source batches: write and close every partition's file, so no
+                # open writer (and its buffers) stays behind for each partition
                 for path in sorted(self.buffers):
                     self._write_group(self.buffers[path])
+                    self._finish_file(self.buffers[path])
                 break
         pa.default_memory_pool().release_unused()
 
@@ -272,7 +276,7 @@ class PartitionedWriter:
         table = pa.Table.from_batches(buf.batches, schema=self.schema)
         if buf.writer is None:
             buf.sink = _SpoolSink(self.spool_bytes, self.tmp, self._spool_budget)
-            buf.stream = pa.BufferedOutputStream(pa.PythonFile(buf.sink, mode="w"), 2**20)
+            buf.stream = pa.BufferedOutputStream(pa.PythonFile(buf.sink, mode="w"), 2**16)
             buf.writer = pq.ParquetWriter(
                 buf.stream, self.schema, compression=self.compression,
                 write_statistics=True, use_dictionary=True,
@@ -332,10 +336,8 @@ class PartitionedWriter:
         """Drop buffers and temp files (already uploaded objects stay: see ingest)."""
         for buf in self.buffers.values():
             if buf.writer is not None:
-                try:
+                with contextlib.suppress(Exception):
                     buf.writer.close()
-                except Exception:  # pragma: no cover
-                    pass
             if buf.sink is not None:
                 buf.sink.discard()
         self.buffers.clear()

@@ -9,9 +9,11 @@ How a run works, per partition:
    Parquet schema (names, types, nullability and ``PARQUET:field_id``), read from the
    footers. Only files of one group are merged together: their bytes are copied with no
    cast and no column mapping, so a merge can never reinterpret old data. A group needs
-   at least two files.
+   at least two files; a very large one is merged in chunks of at most
+   ``MAX_MERGE_INPUT_BYTES`` (each its own commit), so a run always makes progress.
 2. **Rewrite**: the group's files are streamed (row group by row group, ``iter_batches``)
-   into :class:`pyarrow.parquet.ParquetWriter`; row groups hold at least 65,536 rows
+   into :class:`pyarrow.parquet.ParquetWriter`; row groups hold at least
+   ``MIN_ROW_GROUP_ROWS`` (65,536, the ingest writer's minimum) rows
    (only the group's last one may hold fewer), and a new file starts when the current one
    reaches the target size (unless what is left would make a small file). Compression
    comes from ``table.format``. Each output gets a deterministic key under the inputs'
@@ -55,7 +57,7 @@ from sqlalchemy.exc import IntegrityError
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
 from datalake.engine.store import ObjectStore
-from datalake.engine.writer import column_stats, sha256_file
+from datalake.engine.writer import MIN_ROW_GROUP_ROWS, column_stats, sha256_file
 from datalake.errors import CommitConflict, DatalakeError, NotFound
 from datalake.services import audit
 from datalake.services.partitions import (
@@ -69,8 +71,6 @@ from datalake.services.tables import get_table
 
 log = logging.getLogger(__name__)
 
-#: Smallest row group written (only a group's remainder may be smaller).
-MIN_ROW_GROUP_ROWS = 65_536
 #: A row group closes at this many rows whatever its size ...
 MAX_ROW_GROUP_ROWS = 1_048_576
 #: ... or once it holds this many bytes in memory (bounds a run's memory).
