@@ -124,3 +124,28 @@ def parse_partitioning(data: Any) -> list[PartitionField]:
     if len(set(names)) != len(names):
         raise InvalidInput("partition field names must be unique")
     return fields
+
+
+#: Hive's name for the partition of null values (Spark, Trino and DuckDB read it as null).
+NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
+_ESCAPE = frozenset('"#%\'*/:=?\\\x7f{[]^')
+
+
+def escape_path_value(value: str) -> str:
+    """Hive's path escaping (``FileUtils.escapePathName``); '' becomes the null partition."""
+    out = [f"%{ord(ch):02X}" if ch in _ESCAPE or ord(ch) < 0x20 else ch for ch in value]
+    return "".join(out) or NULL_PARTITION
+
+
+def hive_path(values: dict[str, str | None]) -> str:
+    """``name=value/...`` of a partition's values, in spec order ('' when unpartitioned).
+
+    Parameters
+    ----------
+    values:
+        Partition field name -> transformed value as a string, ``None`` for null.
+    """
+    return "/".join(
+        f"{name}={NULL_PARTITION if v is None else escape_path_value(str(v))}"
+        for name, v in values.items()
+    )

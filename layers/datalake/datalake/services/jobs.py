@@ -26,6 +26,7 @@ from datalake.catalog.models import (
     utcnow,
 )
 from datalake.config import Settings, get_settings
+from datalake.domain.partitioning import hive_path
 from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
 from datalake.ports import ObjectDeleter, Orchestrator
 from datalake.services.tables import get_table
@@ -314,8 +315,8 @@ def _rollup_batches(session: Session, job: IngestionJob) -> None:
 
 
 def partition_path(values: dict[str, Any]) -> str:
-    """The Hive path of a partition's values (empty for an unpartitioned table)."""
-    return "/".join(f"{k}={v}" for k, v in values.items())
+    """The Hive path of a partition's values, as the engine writes it ('' if unpartitioned)."""
+    return hive_path(values)
 
 
 def commit_job(session: Session, job_id: str) -> IngestionJob:
