@@ -61,7 +61,8 @@ def wait_for_job(api: ApiClient, table_id: str, timeout: float = 420) -> dict[st
             if job["status"] == "RUNNING":
                 batches = api.call("GET", f"/api/v1/ingestion/jobs/{job['id']}/batches")["items"]
                 done = sum(1 for b in batches if b["status"] == "SUCCEEDED")
-                line = f"  job {job['id'][:8]} RUNNING   batches {done}/{len(batches)} done"
+                line = (f"  job {job['id'][:8]} RUNNING   batches {done}/{len(batches)} done"
+                        if batches else f"  job {job['id'][:8]} RUNNING   planning")
             if line != last:
                 print(line, flush=True)
                 last = line

@@ -186,7 +186,8 @@ class S3ObjectStore:
         self.client.upload_file(path, bucket, key, Config=cfg)
 
     def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+        body = data if isinstance(data, bytes) else memoryview(data).tobytes()
+        self.client.put_object(Bucket=bucket, Key=key, Body=body)
 
     def delete(self, bucket: str, keys: list[str]) -> None:
         for i in range(0, len(keys), 1000):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from operator import itemgetter
@@ -166,8 +167,9 @@ _PHYS = {pa.date32(): pa.int32(), pa.time32("ms"): pa.int32()}
 class AvroDecoder:
     """Turns a header and a stream of owned blocks into Arrow record batches."""
 
-    def __init__(self, header: AvroHeader, uri: str = "") -> None:
+    def __init__(self, header: AvroHeader, uri: str = "", *, fast: bool = True) -> None:
         self.header = header
+        self.fast = fast
         self.uri = uri
         schema = copy.deepcopy(header.schema)
         if not (isinstance(schema, dict) and schema.get("type") == "record"):
@@ -198,6 +200,63 @@ class AvroDecoder:
         return pa.RecordBatch.from_arrays(arrays, names=self.names)
 
     def batches(self, blocks: Iterator[bytes], batch_size: int) -> Iterator[pa.RecordBatch]:
+        """Record batches of about ``batch_size`` records (whole blocks per batch on the
+        fast path)."""
+        from datalake.engine.avro_fast import compile_decoder
+
+        compiled = compile_decoder(self.header.schema) if self.fast else None
+        if compiled is not None:
+            yield from self._batches_fast(blocks, batch_size, *compiled)
+        else:
+            yield from self._batches_fastavro(blocks, batch_size)
+
+    def _batches_fast(self, blocks: Iterator[bytes], batch_size: int, decode: Any,
+                      specs: list[Any]) -> Iterator[pa.RecordBatch]:
+        import numpy as np
+
+        from datalake.engine.avro_fast import build_column, decompress, iter_blocks
+
+        codec = self.header.codec
+
+        def fresh() -> tuple[list[list[Any]], list[list[int]]]:
+            return [[] for _ in specs], [[] for _ in specs]
+
+        cols, lens = fresh()
+        bufs: list[bytes] = []
+        base = count = 0
+
+        def build() -> pa.RecordBatch:
+            data = np.frombuffer(b"".join(bufs), dtype=np.uint8)
+            arrays = [build_column(sp, cols[k], lens[k], data, self.types[k])
+                      for k, sp in enumerate(specs)]
+            return pa.RecordBatch.from_arrays(arrays, names=self.names)
+
+        try:
+            for n, comp in iter_blocks(blocks):
+                data = decompress(codec, comp)
+                try:
+                    end = decode(data, n, base, cols, lens)
+                except IndexError:
+                    raise CorruptInput(f"{self.uri}: truncated Avro block") from None
+                if end != len(data):
+                    raise CorruptInput(f"{self.uri}: Avro block size does not match its "
+                                       "records")
+                bufs.append(data)
+                base += len(data)
+                count += n
+                if count >= batch_size:
+                    yield build()
+                    cols, lens = fresh()
+                    bufs, base, count = [], 0, 0
+            if count:
+                yield build()
+        except CorruptInput:
+            raise
+        except (ValueError, zlib.error, OSError) as e:
+            raise CorruptInput(f"{self.uri}: cannot decode Avro data: {e}") from e
+
+    def _batches_fastavro(self, blocks: Iterator[bytes], batch_size: int
+                          ) -> Iterator[pa.RecordBatch]:
         import fastavro
 
         from datalake.engine.streams import IterStream

@@ -144,35 +144,42 @@ def sha256_file(path: str) -> str:
 
 def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
     """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable)."""
-    out: dict[str, Any] = {}
-    schema = md.schema
-    for c in range(md.num_columns):
-        name = schema.column(c).path
-        mn = mx = None
-        nulls = 0
-        have_nulls = True
-        have_minmax = True
-        for r in range(md.num_row_groups):
-            st = md.row_group(r).column(c).statistics
+    ncols = md.num_columns
+    names = [md.schema.column(c).path for c in range(ncols)]
+    mins: list[Any] = [None] * ncols
+    maxs: list[Any] = [None] * ncols
+    nulls = [0] * ncols
+    have_nulls = [True] * ncols
+    have_minmax = [True] * ncols
+    for r in range(md.num_row_groups):
+        rg = md.row_group(r)
+        rows = rg.num_rows
+        for c in range(ncols):
+            st = rg.column(c).statistics
             if st is None:
-                have_nulls = have_minmax = False
+                have_nulls[c] = have_minmax[c] = False
                 continue
-            if st.has_null_count:
-                nulls += st.null_count
+            nc = st.null_count if st.has_null_count else None
+            if nc is None:
+                have_nulls[c] = False
             else:
-                have_nulls = False
+                nulls[c] += nc
             if st.has_min_max:
                 lo, hi = st.min, st.max
-                mn = lo if mn is None or lo < mn else mn
-                mx = hi if mx is None or hi > mx else mx
-            elif md.row_group(r).num_rows > (st.null_count if st.has_null_count else -1):
-                have_minmax = False
-        out[name] = {
-            "min": json_safe(mn) if have_minmax else None,
-            "max": json_safe(mx) if have_minmax else None,
-            "null_count": nulls if have_nulls else None,
+                if mins[c] is None or lo < mins[c]:
+                    mins[c] = lo
+                if maxs[c] is None or hi > maxs[c]:
+                    maxs[c] = hi
+            elif nc is None or rows > nc:
+                have_minmax[c] = False
+    return {
+        names[c]: {
+            "min": json_safe(mins[c]) if have_minmax[c] else None,
+            "max": json_safe(maxs[c]) if have_minmax[c] else None,
+            "null_count": nulls[c] if have_nulls[c] else None,
         }
-    return out
+        for c in range(ncols)
+    }
 
 
 class PartitionedWriter:
@@ -265,8 +272,12 @@ class PartitionedWriter:
                 # shared source batches: write and close every partition's file, so no
                 # open writer (and its buffers) stays behind for each partition
                 for path in sorted(self.buffers):
-                    self._write_group(self.buffers[path])
-                    self._finish_file(self.buffers[path])
+                    b = self.buffers[path]
+                    if b.writer is None and b.rows:
+                        self._write_oneshot(b)
+                    else:
+                        self._write_group(b)
+                        self._finish_file(b)
                 break
         pa.default_memory_pool().release_unused()
 
@@ -303,29 +314,49 @@ class PartitionedWriter:
         sink.flush()
         buf.writer, buf.sink, buf.stream = None, None, None
         md = writer.writer.metadata
-        checksum = sink.sha.hexdigest()
-        size = sink.size
+        data = sink.getvalue()
+        if data is None:
+            sink.close()
+        self._upload(buf, data, sink.sha.hexdigest(), sink.size, md, sink.path)
+        sink.discard()
+        buf.file_rows = 0
+
+    def _write_oneshot(self, buf: _Buffer) -> None:
+        """A whole file from one buffer: written natively in memory, hashed, uploaded."""
+        table = pa.Table.from_batches(buf.batches, schema=self.schema)
+        sink = pa.BufferOutputStream()
+        writer = pq.ParquetWriter(sink, self.schema, compression=self.compression,
+                                  write_statistics=True, use_dictionary=True)
+        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        writer.close()
+        del table
+        self._release(buf)
+        data = sink.getvalue()
+        self._upload(buf, data, hashlib.sha256(data).hexdigest(), data.size,
+                     writer.writer.metadata)
+
+    def _upload(self, buf: _Buffer, data: Any, checksum: str, size: int,
+                md: pq.FileMetaData, path: str | None = None) -> None:
         name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
         self._n += 1
         key = "/".join(p for p in (self.table_prefix, buf.path, name) if p)
-        data = sink.getvalue()
         if data is not None:
             self.store.put_bytes(self.bucket, key, data)
         else:
-            sink.close()
-            assert sink.path is not None
-            self.store.put_file(self.bucket, key, sink.path)
-        sink.discard()
+            assert path is not None
+            self.store.put_file(self.bucket, key, path)
         self.files.append(WrittenFile(key=key, partition=dict(buf.values),
                                       record_count=md.num_rows, size_bytes=size,
                                       checksum=checksum, column_stats=column_stats(md),
                                       row_groups=md.num_row_groups))
-        buf.file_rows = 0
 
     def finish(self) -> list[WrittenFile]:
         """Write all remainders (partitions in path order), upload, return the files."""
         for path in sorted(self.buffers):
             buf = self.buffers[path]
+            if buf.writer is None and buf.rows:
+                self._write_oneshot(buf)
+                continue
             self._write_group(buf)
             self._finish_file(buf)
         self.buffers.clear()
