@@ -1,0 +1,211 @@
+"""Every Lambda handler on its sample event from events/, against moto and a real catalog."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import boto3
+import pytest
+from datalake.aws import clients
+from datalake.catalog.db import session_scope
+from datalake.config import get_settings
+from datalake.services import jobs, sources, tables
+from datalake.tokens import make_token
+from moto import mock_aws
+
+ROOT = Path(__file__).resolve().parents[2]
+EVENTS = ROOT / "events"
+LAKE = "lake-bucket"
+LANDING = "datalake-landing-000000000000-us-east-1"  # the bucket named in the sample event
+
+
+@dataclass
+class Context:
+    function_name: str = "test-fn"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:test-fn"
+    aws_request_id: str = "req-1"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+def load_handler(name: str) -> ModuleType:
+    path = ROOT / "functions" / name / "app.py"
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def event(name: str, **replace: str) -> dict[str, Any]:
+    text = (EVENTS / name).read_text()
+    for key, value in replace.items():
+        text = text.replace(key, value)
+    return dict(json.loads(text))
+
+
+class Callbacks:
+    def __init__(self) -> None:
+        self.ok: list[tuple[str, dict[str, Any]]] = []
+        self.failed: list[tuple[str, str, str]] = []
+
+    def success(self, token: str, output: dict[str, Any]) -> None:
+        self.ok.append((token, output))
+
+    def failure(self, token: str, *, error: str, cause: str) -> None:
+        self.failed.append((token, error, cause))
+
+
+@pytest.fixture
+def aws(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    monkeypatch.setenv("DATALAKE_LAKE_BUCKET", LAKE)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    get_settings.cache_clear()
+    clients.reset()
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": False}}):
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket=LAKE)
+        s3.create_bucket(Bucket=LANDING)
+        sfn = boto3.client("stepfunctions", region_name="us-east-1")
+        definition = (ROOT / "infra" / "ingest_job.asl.json").read_text()
+        arn = sfn.create_state_machine(
+            name="ingest",
+            definition=definition,
+            roleArn="arn:aws:iam::000000000000:role/sfn",
+        )["stateMachineArn"]
+        monkeypatch.setenv("DATALAKE_STATE_MACHINE_ARN", arn)
+        get_settings.cache_clear()
+        yield {"s3": s3, "sfn": sfn, "arn": arn}
+    clients.reset()
+    get_settings.cache_clear()
+
+
+def test_api_handler_on_sample_events(use_catalog: str) -> None:
+    api = load_handler("api")
+    health = api.lambda_handler(event("api_health.json"), Context())
+    assert health["statusCode"] == 200 and json.loads(health["body"])["catalog"] == "ok"
+    token = make_token("events", ["admin"])
+    created = api.lambda_handler(
+        event("api_create_table.json", REPLACE_WITH_TOKEN=token), Context()
+    )
+    assert created["statusCode"] == 201, created["body"]
+    assert json.loads(created["body"])["partitioning"][0]["transform"] == "day"
+    listing = api.lambda_handler(event("api_list_tables.json", REPLACE_WITH_TOKEN=token), Context())
+    assert json.loads(listing["body"])["total"] == 1
+    unauth = api.lambda_handler(event("api_list_tables.json", REPLACE_WITH_TOKEN="x"), Context())
+    assert unauth["statusCode"] == 401
+
+
+def test_trigger_plan_batch_commit_on_sample_events(aws: dict[str, Any]) -> None:
+    key = "flights/2013/flights part 1.csv"  # the sample event's key, URL-encoded there
+    aws["s3"].put_object(
+        Bucket=LANDING,
+        Key=key,
+        Body=b"id,time_hour,carrier\n1,2013-01-01 05:00:00,UA\n2,2013-01-02 06:00:00,AA\n",
+    )
+    with session_scope() as session:
+        table = tables.create_table(
+            session, name="flights", partitioning=[{"column": "time_hour", "transform": "day"}]
+        )
+        sources.create_source(
+            session, name="drop", table_id=table.id, bucket=LANDING, prefix="flights/"
+        )
+        table_id = table.id
+
+    trigger = load_handler("trigger")
+    sample = event("s3_object_created_sqs.json")
+    assert trigger.lambda_handler(sample, Context()) == {"batchItemFailures": []}
+    # S3 delivers at least once: the same event again starts nothing new.
+    assert trigger.lambda_handler(sample, Context()) == {"batchItemFailures": []}
+    with session_scope() as session:
+        found, total = jobs.list_jobs(session, table_id=table_id)
+        assert total == 1 and found[0].status == "RUNNING"
+        job_id = found[0].id
+    executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
+    assert [e["name"] for e in executions] == [job_id]
+
+    plan = load_handler("plan").lambda_handler(event("plan.json", REPLACE_JOB_ID=job_id), Context())
+    assert plan["batch_count"] == 1
+
+    worker = load_handler("ingest_batch")
+    worker.callbacks = Callbacks()
+    message = event(
+        "ingest_batch_sqs.json",
+        REPLACE_JOB_ID=job_id,
+        REPLACE_BATCH_ID=plan["batches"][0]["batch_id"],
+        REPLACE_TASK_TOKEN="token-1",
+    )
+    assert worker.lambda_handler(message, Context()) == {"batchItemFailures": []}
+    assert worker.callbacks.ok and worker.callbacks.ok[0][1]["records_written"] == 2
+    # A redelivered message answers the new token with the same result, writing nothing.
+    assert worker.lambda_handler(message, Context()) == {"batchItemFailures": []}
+    assert len(worker.callbacks.ok) == 2
+
+    out = load_handler("commit").lambda_handler(
+        event("commit.json", REPLACE_JOB_ID=job_id), Context()
+    )
+    assert out["status"] == "SUCCEEDED" and out["records_written"] == 2
+    with session_scope() as session:
+        files, total = tables.committed_files(session, table_id)
+        assert total == 2 and {f.partition_path for f in files} == {
+            "time_hour_day=2013-01-01",
+            "time_hour_day=2013-01-02",
+        }
+
+
+def test_batch_failure_is_retried_then_fails_and_abort_cleans_up(aws: dict[str, Any]) -> None:
+    # Under freeze, a file with a column the table lacks fails its batch (not the plan).
+    aws["s3"].put_object(Bucket=LANDING, Key="bad/data.csv", Body=b"a,b\n1,2\n3,4\n")
+    with session_scope() as session:
+        table = tables.create_table(
+            session,
+            name="t",
+            schema={"fields": [{"name": "a", "type": "long"}]},
+            schema_policy="freeze",
+        )
+        job = jobs.create_job(
+            session, table_id=table.id, sources=[f"s3://{LANDING}/bad/data.csv"], max_retries=1
+        )
+        job_id = job.id
+
+    class Orchestrator:
+        def start(self, job_id: str, payload: dict[str, Any]) -> str:
+            return "arn:aws:states:us-east-1:000000000000:execution:ingest:" + job_id
+
+        def stop(self, execution_id: str, *, reason: str) -> None:
+            pass
+
+    with session_scope() as session:
+        jobs.start_job(session, job_id, orchestrator=Orchestrator())
+    plan = load_handler("plan").lambda_handler({"job_id": job_id}, Context())
+    worker = load_handler("ingest_batch")
+    worker.callbacks = Callbacks()
+    message = event(
+        "ingest_batch_sqs.json",
+        REPLACE_JOB_ID=job_id,
+        REPLACE_BATCH_ID=plan["batches"][0]["batch_id"],
+        REPLACE_TASK_TOKEN="t",
+    )
+    worker.lambda_handler(message, Context())
+    worker.lambda_handler(message, Context())
+    # max_retries=1: the first failure asks the state machine to retry, the second gives up.
+    assert [f[1] for f in worker.callbacks.failed] == [
+        "Datalake.BatchRetry",
+        "Datalake.BatchFailed",
+    ]
+    assert "SchemaMismatch" in worker.callbacks.failed[-1][2]
+    error = {"Error": "Datalake.BatchFailed", "Cause": worker.callbacks.failed[-1][2]}
+    abort = load_handler("abort")
+    payload = {"job_id": job_id, "error": error}
+    out = abort.lambda_handler(payload, Context())
+    assert out["status"] == "FAILED" and out["error"]
+    assert abort.lambda_handler(payload, Context())["status"] == "FAILED"  # re-run is harmless
+    assert aws["s3"].list_objects_v2(Bucket=LAKE).get("KeyCount", 0) == 0
