@@ -11,26 +11,7 @@ from datalake_api import deps
 from datalake_api.main import create_app
 from starlette.testclient import TestClient
 
-
-class FakeOrchestrator:
-    def __init__(self) -> None:
-        self.started: list[str] = []
-        self.stopped: list[str] = []
-
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        self.started.append(job_id)
-        return f"arn:aws:states:us-east-1:000000000000:execution:ingest:{job_id}"
-
-    def stop(self, execution_id: str, *, reason: str) -> None:
-        self.stopped.append(execution_id)
-
-
-class FakeDeleter:
-    def __init__(self) -> None:
-        self.deleted: list[str] = []
-
-    def delete(self, bucket: str, keys: list[str]) -> None:
-        self.deleted.extend(keys)
+from tests.fakes import FakeDeleter, FakeOrchestrator
 
 
 @pytest.fixture

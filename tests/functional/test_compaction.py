@@ -13,43 +13,32 @@ import importlib.util
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, utcnow
-from datalake.config import get_settings
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import FIELD_ID_KEY, to_arrow_schema
 from datalake.engine.writer import column_stats
 from datalake.services import compaction, jobs, partitions, tables
 from datalake.services.compaction import MIN_ROW_GROUP_ROWS, compact_table
-from moto import mock_aws
 from sqlalchemy import select, update
 
+from tests.fakes import LAKE, LANDING, FakeOrchestrator
+
 ROOT = Path(__file__).resolve().parents[2]
-LAKE, LANDING = "lake", "landing"
 
 CSV = "id,ts,carrier,delay\n" + "".join(
     f"{i},2013-01-{1 + i % 5:02d} {i % 24:02d}:00:00,{'AA' if i % 2 else 'UA'},"
     f"{i % 7 if i % 11 else 'NA'}\n"
     for i in range(3000)
 )
-
-
-class FakeOrchestrator:
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        return f"arn:aws:states:us-east-1:000000000000:execution:ingest:{job_id}"
-
-    def stop(self, execution_id: str, *, reason: str) -> None:
-        pass
 
 
 @dataclass
@@ -61,21 +50,6 @@ class FakeContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return 900_000
-
-
-@pytest.fixture
-def s3(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DATALAKE_LAKE_BUCKET", LAKE)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    get_settings.cache_clear()
-    clients.reset()
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=LAKE)
-        client.create_bucket(Bucket=LANDING)
-        yield client
-    clients.reset()
-    get_settings.cache_clear()
 
 
 def store() -> Any:

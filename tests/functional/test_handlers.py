@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -19,21 +18,13 @@ from datalake.services import jobs, sources, tables
 from datalake.tokens import make_token
 from moto import mock_aws
 
+from tests.fakes import FakeCallbacks, FakeOrchestrator, LambdaContext
+
 ROOT = Path(__file__).resolve().parents[2]
+CTX = LambdaContext()
 EVENTS = ROOT / "events"
 LAKE = "lake-bucket"
 LANDING = "datalake-landing-000000000000-us-east-1"  # the bucket named in the sample event
-
-
-@dataclass
-class Context:
-    function_name: str = "test-fn"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:test-fn"
-    aws_request_id: str = "req-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 60_000
 
 
 def load_handler(name: str) -> ModuleType:
@@ -50,18 +41,6 @@ def event(name: str, **replace: str) -> dict[str, Any]:
     for key, value in replace.items():
         text = text.replace(key, value)
     return dict(json.loads(text))
-
-
-class Callbacks:
-    def __init__(self) -> None:
-        self.ok: list[tuple[str, dict[str, Any]]] = []
-        self.failed: list[tuple[str, str, str]] = []
-
-    def success(self, token: str, output: dict[str, Any]) -> None:
-        self.ok.append((token, output))
-
-    def failure(self, token: str, *, error: str, cause: str) -> None:
-        self.failed.append((token, error, cause))
 
 
 @pytest.fixture
@@ -90,17 +69,17 @@ def aws(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str,
 
 def test_api_handler_on_sample_events(use_catalog: str) -> None:
     api = load_handler("api")
-    health = api.lambda_handler(event("api_health.json"), Context())
+    health = api.lambda_handler(event("api_health.json"), CTX)
     assert health["statusCode"] == 200 and json.loads(health["body"])["catalog"] == "ok"
     token = make_token("events", ["admin"])
     created = api.lambda_handler(
-        event("api_create_table.json", REPLACE_WITH_TOKEN=token), Context()
+        event("api_create_table.json", REPLACE_WITH_TOKEN=token), LambdaContext()
     )
     assert created["statusCode"] == 201, created["body"]
     assert json.loads(created["body"])["partitioning"][0]["transform"] == "day"
-    listing = api.lambda_handler(event("api_list_tables.json", REPLACE_WITH_TOKEN=token), Context())
+    listing = api.lambda_handler(event("api_list_tables.json", REPLACE_WITH_TOKEN=token), CTX)
     assert json.loads(listing["body"])["total"] == 1
-    unauth = api.lambda_handler(event("api_list_tables.json", REPLACE_WITH_TOKEN="x"), Context())
+    unauth = api.lambda_handler(event("api_list_tables.json", REPLACE_WITH_TOKEN="x"), CTX)
     assert unauth["statusCode"] == 401
 
 
@@ -122,9 +101,9 @@ def test_trigger_plan_batch_commit_on_sample_events(aws: dict[str, Any]) -> None
 
     trigger = load_handler("trigger")
     sample = event("s3_object_created_sqs.json")
-    assert trigger.lambda_handler(sample, Context()) == {"batchItemFailures": []}
+    assert trigger.lambda_handler(sample, CTX) == {"batchItemFailures": []}
     # S3 delivers at least once: the same event again starts nothing new.
-    assert trigger.lambda_handler(sample, Context()) == {"batchItemFailures": []}
+    assert trigger.lambda_handler(sample, CTX) == {"batchItemFailures": []}
     with session_scope() as session:
         found, total = jobs.list_jobs(session, table_id=table_id)
         assert total == 1 and found[0].status == "RUNNING"
@@ -132,25 +111,25 @@ def test_trigger_plan_batch_commit_on_sample_events(aws: dict[str, Any]) -> None
     executions = aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"]
     assert [e["name"] for e in executions] == [job_id]
 
-    plan = load_handler("plan").lambda_handler(event("plan.json", REPLACE_JOB_ID=job_id), Context())
+    plan = load_handler("plan").lambda_handler(event("plan.json", REPLACE_JOB_ID=job_id), CTX)
     assert plan["batch_count"] == 1
 
     worker = load_handler("ingest_batch")
-    worker.callbacks = Callbacks()
+    worker.callbacks = FakeCallbacks()
     message = event(
         "ingest_batch_sqs.json",
         REPLACE_JOB_ID=job_id,
         REPLACE_BATCH_ID=plan["batches"][0]["batch_id"],
         REPLACE_TASK_TOKEN="token-1",
     )
-    assert worker.lambda_handler(message, Context()) == {"batchItemFailures": []}
+    assert worker.lambda_handler(message, CTX) == {"batchItemFailures": []}
     assert worker.callbacks.ok and worker.callbacks.ok[0][1]["records_written"] == 2
     # A redelivered message answers the new token with the same result, writing nothing.
-    assert worker.lambda_handler(message, Context()) == {"batchItemFailures": []}
+    assert worker.lambda_handler(message, CTX) == {"batchItemFailures": []}
     assert len(worker.callbacks.ok) == 2
 
     out = load_handler("commit").lambda_handler(
-        event("commit.json", REPLACE_JOB_ID=job_id), Context()
+        event("commit.json", REPLACE_JOB_ID=job_id), LambdaContext()
     )
     assert out["status"] == "SUCCEEDED" and out["records_written"] == 2
     with session_scope() as session:
@@ -176,26 +155,19 @@ def test_batch_failure_is_retried_then_fails_and_abort_cleans_up(aws: dict[str, 
         )
         job_id = job.id
 
-    class Orchestrator:
-        def start(self, job_id: str, payload: dict[str, Any]) -> str:
-            return "arn:aws:states:us-east-1:000000000000:execution:ingest:" + job_id
-
-        def stop(self, execution_id: str, *, reason: str) -> None:
-            pass
-
     with session_scope() as session:
-        jobs.start_job(session, job_id, orchestrator=Orchestrator())
-    plan = load_handler("plan").lambda_handler({"job_id": job_id}, Context())
+        jobs.start_job(session, job_id, orchestrator=FakeOrchestrator())
+    plan = load_handler("plan").lambda_handler({"job_id": job_id}, CTX)
     worker = load_handler("ingest_batch")
-    worker.callbacks = Callbacks()
+    worker.callbacks = FakeCallbacks()
     message = event(
         "ingest_batch_sqs.json",
         REPLACE_JOB_ID=job_id,
         REPLACE_BATCH_ID=plan["batches"][0]["batch_id"],
         REPLACE_TASK_TOKEN="t",
     )
-    worker.lambda_handler(message, Context())
-    worker.lambda_handler(message, Context())
+    worker.lambda_handler(message, CTX)
+    worker.lambda_handler(message, CTX)
     # max_retries=1: the first failure asks the state machine to retry, the second gives up.
     assert [f[1] for f in worker.callbacks.failed] == [
         "Datalake.BatchRetry",
@@ -205,7 +177,7 @@ def test_batch_failure_is_retried_then_fails_and_abort_cleans_up(aws: dict[str, 
     error = {"Error": "Datalake.BatchFailed", "Cause": worker.callbacks.failed[-1][2]}
     abort = load_handler("abort")
     payload = {"job_id": job_id, "error": error}
-    out = abort.lambda_handler(payload, Context())
+    out = abort.lambda_handler(payload, CTX)
     assert out["status"] == "FAILED" and out["error"]
-    assert abort.lambda_handler(payload, Context())["status"] == "FAILED"  # re-run is harmless
+    assert abort.lambda_handler(payload, CTX)["status"] == "FAILED"  # re-run is harmless
     assert aws["s3"].list_objects_v2(Bucket=LAKE).get("KeyCount", 0) == 0

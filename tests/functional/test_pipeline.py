@@ -7,51 +7,23 @@ the state machine does; the state machine itself runs in the LocalStack e2e test
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from datalake.aws import clients
 from datalake.catalog.db import session_scope
-from datalake.config import get_settings
 from datalake.errors import Conflict
 from datalake.services import jobs, tables
 from datalake.services.jobs import JobCancelled
-from moto import mock_aws
 
-LAKE, LANDING = "lake", "landing"
+from tests.fakes import LAKE, LANDING, FakeOrchestrator
 
 CSV = "id,ts,carrier,delay\n" + "".join(
     f"{i},2013-01-{1 + i % 5:02d} {i % 24:02d}:00:00,"
     f"{'AA' if i % 2 else 'UA'},{i % 7 if i % 11 else 'NA'}\n"
     for i in range(2000)
 )
-
-
-class FakeOrchestrator:
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        return f"arn:aws:states:us-east-1:000000000000:execution:ingest:{job_id}"
-
-    def stop(self, execution_id: str, *, reason: str) -> None:
-        pass
-
-
-@pytest.fixture
-def s3(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DATALAKE_LAKE_BUCKET", LAKE)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    get_settings.cache_clear()
-    clients.reset()
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=LAKE)
-        client.create_bucket(Bucket=LANDING)
-        yield client
-    clients.reset()
-    get_settings.cache_clear()
 
 
 def store() -> Any:

@@ -22,25 +22,22 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-import boto3
 import fastavro
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import AuditEvent, IngestionBatch, SchemaChange
-from datalake.config import get_settings
 from datalake.errors import DatalakeError, SchemaMismatch
 from datalake.services import jobs, reading, schemas, tables
 from datalake.tokens import make_token
 from datalake_api.main import create_app
-from moto import mock_aws
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-LAKE, LANDING = "lake", "landing"
+from tests.fakes import LAKE, LANDING, FakeOrchestrator
+
 API = "/api/v1"
 ADMIN = {"Authorization": "Bearer " + make_token("evolver", ["admin"])}
 BASE_SCHEMA = {
@@ -103,29 +100,6 @@ F3 = avro(
 F4 = b"id,name,score,ts,city\n5,g,0.1,2024-01-04 10:00:00,Oslo\n"
 F5 = b"id,score,ts,city\n6,7.25,2024-01-05 10:00:00,Kyiv\nabc,8.5,2024-01-05 11:00:00,Kyiv\n"
 FILES = [("f1.parquet", F1), ("f2.parquet", F2), ("f3.avro", F3), ("f4.csv", F4), ("f5.csv", F5)]
-
-
-class FakeOrchestrator:
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        return f"arn:aws:states:us-east-1:000000000000:execution:ingest:{job_id}"
-
-    def stop(self, execution_id: str, *, reason: str) -> None:
-        pass
-
-
-@pytest.fixture
-def s3(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    monkeypatch.setenv("DATALAKE_LAKE_BUCKET", LAKE)
-    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    get_settings.cache_clear()
-    clients.reset()
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=LAKE)
-        client.create_bucket(Bucket=LANDING)
-        yield client
-    clients.reset()
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -26,18 +26,11 @@ from datalake.services import jobs, planning, reading, schemas, tables
 from datalake.services.worker import run_batch
 from sqlalchemy import func, select
 
+from tests.fakes import LANDING, FakeOrchestrator
+
 pytestmark = pytest.mark.postgres
 
-LANDING = "landing"
 BASE = {"fields": [{"name": "id", "type": "long"}, {"name": "ts", "type": "timestamp"}]}
-
-
-class FakeOrchestrator:
-    def start(self, job_id: str, payload: dict[str, Any]) -> str:
-        return f"arn:aws:states:us-east-1:000000000000:execution:ingest:{job_id}"
-
-    def stop(self, execution_id: str, *, reason: str) -> None:
-        pass
 
 
 @pytest.fixture

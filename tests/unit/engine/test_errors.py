@@ -53,6 +53,7 @@ def test_source_changed_while_reading(tmp_path):
         else True
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 @pytest.mark.parametrize(("key", "data"), [
     ("g.parquet", b"PAR1 this is not parquet at all PAR1"),
     ("g.avro", b"Obj\x01\x02\x00garbage-garbage-garbage-garbage"),

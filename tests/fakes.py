@@ -1,0 +1,61 @@
+"""Test doubles shared by the functional and integration tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+LAKE, LANDING = "lake", "landing"
+
+
+class FakeOrchestrator:
+    """Stands in for Step Functions: records what was started and stopped."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []
+        self.stopped: list[str] = []
+
+    def start(self, job_id: str, payload: dict[str, Any]) -> str:
+        self.started.append(job_id)
+        return f"arn:aws:states:us-east-1:000000000000:execution:ingest:{job_id}"
+
+    def stop(self, execution_id: str, *, reason: str) -> None:
+        self.stopped.append(execution_id)
+
+
+class FakeDeleter:
+    """Records the keys a service asked to delete."""
+
+    def __init__(self) -> None:
+        self.deleted: list[str] = []
+
+    def delete(self, bucket: str, keys: list[str]) -> None:
+        self.deleted.extend(keys)
+
+
+class FakeCallbacks:
+    """Records task-token answers instead of calling Step Functions."""
+
+    def __init__(self) -> None:
+        self.ok: list[tuple[str, dict[str, Any]]] = []
+        self.failed: list[tuple[str, str, str]] = []
+
+    def success(self, token: str, output: dict[str, Any]) -> None:
+        self.ok.append((token, output))
+
+    def failure(self, token: str, *, error: str, cause: str) -> None:
+        self.failed.append((token, error, cause))
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of a Lambda context object that Powertools reads."""
+
+    function_name: str = "test-fn"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:test-fn"
+    aws_request_id: str = "req-1"
+    remaining_ms: int = 900_000
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms

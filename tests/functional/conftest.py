@@ -1,0 +1,30 @@
+"""Functional fixtures: moto's S3 beside a real catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from datalake.aws import clients
+from datalake.config import get_settings
+from moto import mock_aws
+
+from tests.fakes import LAKE, LANDING
+
+
+@pytest.fixture
+def s3(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto S3 with the lake and landing buckets; the catalog at ``use_catalog``."""
+    monkeypatch.setenv("DATALAKE_LAKE_BUCKET", LAKE)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    get_settings.cache_clear()
+    clients.reset()
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket=LAKE)
+        client.create_bucket(Bucket=LANDING)
+        yield client
+    clients.reset()
+    get_settings.cache_clear()
