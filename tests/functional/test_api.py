@@ -206,3 +206,17 @@ def test_files_of_empty_table(client: TestClient) -> None:
     table = make_table(client)
     r = client.get(f"/api/v1/tables/{table['id']}/files", headers=auth("reader"))
     assert r.json() == {"items": [], "total": 0}
+
+
+def test_audit_trail_records_who_did_what(client: TestClient) -> None:
+    table = make_table(client)
+    client.put(
+        f"/api/v1/tables/{table['id']}",
+        json={"description": "x"},
+        headers={**ADMIN, "X-Correlation-Id": "corr-42"},
+    )
+    assert client.get("/api/v1/audit", headers=auth("writer")).status_code == 403
+    trail = client.get(f"/api/v1/audit?entity_id={table['id']}", headers=ADMIN).json()
+    assert [e["action"] for e in trail["items"]] == ["table.update", "table.create"]
+    assert trail["items"][0]["actor"] == "tester"
+    assert trail["items"][0]["correlation_id"] == "corr-42"

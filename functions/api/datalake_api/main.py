@@ -10,7 +10,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from datalake_api.routes import health, jobs, partitions, schemas, sources, tables
+from datalake_api.routes import audit, health, jobs, partitions, schemas, sources, tables
 
 log = logging.getLogger("datalake.api")
 PREFIX = "/api/v1"
@@ -27,7 +27,7 @@ def create_app() -> FastAPI:
     )
     app.include_router(health.router)
     app.include_router(health.router, prefix=PREFIX)
-    for module in (tables, sources, jobs, schemas, partitions):
+    for module in (tables, sources, jobs, schemas, partitions, audit):
         app.include_router(module.router, prefix=PREFIX)
 
     @app.exception_handler(DatalakeError)

@@ -1,0 +1,56 @@
+"""The audit trail (admin): who did what, when, with which correlation id."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import func, select
+
+from datalake.catalog.models import AuditEvent
+from datalake_api.deps import PrincipalDep, SessionDep
+from datalake_api.models import Page
+
+router = APIRouter(prefix="/audit", tags=["audit"])
+
+
+class AuditEventOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    at: datetime
+    actor: str
+    action: str
+    entity_type: str
+    entity_id: str | None
+    details: dict[str, Any]
+    correlation_id: str | None
+
+
+@router.get("")
+@router.get("/", include_in_schema=False)
+def list_audit(
+    session: SessionDep,
+    who: PrincipalDep,
+    actor: str | None = None,
+    action: str | None = None,
+    entity_id: str | None = None,
+    since: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page[AuditEventOut]:
+    who.require("admin")
+    query = select(AuditEvent)
+    if actor:
+        query = query.where(AuditEvent.actor == actor)
+    if action:
+        query = query.where(AuditEvent.action == action)
+    if entity_id:
+        query = query.where(AuditEvent.entity_id == entity_id)
+    if since:
+        query = query.where(AuditEvent.at >= since)
+    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+    rows = session.scalars(query.order_by(AuditEvent.at.desc()).limit(limit).offset(offset))
+    return Page(items=[AuditEventOut.model_validate(r) for r in rows.all()], total=total)
