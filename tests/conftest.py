@@ -193,9 +193,10 @@ def use_catalog(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
 
 
 def _truncate(url: str) -> None:
+    from sqlalchemy import text
+
     from datalake.catalog.db import get_engine
     from datalake.catalog.models import Base
-    from sqlalchemy import text
 
     with get_engine(url).begin() as conn:
         names = ", ".join(t.name for t in Base.metadata.sorted_tables)

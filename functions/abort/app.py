@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from datalake.aws.s3 import S3ObjectStore
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionJob

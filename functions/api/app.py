@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from datalake_api.main import create_app
 from mangum import Mangum
+
+from datalake_api.main import create_app
 
 app = create_app()
 lambda_handler = Mangum(app, lifespan="off")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from datalake.catalog.db import session_scope
 from datalake.errors import CommitConflict
 from datalake.services.jobs import commit_job

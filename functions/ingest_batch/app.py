@@ -12,6 +12,7 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from datalake.aws.s3 import S3ObjectStore
 from datalake.aws.sfn import StepFunctionsCallbacks
 from datalake.services.jobs import JobCancelled

@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from datalake.aws.clients import client
 from datalake.aws.s3 import S3ObjectStore
 from datalake.errors import DatalakeError, NotFound

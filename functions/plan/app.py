@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
+
 from datalake.aws.s3 import S3ObjectStore
 from datalake.services.planning import plan_job
 

@@ -13,6 +13,7 @@ from aws_lambda_powertools.utilities.batch import (
     process_partial_response,
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
 from datalake.aws.sfn import StepFunctionsOrchestrator
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings

@@ -27,6 +27,7 @@ sys.path.insert(0, str(HERE))
 
 import project  # noqa: E402
 import stack  # noqa: E402
+
 from datalake.cli import ApiClient  # noqa: E402
 
 

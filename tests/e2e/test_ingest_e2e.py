@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from datalake.cli import ApiClient
 from datalake.tokens import make_token
 

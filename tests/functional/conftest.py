@@ -7,10 +7,10 @@ from typing import Any
 
 import boto3
 import pytest
-from datalake.aws import clients
-from datalake.config import get_settings
 from moto import mock_aws
 
+from datalake.aws import clients
+from datalake.config import get_settings
 from tests.fakes import LAKE, LANDING
 
 

@@ -6,11 +6,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
+
 from datalake.tokens import make_token
 from datalake_api import deps
 from datalake_api.main import create_app
-from starlette.testclient import TestClient
-
 from tests.fakes import FakeDeleter, FakeOrchestrator
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select, update
+
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, utcnow
@@ -28,8 +30,6 @@ from datalake.engine.arrow_schema import FIELD_ID_KEY, to_arrow_schema
 from datalake.engine.writer import column_stats
 from datalake.services import compaction, jobs, partitions, tables
 from datalake.services.compaction import MIN_ROW_GROUP_ROWS, compact_table
-from sqlalchemy import select, update
-
 from tests.fakes import LAKE, LANDING, FakeOrchestrator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,13 +11,13 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
 from datalake.services import jobs, sources, tables
 from datalake.tokens import make_token
-from moto import mock_aws
-
 from tests.fakes import FakeCallbacks, FakeOrchestrator, LambdaContext
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from starlette.testclient import TestClient
+
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, IngestionBatch
 from datalake.services import jobs
 from datalake.tokens import make_token
 from datalake_api.main import create_app
 from datalake_api.routes import partitions as partition_routes
-from starlette.testclient import TestClient
 
 
 class FakeRequester:

@@ -12,11 +12,11 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
 from datalake.catalog.db import session_scope
 from datalake.errors import Conflict
 from datalake.services import jobs, tables
 from datalake.services.jobs import JobCancelled
-
 from tests.fakes import LAKE, LANDING, FakeOrchestrator
 
 CSV = "id,ts,carrier,delay\n" + "".join(
@@ -113,8 +113,9 @@ def test_rerun_of_batches_and_commit_adds_nothing(s3: Any) -> None:
     assert len(set(data.column("id").to_pylist())) == 2000
     with session_scope() as session:
         parts = tables.get_table(session, table_id)
-        from datalake.catalog.models import DataLakePartition
         from sqlalchemy import func, select
+
+        from datalake.catalog.models import DataLakePartition
 
         total = session.scalar(
             select(func.sum(DataLakePartition.record_count)).where(

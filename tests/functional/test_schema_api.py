@@ -6,12 +6,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import AuditEvent, DataLakeSchema, SchemaChange
 from datalake.tokens import make_token
 from datalake_api.main import create_app
-from sqlalchemy import select
-from starlette.testclient import TestClient
 
 API = "/api/v1"
 MISSING = "00000000-0000-0000-0000-000000000000"

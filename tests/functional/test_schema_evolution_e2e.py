@@ -27,15 +27,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import AuditEvent, IngestionBatch, SchemaChange
 from datalake.errors import DatalakeError, SchemaMismatch
 from datalake.services import jobs, reading, schemas, tables
 from datalake.tokens import make_token
 from datalake_api.main import create_app
-from sqlalchemy import select
-from starlette.testclient import TestClient
-
 from tests.fakes import LAKE, LANDING, FakeOrchestrator
 
 API = "/api/v1"

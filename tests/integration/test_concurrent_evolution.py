@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import func, select
+
 from datalake.catalog import db
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataLakeSchema, SchemaChange
@@ -24,8 +26,6 @@ from datalake.config import get_settings
 from datalake.engine.store import LocalObjectStore
 from datalake.services import jobs, planning, reading, schemas, tables
 from datalake.services.worker import run_batch
-from sqlalchemy import func, select
-
 from tests.fakes import LANDING, FakeOrchestrator
 
 pytestmark = pytest.mark.postgres

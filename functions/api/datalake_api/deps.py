@@ -7,12 +7,12 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated
 
-from datalake.catalog.db import session_scope
-from datalake.config import get_settings
-from datalake.ports import ObjectDeleter, Orchestrator
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from datalake.catalog.db import session_scope
+from datalake.config import get_settings
+from datalake.ports import ObjectDeleter, Orchestrator
 from datalake_api.auth import Principal, authenticate
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 
-from datalake.errors import DatalakeError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from datalake.errors import DatalakeError
 from datalake_api.routes import audit, health, jobs, partitions, schemas, sources, tables
 
 log = logging.getLogger("datalake.api")

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from datalake import __version__
-from datalake.catalog.db import get_engine
 from fastapi import APIRouter
 from sqlalchemy import text
+
+from datalake import __version__
+from datalake.catalog.db import get_engine
 
 router = APIRouter(tags=["health"])
 

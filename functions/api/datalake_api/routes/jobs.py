@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from datalake.services import audit, jobs
 from fastapi import APIRouter, Query, status
 
+from datalake.services import audit, jobs
 from datalake_api.deps import (
     CorrelationDep,
     DeleterDep,

@@ -6,10 +6,10 @@ import os
 from functools import lru_cache
 from typing import Annotated
 
-from datalake.services import audit, partitions
-from datalake.services.partitions import CompactionRequester
 from fastapi import APIRouter, Depends, Query, status
 
+from datalake.services import audit, partitions
+from datalake.services.partitions import CompactionRequester
 from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     OptimizeAccepted,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from datalake.catalog.models import DataLakeSchema
-from datalake.services import schemas
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
 
+from datalake.catalog.models import DataLakeSchema
+from datalake.services import schemas
 from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     Page,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from datalake.services import audit, sources
 from fastapi import APIRouter, Query, status
 
+from datalake.services import audit, sources
 from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import Page, SourceCreate, SourceOut
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
+from fastapi import APIRouter, Query, status
+
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
 from datalake.services import audit, tables
-from fastapi import APIRouter, Query, status
-
 from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import DataFileOut, Page, TableCreate, TableOut, TableUpdate
 

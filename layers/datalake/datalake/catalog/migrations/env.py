@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from alembic import context
+
 from datalake.catalog.db import get_engine
 from datalake.catalog.models import Base
 
