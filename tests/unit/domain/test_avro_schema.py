@@ -10,11 +10,12 @@ from decimal import Decimal
 
 import fastavro
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from datalake.domain.avro_schema import avro_name, from_avro, to_avro, to_avsc, validate
 from datalake.domain.schema import Schema, SchemaField
 from datalake.errors import InvalidInput
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 ALL_TYPES = [
     ("b", "boolean", None),

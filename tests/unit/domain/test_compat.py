@@ -7,6 +7,9 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from datalake.domain.compat import (
     MODES,
     ChangeType,
@@ -19,8 +22,6 @@ from datalake.domain.compat import (
 )
 from datalake.domain.schema import Schema, SchemaField
 from datalake.errors import IncompatibleSchema, InvalidInput
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def F(id_: int, name: str, type_: str = "long", nullable: bool = True) -> SchemaField:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from datalake.domain.compat import MODES, RULES, ChangeType, check, compare, rules_markdown
 from datalake.domain.schema import Schema, SchemaField
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from datalake.domain.compat import ChangeType, check
 from datalake.domain.evolution import (
     common_type,

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
+
 from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
 from datalake.engine.ingest import SplitResult, ingest_split

@@ -9,6 +9,7 @@ import uuid
 import fastavro
 import pyarrow as pa
 import pytest
+
 from datalake.engine.avro import AvroDecoder, owned_blocks, parse_header
 from datalake.engine.avro_fast import compile_decoder
 from datalake.errors import CorruptInput

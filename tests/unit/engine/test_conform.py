@@ -7,6 +7,7 @@ import decimal
 
 import pyarrow as pa
 import pytest
+
 from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import infer_schema, to_arrow_schema, to_arrow_type
@@ -139,3 +140,32 @@ def test_arrow_schema_round_trip():
     assert arrow.field("c").metadata[b"PARQUET:field_id"] == b"3"
     assert [f.type for f in infer_schema(arrow).fields] == [f.type for f in schema.fields]
     assert to_arrow_type("uuid") == pa.string()
+
+
+@pytest.mark.parametrize("fmt", ["csv", "csv.gz", "jsonl", "parquet", "avro"])
+def test_sample_schema(store, fmt):
+    from datalake.engine.arrow_schema import sample_schema
+    from datalake.engine.splits import plan_splits
+
+    from .conftest import EXT, encode, sample_rows
+
+    put(store, "s/a" + EXT[fmt], encode(sample_rows(20), fmt))
+    (sp,) = plan_splits(store.list("src", "s/"), store=store, format=None, options={})
+    schema = sample_schema(sp, store=store, options={})
+    types = {f.name: f.type for f in schema.fields}
+    assert types["id"] == "long" and types["name"] == "string"
+    assert types["tstz"] in ({"timestamptz"} if fmt != "jsonl" else {"timestamp", "timestamptz"})
+    if fmt in ("parquet", "avro"):
+        assert types["amount"] == "decimal(10,2)" and types["d"] == "date"
+        assert types["ts"] == "timestamp"
+    assert [f.id for f in schema.fields] == list(range(1, len(schema.fields) + 1))
+
+
+
+def test_freeze_fails_a_file_missing_an_optional_column(store):
+    put(store, "in/a.csv", b"id\n1\n")
+    schema = Schema.of([("id", "long"), ("name", "string")])
+    with pytest.raises(SchemaMismatch, match="missing from the source: name"):
+        ingest_all(store, "in/", schema=schema, policy="freeze")
+    (res,) = ingest_all(store, "in/", schema=schema, policy="evolve", job="j2")
+    assert read_back(store, [res]).to_pylist() == [{"id": 1, "name": None}]

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from datalake.domain.schema import Schema
 from datalake.engine.ingest import ingest_split
 from datalake.engine.splits import plan_splits

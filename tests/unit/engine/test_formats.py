@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+
 from datalake.domain.partitioning import PartitionField
 from datalake.engine.transforms import NULL_PARTITION, iceberg_hash
 
@@ -169,3 +170,38 @@ def test_target_file_size_rolls_files_and_zstd(store):
     md = pq.read_metadata(Path(store.root) / "lake" / res.files[0].key)
     assert md.row_group(0).column(0).compression == "ZSTD"
     assert sum(f.record_count for f in res.files) == n
+
+
+def test_memory_cap_spills_without_shrinking_row_groups(store):
+    """Unsorted input over many partitions, a tiny memory cap: buffers spill to disk and
+    come back, so row groups still reach row_group_rows (or the partition's remainder)."""
+    import io
+    import random
+
+    import pyarrow as pa
+
+    from datalake.domain.schema import Schema
+
+    rnd = random.Random(3)
+    n = 20_000
+    keys = [rnd.randrange(7) for _ in range(n)]
+    table = pa.table({"id": pa.array(range(n), pa.int64()), "k": pa.array(keys, pa.int64())})
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    put(store, "spill/a.parquet", buf.getvalue())
+    schema = Schema.of([("id", "long"), ("k", "long")])
+    (res,) = ingest_all(store, "spill/", schema=schema,
+                        partitioning=[PartitionField(column="k")],
+                        options={"batch_size": 100, "max_buffered_rows": 500,
+                                 "row_group_rows": 1000})
+    assert len(res.files) == 7  # one file per partition
+    total = 0
+    for f in res.files:
+        md = pq.read_metadata(Path(store.root) / "lake" / f.key)
+        groups = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        assert all(g >= 1000 for g in groups[:-1]), groups
+        total += sum(groups)
+        ids = pq.read_table(Path(store.root) / "lake" / f.key).column("id").to_pylist()
+        assert all(keys[i] == int(f.partition["k"]) for i in ids)
+    assert total == n
+    assert not list(Path(store.root).rglob("*.arrows"))

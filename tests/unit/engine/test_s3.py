@@ -7,13 +7,14 @@ import io
 import boto3
 import pyarrow.parquet as pq
 import pytest
+from moto import mock_aws
+
 from datalake.aws.s3 import S3ObjectStore
 from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
 from datalake.engine.ingest import ingest_split
 from datalake.engine.splits import plan_splits
 from datalake.errors import NotFound, SourceChanged
-from moto import mock_aws
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ import json
 
 import pyarrow as pa
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from datalake.domain.schema import Schema
 from datalake.engine.splits import Split, detect_format, plan_splits
 from datalake.engine.store import LocalObjectStore
 from datalake.errors import InvalidInput
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from .conftest import ingest_all, read_back
 

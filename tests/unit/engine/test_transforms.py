@@ -8,6 +8,7 @@ import decimal
 import numpy as np
 import pyarrow as pa
 import pytest
+
 from datalake.domain.partitioning import PartitionField, parse_transform
 from datalake.engine.transforms import (
     NULL_PARTITION,

@@ -6,6 +6,7 @@ boto3's standard resolution, so ``AWS_ENDPOINT_URL`` (LocalStack) works unchange
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import io
 from typing import Any, BinaryIO
@@ -43,6 +44,9 @@ class S3RangeReader(io.RawIOBase):
                  etag: str | None = None) -> None:
         super().__init__()
         self._client, self._bucket, self._key, self._etag = client, bucket, key, etag
+        self._body: Any = None
+        self._body_pos = -1
+        self._pos = 0
         if size is None:
             try:
                 h = client.head_object(Bucket=bucket, Key=key)
@@ -50,9 +54,6 @@ class S3RangeReader(io.RawIOBase):
                 raise _translate(e, bucket, key) from e
             size = int(h["ContentLength"])
         self._size = size
-        self._pos = 0
-        self._body: Any = None
-        self._body_pos = -1
 
     def readable(self) -> bool:
         return True
@@ -177,7 +178,7 @@ class S3ObjectStore:
     def open_input(self, bucket: str, key: str, *, size: int | None = None,
                    etag: str | None = None) -> BinaryIO:
         return io.BufferedReader(S3RangeReader(self.client, bucket, key, size, etag),
-                                 buffer_size=4 * 2**20)  # type: ignore[return-value]
+                                 buffer_size=4 * 2**20)
 
     def put_file(self, bucket: str, key: str, path: str) -> None:
         from boto3.s3.transfer import TransferConfig
@@ -185,11 +186,11 @@ class S3ObjectStore:
         cfg = TransferConfig(multipart_threshold=self.multipart_threshold)
         self.client.upload_file(path, bucket, key, Config=cfg)
 
-    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+    def put_bytes(self, bucket: str, key: str, data: bytes | Any) -> None:
         body = data if isinstance(data, bytes) else memoryview(data).tobytes()
         self.client.put_object(Bucket=bucket, Key=key, Body=body)
 
-    def delete(self, bucket: str, keys: list[str]) -> None:
+    def delete(self, bucket: str, keys: builtins.list[str]) -> None:
         for i in range(0, len(keys), 1000):
             chunk = keys[i : i + 1000]
             if chunk:

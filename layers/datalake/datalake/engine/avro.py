@@ -267,7 +267,7 @@ class AvroDecoder:
 
         stream = IterStream(chain())
         try:
-            reader = fastavro.reader(stream)
+            reader: Any = fastavro.reader(stream)  # type: ignore[arg-type]
             buf: list[dict[str, Any]] = []
             for rec in reader:
                 buf.append(rec)
@@ -330,7 +330,7 @@ def _read_varint(raw: BinaryIO) -> tuple[int, bytes] | None:
     return val, bytes(out)
 
 
-def owned_blocks(raw: BinaryIO, header: AvroHeader, start: int, end: int, size: int,
+def owned_blocks(raw: Any, header: AvroHeader, start: int, end: int, size: int,
                  uri: str = "", chunk: int = 2**20) -> Iterator[bytes]:
     """Yield the raw bytes (count, size, data, sync) of the blocks starting in
     ``[start, end)``. ``raw`` must be seekable; it is positioned here."""

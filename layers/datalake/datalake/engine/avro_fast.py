@@ -173,7 +173,7 @@ def compile_decoder(schema: dict[str, Any]) -> tuple[Callable[..., int], list[Fi
     src = ("def decode(buf, n, base, cols, lens):\n    pos = 0\n" + "".join(binds) +
            "    for _ in range(n):\n" + "".join(body) + "    return pos\n")
     ns: dict[str, Any] = {"ZZ": tuple((b >> 1) ^ -(b & 1) for b in range(128))}
-    exec(compile(src, "<avro-decoder>", "exec"), ns)  # noqa: S102 - generated from a schema
+    exec(compile(src, "<avro-decoder>", "exec"), ns)
     return ns["decode"], specs
 
 
@@ -235,7 +235,8 @@ def build_column(spec: FieldSpec, values: list[Any], lens: list[int], data: np.n
     else:
         payload = np.zeros(0, dtype=np.uint8)
     if total < 2**31:
-        typ_s, typ_b, off = pa.string(), pa.binary(), offsets.astype(np.int32)
+        off: np.ndarray = offsets.astype(np.int32)
+        typ_s, typ_b = pa.string(), pa.binary()
     else:  # pragma: no cover - > 2 GiB of strings in one batch
         typ_s, typ_b, off = pa.large_string(), pa.large_binary(), offsets
     is_string = spec.extra == "string" or (isinstance(spec.extra, dict) and

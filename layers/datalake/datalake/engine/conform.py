@@ -237,12 +237,15 @@ class Conformer:
                 )
             self.discarded.extend(extras)
         if complete and self.policy == "freeze":
+            # freeze means the file's columns must be the table's: a missing column fails
+            # the batch as an extra one does (JSON Lines, whose keys vary by record, only
+            # checks extras).
             lowered = {c.lower() for c in columns}
-            missing = [f.name for f in self.fields if not f.nullable and f.name.lower() not in
-                       lowered]
+            missing = [f.name for f in self.fields if f.name.lower() not in lowered]
             if missing:
                 raise SchemaMismatch(
-                    f"{self.uri}: required columns missing from the source: {', '.join(missing)}",
+                    f"{self.uri}: table columns missing from the source: {', '.join(missing)} "
+                    "(the table's schema policy is 'freeze')",
                     details={"missing_columns": missing},
                 )
 
@@ -276,10 +279,10 @@ class Conformer:
                 if i not in first_error:
                     first_error[i] = (f.name, src[i].as_py() if src is not None else None, msg)
             if not f.nullable and out.null_count:
-                for i in np.flatnonzero(out.is_null().to_numpy(zero_copy_only=False)):
-                    i = int(i)
-                    if i not in first_error:
-                        first_error[i] = (f.name, None, f"required field {f.name!r} is null")
+                for j in np.flatnonzero(out.is_null().to_numpy(zero_copy_only=False)):
+                    if int(j) not in first_error:
+                        first_error[int(j)] = (f.name, None,
+                                               f"required field {f.name!r} is null")
             arrays.append(out)
         rejected = Rejected()
         keep = None

@@ -126,8 +126,8 @@ def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionFi
         target_file_size_bytes=target_file_size_bytes,
         row_group_rows=int(options.get("row_group_rows", 65_536)),
         max_buffered_rows=int(options.get("max_buffered_rows", 2_000_000)),
-        max_buffered_bytes=int(options.get("max_buffered_bytes", 256 * 2**20)),
-        tmp_dir=tmp_dir,
+        max_buffered_bytes=int(options.get("max_buffered_bytes", 96 * 2**20)),
+        tmp_dir=tmp_dir, dictionary=str(options.get("parquet_dictionary", "strings")),
     )
     quarantine = _Quarantine(split.uri, split, tmp_dir)
     read = written_rows = 0

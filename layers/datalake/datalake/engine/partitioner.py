@@ -15,6 +15,15 @@ from datalake.engine.transforms import apply_transform, human_string, partition_
 from datalake.errors import InvalidInput
 
 _TEMPORAL = {"date", "timestamp", "timestamptz"}
+_RETAINED: list[pa.MemoryPool] = []
+
+
+def retained_pool() -> pa.MemoryPool:
+    """The memory pool for buffered (long-lived) partition data: the system allocator,
+    which returns freed memory to the OS."""
+    if not _RETAINED:
+        _RETAINED.append(pa.system_memory_pool())
+    return _RETAINED[0]
 
 
 def validate_partitioning(fields: list[PartitionField], schema: Schema) -> None:
@@ -103,7 +112,9 @@ class Partitioner:
         bounds = np.flatnonzero(sc[1:] != sc[:-1]) + 1
         starts = np.concatenate(([0], bounds))
         ends = np.concatenate((bounds, [n]))
-        taken = batch.take(pa.array(order))
+        # The sorted copy lives until its partitions are written: allocate it from its
+        # own pool so it does not fragment the pool the readers churn through.
+        taken = pc.take(batch, pa.array(order), memory_pool=retained_pool())
         # Merge groups that map to the same path (distinct transform values can share a
         # human string only in pathological cases; keep them separate otherwise).
         return [entry(int(sc[s]), taken.slice(int(s), int(e - s)), taken)

@@ -139,7 +139,7 @@ class CsvReader(BaseReader):
             src: csv_fast_type(f.type)
             for f, src in zip(self.conformer.fields, mapping, strict=True) if src is not None
         }
-        self.block_size = int(self.options.get("block_size", 8 * 2**20))
+        self.block_size = int(self.options.get("block_size", 4 * 2**20))
         self._pending: list[tuple[int | None, str, str]] = []
         self._skip_invalid = 0
         self._invalid_seen = 0
@@ -294,7 +294,7 @@ class JsonLinesReader(BaseReader):
 
     def __init__(self, *args: Any, **kw: Any) -> None:
         super().__init__(*args, **kw)
-        self.chunk_bytes = int(self.options.get("block_size", 8 * 2**20))
+        self.chunk_bytes = int(self.options.get("block_size", 4 * 2**20))
         self.fast_schema = pa.schema([(f.name, json_fast_type(f.type))
                                       for f in self.conformer.fields])
         self._fast_names = {f.name for f in self.conformer.fields}

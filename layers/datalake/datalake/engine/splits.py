@@ -238,8 +238,8 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
             comp = options["compression"] or None
         if obj.size == 0:
             continue
-        base = {"bucket": obj.bucket, "key": obj.key, "format": fmt, "size": obj.size,
-                "etag": obj.etag, "compression": comp}
+        base: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "format": fmt,
+                                "size": obj.size, "etag": obj.etag, "compression": comp}
         if fmt == "csv":
             opts = csv_options(options)
             header = None

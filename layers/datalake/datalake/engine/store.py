@@ -7,6 +7,7 @@ buckets to subdirectories of a root folder (tests, benchmarks, the embedded mode
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import hashlib
 import io
@@ -14,7 +15,7 @@ import os
 import shutil
 import threading
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol, runtime_checkable
+from typing import Any, BinaryIO, Protocol, runtime_checkable
 
 from datalake.errors import NotFound
 
@@ -51,9 +52,9 @@ class ObjectStore(Protocol):
 
     def put_file(self, bucket: str, key: str, path: str) -> None: ...
 
-    def put_bytes(self, bucket: str, key: str, data: bytes) -> None: ...
+    def put_bytes(self, bucket: str, key: str, data: bytes | Any) -> None: ...
 
-    def delete(self, bucket: str, keys: list[str]) -> None: ...
+    def delete(self, bucket: str, keys: builtins.list[str]) -> None: ...
 
 
 class LocalObjectStore:
@@ -65,6 +66,7 @@ class LocalObjectStore:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = os.fspath(root)
+        self._dirs: set[str] = set()
 
     def _path(self, bucket: str, key: str) -> str:
         if not bucket or "/" in bucket or bucket in (".", ".."):
@@ -115,14 +117,16 @@ class LocalObjectStore:
         except FileNotFoundError as e:
             raise NotFound(f"s3://{bucket}/{key} does not exist") from e
 
-    def _atomic_write(self, bucket: str, key: str, writer) -> None:  # type: ignore[no-untyped-def]
+    def _atomic_write(self, bucket: str, key: str, writer: Any) -> None:
         path = self._path(bucket, key)
         d, name = os.path.split(path)
+        if d not in self._dirs:
+            os.makedirs(d, exist_ok=True)
+            self._dirs.add(d)
+        tmp = os.path.join(d, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}")
         try:
-            f = open(  # noqa: SIM115
-                tmp := os.path.join(d, f".tmp-{name}-{os.getpid()}-{threading.get_ident()}"),
-                "wb")
-        except FileNotFoundError:
+            f = open(tmp, "wb")  # noqa: SIM115
+        except FileNotFoundError:  # removed behind our back
             os.makedirs(d, exist_ok=True)
             f = open(tmp, "wb")  # noqa: SIM115
         try:
@@ -141,10 +145,10 @@ class LocalObjectStore:
 
         self._atomic_write(bucket, key, copy)
 
-    def put_bytes(self, bucket: str, key: str, data: bytes) -> None:
+    def put_bytes(self, bucket: str, key: str, data: bytes | Any) -> None:
         self._atomic_write(bucket, key, lambda f: f.write(data))
 
-    def delete(self, bucket: str, keys: list[str]) -> None:
+    def delete(self, bucket: str, keys: builtins.list[str]) -> None:
         for key in keys:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self._path(bucket, key))

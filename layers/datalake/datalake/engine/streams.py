@@ -54,9 +54,9 @@ class IterStream(io.RawIOBase):
 
     def read(self, size: int = -1) -> bytes:
         if size is None or size < 0:
-            parts = [bytes(self._buf), *self._it]
+            everything = [bytes(self._buf), *self._it]
             self._buf = memoryview(b"")
-            out = b"".join(parts)
+            out = b"".join(everything)
             self.bytes_out += len(out)
             return out
         parts: list[bytes] = []
@@ -83,7 +83,7 @@ class IterStream(io.RawIOBase):
         super().close()
 
 
-def line_range_chunks(raw: BinaryIO, start: int, end: int, *, chunk: int = CHUNK,
+def line_range_chunks(raw: Any, start: int, end: int, *, chunk: int = CHUNK,
                       newline: bytes = b"\n") -> Iterator[bytes]:
     """Yield the bytes of the records that START inside ``[start, end)``.
 
@@ -130,7 +130,7 @@ def line_range_chunks(raw: BinaryIO, start: int, end: int, *, chunk: int = CHUNK
         pos = data_end
 
 
-def read_line_range(raw: BinaryIO, start: int, end: int, **kw: Any) -> IterStream:
+def read_line_range(raw: Any, start: int, end: int, **kw: Any) -> IterStream:
     """A file object over :func:`line_range_chunks`."""
     return IterStream(line_range_chunks(raw, start, end, **kw), on_close=raw.close)
 
@@ -138,7 +138,7 @@ def read_line_range(raw: BinaryIO, start: int, end: int, **kw: Any) -> IterStrea
 class CountingReader(io.RawIOBase):
     """Wraps a file object and counts the bytes read through it."""
 
-    def __init__(self, raw: BinaryIO) -> None:
+    def __init__(self, raw: Any) -> None:
         super().__init__()
         self._raw = raw
         self.count = 0

@@ -1,12 +1,14 @@
 """Partitioned Parquet writer with bounded memory.
 
 Rows are buffered per partition. When a partition holds ``row_group_rows`` rows (64k by
-default) they are written as one row group to that partition's open ParquetWriter on a
-local temp file; when the file reaches ``target_file_size_bytes`` it is closed, hashed
-(sha256), its column statistics are read from the footer, and it is uploaded. The total
-buffered in memory is capped (rows and bytes): when over, partition buffers are compacted
-(releasing shared source batches) and then the largest partitions are written out early
-as smaller row groups. ``finish()`` writes every remainder, partitions in path order.
+default) they are written as one row group to that partition's open ParquetWriter, whose
+output is hashed as it is written and spooled in memory (spilling to a temp file past a
+budget); when the file reaches ``target_file_size_bytes`` it is closed, its column
+statistics are taken from the footer, and it is uploaded. Rows buffered in memory are
+capped (rows and bytes): over the cap every partition buffer is spilled to a local Arrow
+IPC file and read back when its partition writes its next row group. ``finish()`` writes
+every remainder (a partition that never reached a row group becomes one file written in
+one go), partitions in path order.
 
 Object keys are deterministic: ``{table_prefix}/{partition path}/part-{file_prefix}-{n:04d}
 .parquet`` with ``n`` counting files in the order they complete, which depends only on
@@ -31,6 +33,17 @@ from datalake.engine.conform import json_safe
 from datalake.engine.store import ObjectStore
 
 MIN_ROW_GROUP_ROWS = 65_536
+
+
+def _warm_up() -> None:
+    """Load, at import, what converting footer statistics to Python first needs (time
+    zone support): a one-time cold-start cost, not one paid inside the first split."""
+    pa.scalar(0, pa.timestamp("us", tz="UTC")).as_py()
+    pa.scalar(0, pa.timestamp("us")).as_py()
+    pa.scalar(0, pa.decimal128(3, 1)).as_py()
+
+
+_warm_up()
 
 
 @dataclass
@@ -64,6 +77,8 @@ class _Buffer:
     stream: Any = None
     file_rows: int = 0
     file_row_groups: int = 0
+    spill_files: list[str] = field(default_factory=list)
+    spilled_rows: int = 0
 
 
 class _SpoolSink(io.RawIOBase):
@@ -145,33 +160,37 @@ def sha256_file(path: str) -> str:
 def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
     """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable)."""
     ncols = md.num_columns
-    names = [md.schema.column(c).path for c in range(ncols)]
+    names: list[str] = [""] * ncols
     mins: list[Any] = [None] * ncols
     maxs: list[Any] = [None] * ncols
     nulls = [0] * ncols
     have_nulls = [True] * ncols
     have_minmax = [True] * ncols
     for r in range(md.num_row_groups):
-        rg = md.row_group(r)
-        rows = rg.num_rows
-        for c in range(ncols):
-            st = rg.column(c).statistics
-            if st is None:
+        rg = md.row_group(r).to_dict()  # much faster than the Statistics objects
+        rows = rg["num_rows"]
+        for c, col in enumerate(rg["columns"]):
+            names[c] = col["path_in_schema"]
+            st = col.get("statistics")
+            if not st:
                 have_nulls[c] = have_minmax[c] = False
                 continue
-            nc = st.null_count if st.has_null_count else None
+            nc = st.get("null_count")
             if nc is None:
                 have_nulls[c] = False
             else:
                 nulls[c] += nc
-            if st.has_min_max:
-                lo, hi = st.min, st.max
+            if st.get("has_min_max"):
+                lo, hi = st["min"], st["max"]
                 if mins[c] is None or lo < mins[c]:
                     mins[c] = lo
                 if maxs[c] is None or hi > maxs[c]:
                     maxs[c] = hi
             elif nc is None or rows > nc:
                 have_minmax[c] = False
+    if md.num_row_groups == 0:
+        schema = md.schema
+        names = [schema.column(c).path for c in range(ncols)]
     return {
         names[c]: {
             "min": json_safe(mins[c]) if have_minmax[c] else None,
@@ -190,9 +209,9 @@ class PartitionedWriter:
                  target_file_size_bytes: int = 128 * 2**20,
                  row_group_rows: int = MIN_ROW_GROUP_ROWS,
                  max_buffered_rows: int = 2_000_000,
-                 max_buffered_bytes: int = 256 * 2**20,
+                 max_buffered_bytes: int = 96 * 2**20,
                  tmp_dir: str | None = None, spool_bytes: int = 16 * 2**20,
-                 max_spooled_bytes: int = 48 * 2**20) -> None:
+                 max_spooled_bytes: int = 48 * 2**20, dictionary: str = "strings") -> None:
         self.schema = schema
         self.store = store
         self.bucket = bucket
@@ -205,6 +224,14 @@ class PartitionedWriter:
         self.max_bytes = int(max_buffered_bytes)
         self.tmp = tempfile.mkdtemp(prefix="datalake-", dir=tmp_dir)
         self.spool_bytes = int(spool_bytes)
+        if dictionary == "all":
+            self.dictionary: bool | list[str] = True
+        elif dictionary == "none":
+            self.dictionary = False
+        else:  # "strings": where dictionary encoding pays for its hashing
+            self.dictionary = [f.name for f in schema if pa.types.is_string(f.type)
+                               or pa.types.is_binary(f.type) or pa.types.is_boolean(f.type)]
+        self._spills = 0
         self._spool_budget = [0, int(max_spooled_bytes)]
         self.buffers: dict[str, _Buffer] = {}
         self.files: list[WrittenFile] = []
@@ -228,7 +255,7 @@ class PartitionedWriter:
         pid = id(src)
         entry = self._parents.get(pid)
         if entry is None:
-            entry = self._parents[pid] = [src.nbytes, 0, src]  # type: ignore[list-item]
+            entry = self._parents[pid] = [src.nbytes, 0, src]
             self._pinned += entry[0]
         entry[1] += 1
         buf.batches.append(batch)
@@ -237,7 +264,7 @@ class PartitionedWriter:
         # estimate from the parent (exact nbytes of a slice is slow to compute)
         buf.nbytes += entry[0] * batch.num_rows // max(src.num_rows, 1)
         self.buffered_rows += batch.num_rows
-        if buf.rows >= self.row_group_rows:
+        if buf.rows + buf.spilled_rows >= self.row_group_rows:
             self._write_group(buf)
         if self.buffered_rows > self.max_rows or self._pinned > self.max_bytes:
             self._relieve()
@@ -255,42 +282,48 @@ class PartitionedWriter:
         buf.batches, buf.parents, buf.rows, buf.nbytes = [], [], 0, 0
 
     def _relieve(self) -> None:
-        """Write out buffers until the memory they pin is back under half the caps.
+        """Spill every partition's buffered rows to a local Arrow IPC file.
 
-        Largest partitions go first. Buffers of unsorted input share the source batches
-        they were sliced from, so when writing the largest frees nothing, every buffer
-        is written (in path order) to release them all.
+        Buffers of unsorted input share the source batches they were sliced from, so
+        only spilling all of them frees memory. Spilled rows are read back (memory-mapped)
+        when their partition writes its next row group, so row groups keep their size.
         """
-        while self.buffered_rows > self.max_rows // 2 or self._pinned > self.max_bytes // 2:
-            largest = max((b for b in self.buffers.values() if b.rows),
-                          key=lambda b: (b.rows, b.path), default=None)
-            if largest is None:
-                break
-            before = self._pinned
-            self._write_group(largest)
-            if self._pinned >= before:
-                # shared source batches: write and close every partition's file, so no
-                # open writer (and its buffers) stays behind for each partition
-                for path in sorted(self.buffers):
-                    b = self.buffers[path]
-                    if b.writer is None and b.rows:
-                        self._write_oneshot(b)
-                    else:
-                        self._write_group(b)
-                        self._finish_file(b)
-                break
+        for path in sorted(self.buffers):
+            buf = self.buffers[path]
+            if not buf.rows:
+                continue
+            fname = os.path.join(self.tmp, f"spill-{self._spills:06d}.arrows")
+            self._spills += 1
+            with pa.OSFile(fname, "wb") as sink, pa.ipc.new_stream(sink, self.schema) as w:
+                for rb in buf.batches:
+                    w.write_batch(rb)
+            buf.spill_files.append(fname)
+            buf.spilled_rows += buf.rows
+            self._release(buf)
         pa.default_memory_pool().release_unused()
 
+    def _take(self, buf: _Buffer) -> pa.Table:
+        """All of a partition's rows (spilled first, then in memory) as one table."""
+        batches: list[pa.RecordBatch] = []
+        for fname in buf.spill_files:
+            with pa.memory_map(fname) as src:
+                batches.extend(pa.ipc.open_stream(src).read_all().to_batches())
+            os.unlink(fname)  # the mapping stays valid until the batches are freed
+        buf.spill_files = []
+        buf.spilled_rows = 0
+        batches.extend(buf.batches)
+        return pa.Table.from_batches(batches, schema=self.schema)
+
     def _write_group(self, buf: _Buffer) -> None:
-        if not buf.rows:
+        if not buf.rows and not buf.spilled_rows:
             return
-        table = pa.Table.from_batches(buf.batches, schema=self.schema)
+        table = self._take(buf)
         if buf.writer is None:
             buf.sink = _SpoolSink(self.spool_bytes, self.tmp, self._spool_budget)
             buf.stream = pa.BufferedOutputStream(pa.PythonFile(buf.sink, mode="w"), 2**16)
             buf.writer = pq.ParquetWriter(
                 buf.stream, self.schema, compression=self.compression,
-                write_statistics=True, use_dictionary=True,
+                write_statistics=True, use_dictionary=self.dictionary,
             )
             buf.file_rows = 0
             buf.file_row_groups = 0
@@ -323,10 +356,10 @@ class PartitionedWriter:
 
     def _write_oneshot(self, buf: _Buffer) -> None:
         """A whole file from one buffer: written natively in memory, hashed, uploaded."""
-        table = pa.Table.from_batches(buf.batches, schema=self.schema)
+        table = self._take(buf)
         sink = pa.BufferOutputStream()
         writer = pq.ParquetWriter(sink, self.schema, compression=self.compression,
-                                  write_statistics=True, use_dictionary=True)
+                                  write_statistics=True, use_dictionary=self.dictionary)
         writer.write_table(table, row_group_size=max(table.num_rows, 1))
         writer.close()
         del table
@@ -354,7 +387,7 @@ class PartitionedWriter:
         """Write all remainders (partitions in path order), upload, return the files."""
         for path in sorted(self.buffers):
             buf = self.buffers[path]
-            if buf.writer is None and buf.rows:
+            if buf.writer is None and (buf.rows or buf.spilled_rows):
                 self._write_oneshot(buf)
                 continue
             self._write_group(buf)
