@@ -217,8 +217,9 @@ def child_engine(spec: dict[str, Any]) -> dict[str, Any]:
             md = pq.read_metadata(root / "lake" / f.key)
             rg_rows.extend(md.row_group(i).num_rows for i in range(md.num_row_groups))
     shutil.rmtree(root, ignore_errors=True)
+    parts = sorted({"/".join(f"{k}={v}" for k, v in f.partition.items()) for f in files})
     return {"rows": rows, "rejected": rejected, "seconds": elapsed, "files": len(files),
-            "row_group_rows": rg_rows}
+            "row_group_rows": rg_rows, "partitions": parts}
 
 
 def _with_part_col(table: Any, spec: dict[str, Any]) -> tuple[Any, str]:
@@ -298,9 +299,12 @@ def child_duckdb(spec: dict[str, Any]) -> dict[str, Any]:
     con = duckdb.connect()
     con.execute("SET threads=1")
     t0 = time.perf_counter()
-    rel = (f"SELECT *, CAST(time_hour AS DATE) AS time_hour_day FROM read_csv('{spec['path']}',"
+    col, name = spec["part_col"], f"{spec['part_col']}_{spec['transform']}"
+    key = (f"CAST({col} AS DATE)" if spec["transform"] == "day"
+           else f"strftime(CAST({col} AS DATE), '%Y-%m')")
+    rel = (f"SELECT *, {key} AS {name} FROM read_csv('{spec['path']}',"
            " nullstr=['NA',''], header=true)")
-    con.execute(f"COPY ({rel}) TO '{out}' (FORMAT parquet, PARTITION_BY (time_hour_day), "
+    con.execute(f"COPY ({rel}) TO '{out}' (FORMAT parquet, PARTITION_BY ({name}), "
                 "COMPRESSION snappy, OVERWRITE_OR_IGNORE true)")
     elapsed = time.perf_counter() - t0
     rows = con.execute(f"SELECT count(*) FROM read_parquet('{out}/**/*.parquet')").fetchone()[0]
@@ -314,8 +318,11 @@ def child_polars(spec: dict[str, Any]) -> dict[str, Any]:
     out = _fresh(f"polars-{os.getpid()}")
     t0 = time.perf_counter()
     lf = pl.scan_csv(spec["path"], null_values=["NA", ""], try_parse_dates=True)
-    lf = lf.with_columns(time_hour_day=pl.col("time_hour").dt.date())
-    lf.sink_parquet(pl.PartitionBy(str(out), key="time_hour_day"), compression="snappy",
+    col, name = spec["part_col"], f"{spec['part_col']}_{spec['transform']}"
+    key = (pl.col(col).dt.date() if spec["transform"] == "day"
+           else pl.col(col).dt.strftime("%Y-%m"))
+    lf = lf.with_columns(key.alias(name))
+    lf.sink_parquet(pl.PartitionBy(str(out), key=name), compression="snappy",
                     mkdir=True)
     elapsed = time.perf_counter() - t0
     rows = pl.scan_parquet(str(out) + "/**/*.parquet").select(pl.len()).collect().item()
@@ -398,7 +405,7 @@ def build_cases(quick: bool) -> list[dict[str, Any]]:
         if impl == "duckdb" and importlib.util.find_spec("duckdb") is None:
             continue
         cases.append({"case": "flights-csv", "impl": impl, "format": "csv",
-                      "path": str(flights), **fl})
+                      "path": str(flights), **fl, "row_groups": impl == "engine"})
     for fmt in ("jsonl", "parquet"):
         for impl in ("engine", "pyarrow"):
             cases.append({"case": f"flights-{fmt}", "impl": impl, "format": fmt,
@@ -410,6 +417,9 @@ def build_cases(quick: bool) -> list[dict[str, Any]]:
     li = {"schema": LINEITEM_SCHEMA, "part_col": "l_shipdate", "transform": "month",
           "format": "csv", "path": str(lineitem)}
     cases.append({"case": "lineitem-csv", "impl": "pyarrow", **li})
+    for impl in ("duckdb", "polars"):
+        if importlib.util.find_spec(impl) is not None:
+            cases.append({"case": "lineitem-csv", "impl": impl, **li})
     cases.append({"case": "lineitem-csv", "impl": "engine-splits", **li,
                   "split_size": (8 if quick else 128) * 2**20})
     return cases
@@ -432,7 +442,7 @@ def run_split_workers(case: dict[str, Any]) -> dict[str, Any] | None:
     plan_s = time.perf_counter() - t0
     shutil.rmtree(root, ignore_errors=True)
     total = {"rows": 0, "seconds": plan_s, "peak_rss_mb": 0.0, "row_group_rows": [],
-             "splits": len(splits), "files": 0}
+             "splits": len(splits), "files": 0, "partitions": []}
     for sp in splits:
         spec = {**case, "impl": "engine", "split": sp.to_json(), "row_groups": True}
         r = spawn(spec)
@@ -443,6 +453,7 @@ def run_split_workers(case: dict[str, Any]) -> dict[str, Any] | None:
         total["files"] += r["files"]
         total["peak_rss_mb"] = max(total["peak_rss_mb"], r["peak_rss_mb"])
         total["row_group_rows"].extend(r["row_group_rows"])
+        total["partitions"] = sorted(set(total["partitions"]) | set(r["partitions"]))
     return total
 
 
@@ -517,6 +528,13 @@ def report(cases: list[dict[str, Any]], results: dict[tuple[str, str], list[dict
             if rg:
                 entry["rows_per_row_group"] = {"min": rg[0], "median": statistics.median(rg),
                                                "max": rg[-1], "count": len(rg)}
+        elif runs[0].get("row_group_rows"):
+            rg = sorted(runs[0]["row_group_rows"])
+            entry.update({"files": runs[0]["files"], "rows_per_row_group": {
+                "min": rg[0], "median": statistics.median(rg), "max": rg[-1], "count": len(rg)}})
+        if runs[0].get("partitions"):
+            entry["partitions"] = len(runs[0]["partitions"])
+            entry["files_per_partition"] = round(runs[0]["files"] / entry["partitions"], 2)
         if "note" in runs[0]:
             entry["note"] = runs[0]["note"]
         rows_out.append(entry)
@@ -530,10 +548,13 @@ def report(cases: list[dict[str, Any]], results: dict[tuple[str, str], list[dict
         if ratio is None:
             ratio = e.get("ratio_to_fastavro")
         notes = []
+        if "splits" in e:
+            notes.append(f"{e['splits']} splits, max worker RSS {e['max_worker_peak_rss_mb']} MB")
         if "rows_per_row_group" in e:
             rg = e["rows_per_row_group"]
-            notes.append(f"{e['splits']} splits, max worker RSS {e['max_worker_peak_rss_mb']} MB,"
-                         f" rows/row group min {rg['min']} median {rg['median']} max {rg['max']}")
+            notes.append(f"rows/row group min {rg['min']} median {rg['median']} max {rg['max']};"
+                         f" {e.get('files_per_partition')} files/partition"
+                         f" ({e.get('partitions')} partitions)")
         if e["case"] == "flights-avro" and e["impl"] == "engine":
             notes.append("ratio vs plain fastavro")
         if "note" in e:
