@@ -7,9 +7,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from datalake.catalog.models import AuditEvent
+from datalake.catalog.paging import page
 from datalake_api.deps import PrincipalDep, SessionDep
 from datalake_api.models import Page
 
@@ -51,6 +52,5 @@ def list_audit(
         query = query.where(AuditEvent.entity_id == entity_id)
     if since:
         query = query.where(AuditEvent.at >= since)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(AuditEvent.at.desc()).limit(limit).offset(offset))
-    return Page(items=[AuditEventOut.model_validate(r) for r in rows.all()], total=total)
+    rows, total = page(session, query, order_by=AuditEvent.at.desc(), limit=limit, offset=offset)
+    return Page(items=[AuditEventOut.model_validate(r) for r in rows], total=total)

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,7 @@ from datalake.catalog.models import (
     IngestionJob,
     utcnow,
 )
+from datalake.catalog.paging import page
 from datalake.config import Settings, get_settings
 from datalake.domain.partitioning import hive_path
 from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
@@ -157,11 +158,7 @@ def list_jobs(
         query = query.where(IngestionJob.created_at >= created_after)
     if created_before:
         query = query.where(IngestionJob.created_at < created_before)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(
-        query.order_by(IngestionJob.created_at.desc()).limit(limit).offset(offset)
-    )
-    return list(rows.all()), total
+    return page(session, query, order_by=IngestionJob.created_at.desc(), limit=limit, offset=offset)
 
 
 def list_batches(
@@ -170,9 +167,7 @@ def list_batches(
     """A job's batches in plan order, and their total count."""
     get_job(session, job_id)
     query = select(IngestionBatch).where(IngestionBatch.job_id == job_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(IngestionBatch.seq).limit(limit).offset(offset))
-    return list(rows.all()), total
+    return page(session, query, order_by=IngestionBatch.seq, limit=limit, offset=offset)
 
 
 def transition(

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
+from datalake.catalog.paging import page
 from datalake.domain.partitioning import PartitionField, parse_partitioning
 from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
 from datalake.services.jobs import merge_stats, partition_path
@@ -58,8 +59,7 @@ _TEMPORAL_FORMATS = {
 
 def _range_names(bounds: tuple[str, ...]) -> list[str]:
     b = [x.strip() for x in bounds]
-    return [f"lt_{b[0]}", *(f"{lo}_to_{hi}" for lo, hi in pairwise(b)),
-            f"ge_{b[-1]}"]
+    return [f"lt_{b[0]}", *(f"{lo}_to_{hi}" for lo, hi in pairwise(b)), f"ge_{b[-1]}"]
 
 
 def _human(pf: PartitionField, value: Any) -> str | None:
@@ -186,9 +186,7 @@ def list_partitions(
     """A live table's partitions in path order, and their total count."""
     get_table(session, table_id)
     query = select(DataLakePartition).where(DataLakePartition.table_id == table_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(DataLakePartition.path).limit(limit).offset(offset))
-    return list(rows.all()), total
+    return page(session, query, order_by=DataLakePartition.path, limit=limit, offset=offset)
 
 
 def partition_files(session: Session, part: DataLakePartition) -> list[DataFile]:
@@ -254,8 +252,10 @@ def validate_target_mb(value: Any) -> float | None:
     """Validate an optional ``target_file_size_mb`` override (1 to 2048)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not (
-        MIN_TARGET_MB <= value <= MAX_TARGET_MB
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not (MIN_TARGET_MB <= value <= MAX_TARGET_MB)
     ):
         raise InvalidInput(
             f"target_file_size_mb must be a number between {MIN_TARGET_MB} and {MAX_TARGET_MB}"

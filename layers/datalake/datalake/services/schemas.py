@@ -28,10 +28,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataLakeSchema, DataLakeTable, SchemaChange, utcnow
+from datalake.catalog.paging import page
 from datalake.domain.compat import (
     Change,
     ChangeType,
@@ -210,9 +211,7 @@ def list_versions(
     """
     get_table(session, table_id)
     query = select(DataLakeSchema).where(DataLakeSchema.table_id == table_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(DataLakeSchema.version).limit(limit).offset(offset))
-    return list(rows.all()), total
+    return page(session, query, order_by=DataLakeSchema.version, limit=limit, offset=offset)
 
 
 def current_version(session: Session, table_id: str) -> DataLakeSchema:
@@ -347,8 +346,12 @@ def _check_partitioning(table: DataLakeTable, changes: Sequence[Change]) -> list
             raise Conflict(
                 f"column {change.column!r} partitions the table and cannot be dropped; "
                 "change the table's partitioning first",
-                details=[{"change": change.to_json(table.compatibility), "message":
-                          f"{change.column!r} is a partition source column"}],
+                details=[
+                    {
+                        "change": change.to_json(table.compatibility),
+                        "message": f"{change.column!r} is a partition source column",
+                    }
+                ],
             )
         if change.type is ChangeType.RENAME_COLUMN and change.to is not None:
             for pf in used:
@@ -430,9 +433,7 @@ def create_version(
         return SchemaResult(current_row, created=False)
     _check_mode(session, table, new)
     changes = compare(current, new)
-    row = _record(
-        session, table, new, changes, source="api", description=description, actor=actor
-    )
+    row = _record(session, table, new, changes, source="api", description=description, actor=actor)
     audit.record(
         session,
         actor=actor,

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataSource
+from datalake.catalog.paging import page
 from datalake.errors import Conflict, InvalidInput
 from datalake.services.jobs import FORMATS
 from datalake.services.tables import get_table
@@ -61,9 +62,7 @@ def list_sources(
     query = select(DataSource)
     if table_id:
         query = query.where(DataSource.table_id == table_id)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.scalars(query.order_by(DataSource.created_at.desc()).limit(limit).offset(offset))
-    return list(rows.all()), total
+    return page(session, query, order_by=DataSource.created_at.desc(), limit=limit, offset=offset)
 
 
 def match_sources(session: Session, bucket: str, key: str) -> list[DataSource]:

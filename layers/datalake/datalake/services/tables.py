@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakeSchema, DataLakeTable, utcnow
+from datalake.catalog.paging import page
 from datalake.domain.compat import validate_mode
 from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
@@ -132,11 +133,9 @@ def list_tables(
     query = select(DataLakeTable).where(DataLakeTable.deleted_at.is_(None))
     if namespace:
         query = query.where(DataLakeTable.namespace == namespace)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(
-        query.order_by(DataLakeTable.created_at.desc()).limit(limit).offset(offset)
-    ).all()
-    return list(items), total
+    return page(
+        session, query, order_by=DataLakeTable.created_at.desc(), limit=limit, offset=offset
+    )
 
 
 def current_schema(session: Session, table: DataLakeTable) -> Schema:
@@ -196,6 +195,4 @@ def committed_files(
     """The committed data files of a table: what a reader needs for a consistent view."""
     get_table(session, table_id, include_deleted=True)
     query = select(DataFile).where(DataFile.table_id == table_id, DataFile.status == "COMMITTED")
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    items = session.scalars(query.order_by(DataFile.key).limit(limit).offset(offset)).all()
-    return list(items), total
+    return page(session, query, order_by=DataFile.key, limit=limit, offset=offset)
