@@ -158,39 +158,39 @@ def sha256_file(path: str) -> str:
 
 
 def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
-    """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable)."""
+    """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable).
+
+    Read from the footer the writer just produced: no pass over the data.
+    """
     ncols = md.num_columns
-    names: list[str] = [""] * ncols
+    schema = md.schema
+    names = [schema.column(c).path for c in range(ncols)]
     mins: list[Any] = [None] * ncols
     maxs: list[Any] = [None] * ncols
     nulls = [0] * ncols
     have_nulls = [True] * ncols
     have_minmax = [True] * ncols
     for r in range(md.num_row_groups):
-        rg = md.row_group(r).to_dict()  # much faster than the Statistics objects
-        rows = rg["num_rows"]
-        for c, col in enumerate(rg["columns"]):
-            names[c] = col["path_in_schema"]
-            st = col.get("statistics")
-            if not st:
+        rg = md.row_group(r)
+        rows = rg.num_rows
+        for c in range(ncols):
+            st = rg.column(c).statistics
+            if st is None:
                 have_nulls[c] = have_minmax[c] = False
                 continue
-            nc = st.get("null_count")
+            nc = st.null_count if st.has_null_count else None
             if nc is None:
                 have_nulls[c] = False
             else:
                 nulls[c] += nc
-            if st.get("has_min_max"):
-                lo, hi = st["min"], st["max"]
+            if st.has_min_max:
+                lo, hi = st.min, st.max
                 if mins[c] is None or lo < mins[c]:
                     mins[c] = lo
                 if maxs[c] is None or hi > maxs[c]:
                     maxs[c] = hi
             elif nc is None or rows > nc:
                 have_minmax[c] = False
-    if md.num_row_groups == 0:
-        schema = md.schema
-        names = [schema.column(c).path for c in range(ncols)]
     return {
         names[c]: {
             "min": json_safe(mins[c]) if have_minmax[c] else None,
