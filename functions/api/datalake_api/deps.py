@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
 from datalake.ports import ObjectDeleter, Orchestrator
+from datalake.services import audit
 from datalake_api.auth import Principal, authenticate
 
 
@@ -66,3 +67,36 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 CorrelationDep = Annotated[str, Depends(correlation_id)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 DeleterDep = Annotated[ObjectDeleter, Depends(get_deleter)]
+
+
+class Auditor:
+    """Records audit events for the calling principal, in the request's transaction."""
+
+    def __init__(self, session: Session, actor: str, correlation_id: str) -> None:
+        self.session = session
+        self.actor = actor
+        self.correlation_id = correlation_id
+
+    def __call__(
+        self,
+        action: str,
+        entity_type: str,
+        entity_id: str | None,
+        details: dict[str, Any] | None = None,
+    ) -> None:
+        audit.record(
+            self.session,
+            actor=self.actor,
+            action=action,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            details=details,
+            correlation_id=self.correlation_id,
+        )
+
+
+def get_auditor(session: SessionDep, who: PrincipalDep, cid: CorrelationDep) -> Auditor:
+    return Auditor(session, who.subject, cid)
+
+
+AuditDep = Annotated[Auditor, Depends(get_auditor)]

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from datalake.services import audit, jobs
+from datalake.services import jobs
 from datalake_api.deps import (
-    CorrelationDep,
+    AuditDep,
     DeleterDep,
     OrchestratorDep,
     PrincipalDep,
@@ -22,20 +22,10 @@ router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 @router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
-def create_job(
-    body: JobCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
-) -> JobOut:
+def create_job(body: JobCreate, session: SessionDep, who: PrincipalDep, record: AuditDep) -> JobOut:
     who.require("writer")
     job = jobs.create_job(session, actor=who.subject, **body.model_dump())
-    audit.record(
-        session,
-        actor=who.subject,
-        action="job.create",
-        entity_type="job",
-        entity_id=job.id,
-        details={"table_id": job.table_id, "sources": job.sources},
-        correlation_id=cid,
-    )
+    record("job.create", "job", job.id, {"table_id": job.table_id, "sources": job.sources})
     return JobOut.model_validate(job)
 
 
@@ -88,20 +78,12 @@ def start_job(
     job_id: str,
     session: SessionDep,
     who: PrincipalDep,
-    cid: CorrelationDep,
+    record: AuditDep,
     orchestrator: OrchestratorDep,
 ) -> JobOut:
     who.require("writer")
     job = jobs.start_job(session, job_id, orchestrator=orchestrator, actor=who.subject)
-    audit.record(
-        session,
-        actor=who.subject,
-        action="job.start",
-        entity_type="job",
-        entity_id=job.id,
-        details={"execution_arn": job.execution_arn},
-        correlation_id=cid,
-    )
+    record("job.start", "job", job.id, {"execution_arn": job.execution_arn})
     return JobOut.model_validate(job)
 
 
@@ -110,7 +92,7 @@ def cancel_job(
     job_id: str,
     session: SessionDep,
     who: PrincipalDep,
-    cid: CorrelationDep,
+    record: AuditDep,
     orchestrator: OrchestratorDep,
     deleter: DeleterDep,
 ) -> JobOut:
@@ -118,12 +100,5 @@ def cancel_job(
     job = jobs.cancel_job(
         session, job_id, orchestrator=orchestrator, deleter=deleter, actor=who.subject
     )
-    audit.record(
-        session,
-        actor=who.subject,
-        action="job.cancel",
-        entity_type="job",
-        entity_id=job.id,
-        correlation_id=cid,
-    )
+    record("job.cancel", "job", job.id)
     return JobOut.model_validate(job)

@@ -8,9 +8,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, status
 
-from datalake.services import audit, partitions
+from datalake.services import partitions
 from datalake.services.partitions import CompactionRequester
-from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
+from datalake_api.deps import AuditDep, CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     OptimizeAccepted,
     OptimizeRequest,
@@ -42,19 +42,11 @@ RequesterDep = Annotated[CompactionRequester, Depends(get_compaction_requester)]
 @router.post("", status_code=status.HTTP_201_CREATED)
 @router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 def register_partition(
-    body: PartitionCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    body: PartitionCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> PartitionOut:
     who.require("writer")
     part = partitions.register_partition(session, table_id=body.table_id, values=body.values)
-    audit.record(
-        session,
-        actor=who.subject,
-        action="partition.create",
-        entity_type="partition",
-        entity_id=part.id,
-        details={"table_id": part.table_id, "path": part.path},
-        correlation_id=cid,
-    )
+    record("partition.create", "partition", part.id, {"table_id": part.table_id, "path": part.path})
     return PartitionOut.model_validate(part)
 
 
@@ -79,19 +71,19 @@ def get_partition(partition_id: str, session: SessionDep, who: PrincipalDep) -> 
 
 @router.put("/{partition_id}/stats")
 def recompute_stats(
-    partition_id: str, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    partition_id: str, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> PartitionOut:
     who.require("writer")
     part = partitions.recompute_stats(session, partition_id)
-    audit.record(
-        session,
-        actor=who.subject,
-        action="partition.stats",
-        entity_type="partition",
-        entity_id=part.id,
-        details={"table_id": part.table_id, "record_count": part.record_count,
-                 "file_count": part.file_count},
-        correlation_id=cid,
+    record(
+        "partition.stats",
+        "partition",
+        part.id,
+        {
+            "table_id": part.table_id,
+            "record_count": part.record_count,
+            "file_count": part.file_count,
+        },
     )
     return PartitionOut.model_validate(part)
 
@@ -102,6 +94,7 @@ def optimize_table(
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
+    record: AuditDep,
     requester: RequesterDep,
     body: OptimizeRequest | None = None,
 ) -> OptimizeAccepted:
@@ -116,13 +109,6 @@ def optimize_table(
         actor=who.subject,
         correlation_id=cid,
     )
-    audit.record(
-        session,
-        actor=who.subject,
-        action="table.optimize",
-        entity_type="table",
-        entity_id=table_id,
-        details={k: v for k, v in accepted.items() if k != "status"},
-        correlation_id=cid,
-    )
+    details = {k: v for k, v in accepted.items() if k != "status"}
+    record("table.optimize", "table", table_id, details)
     return OptimizeAccepted(**accepted)

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
-from datalake.services import audit, sources
-from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
+from datalake.services import sources
+from datalake_api.deps import AuditDep, PrincipalDep, SessionDep
 from datalake_api.models import Page, SourceCreate, SourceOut
 
 router = APIRouter(prefix="/sources", tags=["sources"])
@@ -16,18 +16,15 @@ router = APIRouter(prefix="/sources", tags=["sources"])
 @router.post("", status_code=status.HTTP_201_CREATED)
 @router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 def create_source(
-    body: SourceCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    body: SourceCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> SourceOut:
     who.require("writer")
     source = sources.create_source(session, **body.model_dump())
-    audit.record(
-        session,
-        actor=who.subject,
-        action="source.create",
-        entity_type="source",
-        entity_id=source.id,
-        details={"bucket": source.bucket, "prefix": source.prefix, "table_id": source.table_id},
-        correlation_id=cid,
+    record(
+        "source.create",
+        "source",
+        source.id,
+        {"bucket": source.bucket, "prefix": source.prefix, "table_id": source.table_id},
     )
     return SourceOut.model_validate(source)
 

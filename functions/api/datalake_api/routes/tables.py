@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, status
 
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
-from datalake.services import audit, tables
-from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
+from datalake.services import tables
+from datalake_api.deps import AuditDep, PrincipalDep, SessionDep
 from datalake_api.models import DataFileOut, Page, TableCreate, TableOut, TableUpdate
 
 router = APIRouter(prefix="/tables", tags=["tables"])
@@ -41,7 +41,7 @@ def file_out(f: DataFile) -> DataFileOut:
 
 @router.post("/", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
 def create_table(
-    body: TableCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    body: TableCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> TableOut:
     who.require("admin")
     table = tables.create_table(
@@ -56,15 +56,7 @@ def create_table(
         description=body.description,
         actor=who.subject,
     )
-    audit.record(
-        session,
-        actor=who.subject,
-        action="table.create",
-        entity_type="table",
-        entity_id=table.id,
-        details={"name": table.name, "namespace": table.namespace},
-        correlation_id=cid,
-    )
+    record("table.create", "table", table.id, {"name": table.name, "namespace": table.namespace})
     return table_out(session, table)
 
 
@@ -89,37 +81,22 @@ def get_table(table_id: str, session: SessionDep, who: PrincipalDep) -> TableOut
 
 @router.put("/{table_id}")
 def update_table(
-    table_id: str, body: TableUpdate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    table_id: str, body: TableUpdate, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> TableOut:
     who.require("admin")
     changes = body.model_dump(exclude_unset=True)
     table = tables.update_table(session, table_id, changes, actor=who.subject)
-    audit.record(
-        session,
-        actor=who.subject,
-        action="table.update",
-        entity_type="table",
-        entity_id=table.id,
-        details={"changes": changes},
-        correlation_id=cid,
-    )
+    record("table.update", "table", table.id, {"changes": changes})
     return table_out(session, table)
 
 
 @router.delete("/{table_id}")
 def delete_table(
-    table_id: str, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    table_id: str, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> TableOut:
     who.require("admin")
     table = tables.delete_table(session, table_id)
-    audit.record(
-        session,
-        actor=who.subject,
-        action="table.delete",
-        entity_type="table",
-        entity_id=table.id,
-        correlation_id=cid,
-    )
+    record("table.delete", "table", table.id)
     return table_out(session, table)
 
 
