@@ -167,3 +167,26 @@ def test_missing_source_fails_planning_clearly(s3: Any) -> None:
         job.sources = [f"s3://{LANDING}/nothing/here.csv"]
     with pytest.raises(InvalidInput, match="no object"):
         plan_job(job_id, store=store())
+
+
+def test_plan_reads_no_file_schema_when_the_table_does_not_evolve(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datalake.services import planning
+
+    def no_sampling(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("a frozen table's files need no schema sampling at Plan")
+
+    s3.put_object(Bucket=LANDING, Key="frozen/a.csv", Body=b"id\n1\n2\n")
+    with session_scope() as session:
+        table = tables.create_table(
+            session,
+            name="frozen",
+            schema={"fields": [{"name": "id", "type": "long"}]},
+            schema_policy="freeze",
+        )
+        job = jobs.create_job(session, table_id=table.id, sources=[f"s3://{LANDING}/frozen/"])
+        jobs.start_job(session, job.id, orchestrator=FakeOrchestrator())
+        job_id = job.id
+    monkeypatch.setattr(planning, "sample_schema", no_sampling)
+    assert planning.plan_job(job_id, store=store())["batch_count"] == 1

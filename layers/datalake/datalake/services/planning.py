@@ -76,13 +76,17 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
             return _batch_items(job_id, existing, job.timeout_seconds)
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
         timeout = job.timeout_seconds
+        table = get_table(session, job.table_id)
+        # Only a table without a schema, or one that evolves, needs the files' schemas:
+        # under freeze and discard_columns the workers check each file themselves.
+        needs_schema = table.current_schema_version is None or table.schema_policy == "evolve"
 
     objects = expand_sources(store, sources)
     split_bytes = int(float(options.get("split_size_mb", 128)) * 2**20)
     splits = plan_splits(
         objects, store=store, format=fmt, options=options, split_size_bytes=split_bytes
     )
-    observed = _observe(splits, store=store, options=options)
+    observed = _observe(splits, store=store, options=options) if needs_schema else None
 
     for attempt in range(MAX_EVOLVE_ATTEMPTS):
         try:
