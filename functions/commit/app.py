@@ -23,6 +23,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 job = commit_job(session, job_id)
                 out = {
                     "job_id": job.id,
+                    "table_id": job.table_id,
+                    "batch_count": job.batches_total,
                     "status": job.status,
                     "records_written": job.records_written,
                     "records_rejected": job.records_rejected,

@@ -75,7 +75,11 @@ def wait_for_job(api: ApiClient, table_id: str, timeout: float = 420) -> dict[st
 
 def execution_states(arn: str) -> list[str]:
     sfn = stack.client("stepfunctions")
+    deadline = time.monotonic() + 180
     desc = sfn.describe_execution(executionArn=arn)
+    while desc["status"] == "RUNNING" and time.monotonic() < deadline:  # Compact runs last
+        time.sleep(1)
+        desc = sfn.describe_execution(executionArn=arn)
     history = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     entered = []
     for ev in history:

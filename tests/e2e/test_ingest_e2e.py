@@ -114,8 +114,13 @@ def read_lake(d: Deployed, files: list[dict[str, Any]], tmp: Path) -> Any:
     ).fetchone()
 
 
-def states_entered(d: Deployed, arn: str) -> list[str]:
+def states_entered(d: Deployed, arn: str, timeout: float = 180) -> list[str]:
+    """The states an execution entered, once it has finished (Compact runs after Commit)."""
     sfn = d.stack.client("stepfunctions")
+    deadline = time.monotonic() + timeout
+    while sfn.describe_execution(executionArn=arn)["status"] == "RUNNING":
+        assert time.monotonic() < deadline, f"execution {arn} still running"
+        time.sleep(1)
     assert sfn.describe_execution(executionArn=arn)["status"] in ("SUCCEEDED", "FAILED", "ABORTED")
     events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
     return [
@@ -154,10 +159,15 @@ def test_upload_to_landing_ingests_exactly_once(deployed: Deployed, tmp_path: Pa
     assert job["records_written"] == 5994
     assert job["batches_total"] > 1 and job["batches_succeeded"] == job["batches_total"]
 
+    files = deployed.api.call("GET", f"/api/v1/tables/{table['id']}/files?limit=10000")
     states = states_entered(deployed, job["execution_arn"])
-    for name in ("Plan", "Batches", "IngestBatch", "Commit"):
+    for name in ("Plan", "Batches", "IngestBatch", "Commit", "Compact"):
         assert name in states, states
     assert "Abort" not in states
+    # The Compact state merged the small files the batches left: fewer files, same rows.
+    compacted = deployed.api.call("GET", f"/api/v1/tables/{table['id']}/files?limit=10000")
+    assert sum(f["record_count"] for f in compacted["items"]) == 5994
+    assert compacted["total"] < files["total"]
 
     files = deployed.api.call("GET", f"/api/v1/tables/{table['id']}/files?limit=10000")
     assert files["total"] == len(files["items"]) > 0

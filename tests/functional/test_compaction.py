@@ -14,6 +14,7 @@ import io
 import json
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from sqlalchemy import select, update
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, utcnow
+from datalake.config import get_settings
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import FIELD_ID_KEY, to_arrow_schema
 from datalake.engine.writer import column_stats
@@ -520,3 +522,36 @@ def test_large_partitions_are_merged_in_bounded_chunks(
     assert summary.files_replaced == 7 and 2 <= summary.files_written <= 3
     assert all(f.record_count >= 20 for f in committed(table_id))
     assert sorted(read_rows(s3, table_id).column("id").to_pylist()) == list(range(70))
+
+
+def test_replaced_files_stay_readable_for_the_retention_period(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table_id = ingest(s3, split_size_mb=0.02)
+    before = {f.key for f in committed(table_id)}
+    rows = read_rows(s3, table_id)
+    monkeypatch.setenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", "600")
+    get_settings.cache_clear()
+    summary = compact_table(table_id, store=store())
+    assert summary.files_replaced > 0
+    after = {f.key for f in committed(table_id)}
+    assert len(after) < len(before)
+    # A reader that listed the files before the swap can still read every one of them.
+    assert before <= parquet_keys(s3)
+    with session_scope() as session:
+        replaced = session.scalars(
+            select(DataFile).where(DataFile.table_id == table_id, DataFile.status == "REPLACED")
+        ).all()
+        assert replaced and all(f.replaced_at is not None for f in replaced)
+    # Within the period a new run sweeps nothing; once it has passed, the next run does.
+    assert compact_table(table_id, store=store()).swept == 0
+    with session_scope() as session:
+        session.execute(
+            update(DataFile)
+            .where(DataFile.table_id == table_id, DataFile.status == "REPLACED")
+            .values(replaced_at=utcnow() - timedelta(seconds=601))
+        )
+    assert compact_table(table_id, store=store()).swept == len(before - after)
+    assert parquet_keys(s3) == after
+    assert read_rows(s3, table_id).equals(rows)
+    get_settings.cache_clear()

@@ -148,6 +148,9 @@ class DataFile(Base):
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # When compaction replaced it: its object is kept for the retention period, so a
+    # reader holding an older file list never meets a deleted object.
+    replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DataSource(TimestampMixin, Base):

@@ -27,8 +27,10 @@ How a run works, per partition:
    files with an optimistic version check (a job committing into the partition at the
    same time makes one of the two retry; neither update is lost).
 4. **Clean up** after the commit: the inputs' objects are deleted, then their REPLACED
-   rows. A run that died between commit and clean-up leaves REPLACED rows; the next run
-   sweeps them first.
+   rows — at once when ``replaced_file_retention_seconds`` is 0, otherwise by a later
+   run's sweep once that long has passed since ``replaced_at`` (a reader that listed the
+   files before the swap can still read them). A run that died between commit and
+   clean-up leaves REPLACED rows; the next run sweeps them first.
 
 A re-run after success finds no candidates (the outputs are near the target size, or the
 group's only small file); a re-run after a crash before the commit rewrites the same keys.
@@ -47,6 +49,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 import pyarrow as pa
@@ -56,6 +59,7 @@ from sqlalchemy.exc import IntegrityError
 
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
+from datalake.config import get_settings
 from datalake.engine.store import ObjectStore
 from datalake.engine.writer import MIN_ROW_GROUP_ROWS, column_stats, sha256_file
 from datalake.errors import CommitConflict, DatalakeError, NotFound
@@ -431,7 +435,7 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
                 result = session.execute(
                     update(DataFile)
                     .where(DataFile.id.in_(ids), DataFile.status == "COMMITTED")
-                    .values(status="REPLACED")
+                    .values(status="REPLACED", replaced_at=utcnow())
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount != len(ids):  # type: ignore[attr-defined]
@@ -505,18 +509,23 @@ def _discard(store: ObjectStore, bucket: str, keys: list[str]) -> None:
             log.exception("could not delete %d uncommitted compaction outputs", len(orphans))
 
 
-def sweep_replaced(table_id: str, store: ObjectStore) -> int:
+def sweep_replaced(table_id: str, store: ObjectStore, *, retention_seconds: int = 0) -> int:
     """Delete the objects of a table's REPLACED files, then their rows; return how many.
 
-    Normally a run removes what it replaced right after its commit; this finishes the
-    work of a run that died in between. Idempotent.
+    Only files replaced at least ``retention_seconds`` ago are swept. With no retention a
+    run removes what it replaced right after its commit, and this finishes the work of a
+    run that died in between. Idempotent.
     """
+    query = select(DataFile.id, DataFile.bucket, DataFile.key).where(
+        DataFile.table_id == table_id, DataFile.status == "REPLACED"
+    )
+    if retention_seconds > 0:
+        cutoff = utcnow() - timedelta(seconds=retention_seconds)
+        query = query.where(
+            (DataFile.replaced_at.is_(None)) | (DataFile.replaced_at <= cutoff)
+        )
     with session_scope() as session:
-        rows = session.execute(
-            select(DataFile.id, DataFile.bucket, DataFile.key).where(
-                DataFile.table_id == table_id, DataFile.status == "REPLACED"
-            )
-        ).all()
+        rows = session.execute(query).all()
     if rows:
         _delete_replaced(store, [(r.id, r.bucket, r.key) for r in rows])
     return len(rows)
@@ -584,7 +593,8 @@ def compact_table(
     override = validate_target_mb(target_file_size_mb)
     summary = CompactionSummary(tables=1)
     info, units, looked_at = _plan(table_id, partition_id, override)
-    summary.swept = sweep_replaced(table_id, store)
+    retention = get_settings().replaced_file_retention_seconds
+    summary.swept = sweep_replaced(table_id, store, retention_seconds=retention)
     summary.files_before = looked_at
     compacted: set[str] = set()
     for candidate in units:
@@ -616,11 +626,14 @@ def compact_table(
                 summary.errors.append(f"{unit.partition_path}: {type(e).__name__}: {e}")
                 _discard(store, outputs[0].bucket if outputs else "", [o.key for o in outputs])
                 continue
-            # Committed: the inputs are invisible now; remove them for good.
-            try:
-                _delete_replaced(store, [(i.id, i.bucket, i.key) for i in unit.inputs])
-            except Exception:  # the next run's sweep finishes it
-                log.exception("could not delete the replaced files of %s", unit.partition_path)
+            # Committed: the inputs are invisible now; remove them for good, unless readers
+            # are given a retention period (a later sweep removes them then).
+            if retention <= 0:
+                try:
+                    _delete_replaced(store, [(i.id, i.bucket, i.key) for i in unit.inputs])
+                except Exception:  # the next run's sweep finishes it
+                    log.exception("could not delete the replaced files of %s",
+                                  unit.partition_path)
             compacted.add(unit.partition_id)
             summary.files_replaced += len(unit.inputs)
             summary.files_written += len(outputs)
