@@ -46,8 +46,8 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                 for o in store.list(bucket, table_prefix(table.namespace, table.name) + "/")
                 if marker in o.key
             ]
-            committed = set()  # a failed job has no committed file; keep it explicit
-            store.delete(bucket, [k for k in keys if k not in committed])
+            # A job that did not succeed has no committed file: every key it wrote goes.
+            store.delete(bucket, keys)
 
         job = abort_job(
             session,
