@@ -9,8 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from datalake.domain.partitioning import PartitionField
-from datalake.engine.transforms import NULL_PARTITION, iceberg_hash
+from datalake.domain.partitioning import NULL_PARTITION, PartitionField
+from datalake.engine.transforms import iceberg_hash
 
 from .conftest import EXT, SCHEMA, encode, ingest_all, put, read_back, sample_rows
 

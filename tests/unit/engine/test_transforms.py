@@ -9,13 +9,16 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from datalake.domain.partitioning import PartitionField, parse_transform
-from datalake.engine.transforms import (
+from datalake.domain.partitioning import (
     NULL_PARTITION,
+    PartitionField,
+    escape_path_value,
+    parse_transform,
+)
+from datalake.engine.transforms import (
     apply_transform,
     bucket,
     bucket_hashes,
-    escape_path_value,
     human_string,
     iceberg_hash,
     murmur3_long,

@@ -25,11 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datalake.domain.partitioning import PartitionField, Transform
+from datalake.domain.partitioning import PartitionField, Transform, hive_path
 from datalake.domain.types import DecimalType, parse_type
 from datalake.errors import InvalidInput
 
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 EPOCH = dt.date(1970, 1, 1)
 _US_PER_DAY = 86_400_000_000
 _US_PER_HOUR = 3_600_000_000
@@ -338,23 +337,6 @@ def _identity_string(value: Any, type_name: str) -> str:
     return str(value)
 
 
-_ESCAPE = set('"#%\'*/:=?\\\x7f{[]^')
-
-
-def escape_path_value(value: str) -> str:
-    """Hive's path escaping (``FileUtils.escapePathName``)."""
-    out = []
-    for ch in value:
-        if ch in _ESCAPE or ord(ch) < 0x20:
-            out.append(f"%{ord(ch):02X}")
-        else:
-            out.append(ch)
-    return "".join(out) or NULL_PARTITION
-
-
 def partition_path(fields: list[PartitionField], values: tuple[str | None, ...]) -> str:
     """``name=value/...`` for one partition (no trailing slash; '' when unpartitioned)."""
-    return "/".join(
-        f"{f.path_name}={NULL_PARTITION if v is None else escape_path_value(v)}"
-        for f, v in zip(fields, values, strict=True)
-    )
+    return hive_path({f.path_name: v for f, v in zip(fields, values, strict=True)})
