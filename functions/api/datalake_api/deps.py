@@ -45,21 +45,10 @@ def get_orchestrator() -> Orchestrator:
     return _orchestrator()
 
 
-class _S3Deleter:
-    def delete(self, bucket: str, keys: list[str]) -> None:
-        from datalake.aws.clients import client
-
-        s3 = client("s3")
-        for i in range(0, len(keys), 1000):
-            chunk = keys[i : i + 1000]
-            if chunk:
-                s3.delete_objects(
-                    Bucket=bucket, Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True}
-                )
-
-
 def get_deleter() -> ObjectDeleter:
-    return _S3Deleter()
+    from datalake.aws.s3 import S3ObjectStore
+
+    return S3ObjectStore()
 
 
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -133,9 +133,11 @@ class S3ObjectStore:
 
     def __init__(self, client: Any = None, *, multipart_threshold: int = 64 * 2**20) -> None:
         if client is None:
-            import boto3
+            # The per-process cached client: building a boto3 client costs tens of ms,
+            # which every handler invocation would otherwise pay again.
+            from datalake.aws.clients import client as cached_client
 
-            client = boto3.client("s3")
+            client = cached_client("s3")
         self.client = client
         self.multipart_threshold = multipart_threshold
 
