@@ -43,6 +43,9 @@ class StepFunctionsOrchestrator:
             self.sfn.stop_execution(executionArn=execution_id, cause=reason[:32000])
 
 
+DEAD_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})
+
+
 class StepFunctionsCallbacks:
     """Answers ``waitForTaskToken`` tasks; a dead token (retried or stopped task) is ignored."""
 
@@ -54,23 +57,18 @@ class StepFunctionsCallbacks:
         return self._sfn or client("stepfunctions")
 
     def success(self, token: str, output: dict[str, Any]) -> None:
-        try:
-            self.sfn.send_task_success(taskToken=token, output=json.dumps(output))
-        except ClientError as e:
-            if e.response["Error"]["Code"] not in (
-                "TaskTimedOut",
-                "InvalidToken",
-                "TaskDoesNotExist",
-            ):
-                raise
+        self._answer(self.sfn.send_task_success, taskToken=token, output=json.dumps(output))
 
     def failure(self, token: str, *, error: str, cause: str) -> None:
+        self._answer(
+            self.sfn.send_task_failure, taskToken=token, error=error[:256], cause=cause[:32000]
+        )
+
+    @staticmethod
+    def _answer(call: Any, **kwargs: Any) -> None:
         try:
-            self.sfn.send_task_failure(taskToken=token, error=error[:256], cause=cause[:32000])
+            call(**kwargs)
         except ClientError as e:
-            if e.response["Error"]["Code"] not in (
-                "TaskTimedOut",
-                "InvalidToken",
-                "TaskDoesNotExist",
-            ):
+            # The task was retried (new token), timed out or stopped: nobody is waiting.
+            if e.response["Error"]["Code"] not in DEAD_TOKEN_ERRORS:
                 raise
