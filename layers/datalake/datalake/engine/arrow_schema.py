@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from datalake.domain.schema import Schema, SchemaField
 from datalake.domain.types import DecimalType, parse_type
+from datalake.engine.streams import json_objects
 from datalake.errors import CorruptInput, InvalidInput
 
 FIELD_ID_KEY = b"PARQUET:field_id"
@@ -160,20 +161,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
 
 
 def _json_sample_python(data: bytes, uri: str) -> pa.Table:
-    rows = []
-    for n, line in enumerate(data.splitlines()):
-        if not line.strip():
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError as e:
-            raise CorruptInput(f"{uri}: line {n + 1} is not valid JSON: {e}") from e
-        if not isinstance(rec, dict):
-            raise CorruptInput(f"{uri}: line {n + 1} is not a JSON object")
-        rows.append(rec)
-    names: dict[str, None] = {}
-    for r in rows:
-        names.update(dict.fromkeys(r))
+    rows, names = json_objects(data.splitlines(), uri, first=1)
     cols = {}
     for name in names:
         vals = [r.get(name) for r in rows]

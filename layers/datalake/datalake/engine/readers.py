@@ -23,7 +23,7 @@ from datalake.domain.types import DecimalType, parse_type
 from datalake.engine.conform import Conformer
 from datalake.engine.splits import Split, csv_options, read_csv_header
 from datalake.engine.store import ObjectStore
-from datalake.engine.streams import CountingReader, open_at, read_line_range
+from datalake.engine.streams import CountingReader, json_objects, open_at, read_line_range
 from datalake.errors import CorruptInput
 
 _COL_ERR = re.compile(r"In CSV column #(\d+)")
@@ -320,22 +320,7 @@ class JsonLinesReader(BaseReader):
         return t
 
     def _parse_python(self, chunk: bytes) -> pa.Table:
-        rows: list[dict[str, Any]] = []
-        n = self.records
-        for line in chunk.split(b"\n"):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except ValueError as e:
-                raise CorruptInput(f"{self.split.uri}: record {n} is not valid JSON: {e}") from e
-            if not isinstance(rec, dict):
-                raise CorruptInput(f"{self.split.uri}: record {n} is not a JSON object")
-            rows.append(rec)
-            n += 1
-        keys: dict[str, None] = {}
-        for r in rows:
-            keys.update(dict.fromkeys(r))
+        rows, keys = json_objects(chunk.split(b"\n"), self.split.uri, first=self.records)
         cols = {k: pa.array([_json_text(r.get(k)) for r in rows], pa.string()) for k in keys}
         return pa.table(cols) if cols else pa.table({"__empty__": pa.nulls(len(rows))})
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+import json
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 from datalake.engine.store import ObjectStore
+from datalake.errors import CorruptInput
 
 CHUNK = 4 * 2**20
 
@@ -169,3 +171,41 @@ class CountingReader(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def json_objects(
+    lines: Iterable[bytes], uri: str, *, first: int = 0, unit: str = "record"
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Parse JSON Lines into dicts (blank lines skipped) and the union of their keys.
+
+    Parameters
+    ----------
+    lines:
+        The raw lines.
+    uri:
+        The source, for error messages.
+    first, unit:
+        How the first non-blank line is numbered and named in error messages.
+
+    Raises
+    ------
+    CorruptInput
+        When a line is not JSON or not a JSON object.
+    """
+    rows: list[dict[str, Any]] = []
+    n = first
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except ValueError as e:
+            raise CorruptInput(f"{uri}: {unit} {n} is not valid JSON: {e}") from e
+        if not isinstance(rec, dict):
+            raise CorruptInput(f"{uri}: {unit} {n} is not a JSON object")
+        rows.append(rec)
+        n += 1
+    keys: dict[str, None] = {}
+    for r in rows:
+        keys.update(dict.fromkeys(r))
+    return rows, list(keys)
