@@ -9,8 +9,10 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
+# enough pooled connections for a writer's concurrent uploads (engine.uploads) plus reads
 _CONFIG = Config(
-    retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60
+    retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60,
+    max_pool_connections=32,
 )
 
 

@@ -24,6 +24,7 @@ from datalake.engine.partitioner import Partitioner
 from datalake.engine.readers import make_reader
 from datalake.engine.splits import Split
 from datalake.engine.store import ObjectStore
+from datalake.engine.uploads import DEFAULT_CONCURRENCY
 from datalake.engine.writer import PartitionedWriter, WrittenFile
 from datalake.errors import DatalakeError, NotFound, SourceChanged
 
@@ -128,6 +129,7 @@ def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionFi
         max_buffered_rows=int(options.get("max_buffered_rows", 2_000_000)),
         max_buffered_bytes=int(options.get("max_buffered_bytes", 96 * 2**20)),
         tmp_dir=tmp_dir, dictionary=str(options.get("parquet_dictionary", "strings")),
+        upload_concurrency=int(options.get("upload_concurrency", DEFAULT_CONCURRENCY)),
     )
     quarantine = _Quarantine(split.uri, split, tmp_dir)
     read = written_rows = 0

@@ -4,7 +4,8 @@ Rows are buffered per partition. When a partition holds ``row_group_rows`` rows 
 default) they are written as one row group to that partition's open ParquetWriter, whose
 output is hashed as it is written and spooled in memory (spilling to a temp file past a
 budget); when the file reaches ``target_file_size_bytes`` it is closed, its column
-statistics are taken from the footer, and it is uploaded. Rows buffered in memory are
+statistics are taken from the footer, and it is uploaded (on ``uploads``' threads, which
+``finish()`` waits for). Rows buffered in memory are
 capped (rows and bytes): over the cap every partition buffer is spilled to a local Arrow
 IPC file and read back when its partition writes its next row group. ``finish()`` writes
 every remainder (a partition that never reached a row group becomes one file written in
@@ -31,6 +32,7 @@ import pyarrow.parquet as pq
 
 from datalake.engine.conform import json_safe
 from datalake.engine.store import ObjectStore
+from datalake.engine.uploads import DEFAULT_CONCURRENCY, DEFAULT_MAX_INFLIGHT_BYTES, Uploader
 
 MIN_ROW_GROUP_ROWS = 65_536
 
@@ -211,7 +213,9 @@ class PartitionedWriter:
                  max_buffered_rows: int = 2_000_000,
                  max_buffered_bytes: int = 96 * 2**20,
                  tmp_dir: str | None = None, spool_bytes: int = 16 * 2**20,
-                 max_spooled_bytes: int = 48 * 2**20, dictionary: str = "strings") -> None:
+                 max_spooled_bytes: int = 48 * 2**20, dictionary: str = "strings",
+                 upload_concurrency: int = DEFAULT_CONCURRENCY,
+                 max_inflight_upload_bytes: int = DEFAULT_MAX_INFLIGHT_BYTES) -> None:
         self.schema = schema
         self.store = store
         self.bucket = bucket
@@ -223,6 +227,8 @@ class PartitionedWriter:
         self.max_rows = int(max_buffered_rows)
         self.max_bytes = int(max_buffered_bytes)
         self.tmp = tempfile.mkdtemp(prefix="datalake-", dir=tmp_dir)
+        self.uploads = Uploader(store, bucket, concurrency=upload_concurrency,
+                                max_inflight_bytes=max_inflight_upload_bytes)
         self.spool_bytes = int(spool_bytes)
         if dictionary == "all":
             self.dictionary: bool | list[str] = True
@@ -350,8 +356,12 @@ class PartitionedWriter:
         data = sink.getvalue()
         if data is None:
             sink.close()
-        self._upload(buf, data, sink.sha.hexdigest(), sink.size, md, sink.path)
-        sink.discard()
+            # the spilled file is removed by the upload, once stored
+            self._upload(buf, None, sink.sha.hexdigest(), sink.size, md, sink.path,
+                         cleanup=sink.discard)
+        else:
+            sink.discard()  # in this thread: it returns the sink's share of the budget
+            self._upload(buf, data, sink.sha.hexdigest(), sink.size, md)
         buf.file_rows = 0
 
     def _write_oneshot(self, buf: _Buffer) -> None:
@@ -369,15 +379,17 @@ class PartitionedWriter:
                      writer.writer.metadata)
 
     def _upload(self, buf: _Buffer, data: Any, checksum: str, size: int,
-                md: pq.FileMetaData, path: str | None = None) -> None:
+                md: pq.FileMetaData, path: str | None = None,
+                cleanup: Any = None) -> None:
         name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
         self._n += 1
         key = "/".join(p for p in (self.table_prefix, buf.path, name) if p)
+        # recorded before it is stored, so that a failed split deletes it too
         if data is not None:
-            self.store.put_bytes(self.bucket, key, data)
+            self.uploads.put_bytes(key, data, size)
         else:
             assert path is not None
-            self.store.put_file(self.bucket, key, path)
+            self.uploads.put_file(key, path, size, cleanup)
         self.files.append(WrittenFile(key=key, partition=dict(buf.values),
                                       record_count=md.num_rows, size_bytes=size,
                                       checksum=checksum, column_stats=column_stats(md),
@@ -393,11 +405,14 @@ class PartitionedWriter:
             self._write_group(buf)
             self._finish_file(buf)
         self.buffers.clear()
+        self.uploads.wait()
         self.close()
         return self.files
 
     def abort(self) -> None:
-        """Drop buffers and temp files (already uploaded objects stay: see ingest)."""
+        """Drop buffers and temp files once every put in flight has ended (stored
+        objects stay: ingest deletes ``files``)."""
+        self.uploads.drain()
         for buf in self.buffers.values():
             if buf.writer is not None:
                 with contextlib.suppress(Exception):
@@ -408,4 +423,5 @@ class PartitionedWriter:
         self.close()
 
     def close(self) -> None:
+        self.uploads.close()
         shutil.rmtree(self.tmp, ignore_errors=True)
