@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -205,3 +206,32 @@ def test_memory_cap_spills_without_shrinking_row_groups(store):
         assert all(keys[i] == int(f.partition["k"]) for i in ids)
     assert total == n
     assert not list(Path(store.root).rglob("*.arrows"))
+
+
+def test_column_stats_of_one_row_group_equal_those_merged_from_several():
+    import io
+
+    from datalake.engine.writer import column_stats
+
+    n = 3000
+    table = pa.table({
+        "id": pa.array(range(n), pa.int64()),
+        "name": pa.array([None if i % 7 == 0 else f"v{i:05d}" for i in range(n)]),
+        "ts": pa.array([dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=i)
+                        for i in range(n)], pa.timestamp("us", tz="UTC")),
+        "empty": pa.array([None] * n, pa.float64()),
+    })
+
+    def stats(row_group_size: int) -> dict:
+        buf = io.BytesIO()
+        pq.write_table(table, buf, row_group_size=row_group_size)
+        md = pq.read_metadata(io.BytesIO(buf.getvalue()))
+        assert md.num_row_groups == -(-n // row_group_size)
+        return column_stats(md)
+
+    one = stats(n)
+    assert one == stats(700)
+    assert one["id"] == {"min": 0, "max": n - 1, "null_count": 0}
+    assert one["name"] == {"min": "v00001", "max": f"v{n - 1:05d}", "null_count": n // 7 + 1}
+    assert one["ts"]["min"].startswith("2024-01-01T00:00:00")
+    assert one["empty"] == {"min": None, "max": None, "null_count": n}

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datalake.engine.store import ObjectStore
 
 DEFAULT_CONCURRENCY = 8
-DEFAULT_MAX_INFLIGHT_BYTES = 64 * 2**20
+DEFAULT_MAX_INFLIGHT_BYTES = 32 * 2**20
 
 
 class Uploader:

@@ -159,14 +159,31 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
+def column_stats(md: pq.FileMetaData, names: list[str] | None = None) -> dict[str, Any]:
     """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable).
 
-    Read from the footer the writer just produced: no pass over the data.
+    Read from the footer the writer just produced: no pass over the data. ``names`` (the
+    footer's column paths, in order) saves looking them up again for every file of a
+    writer.
     """
     ncols = md.num_columns
-    schema = md.schema
-    names = [schema.column(c).path for c in range(ncols)]
+    if names is None:
+        schema = md.schema
+        names = [schema.column(c).path for c in range(ncols)]
+    if md.num_row_groups == 1:  # most files of a many-partition split: nothing to merge
+        rg = md.row_group(0)
+        out: dict[str, Any] = {}
+        for c in range(ncols):
+            st = rg.column(c).statistics
+            if st is None:
+                out[names[c]] = {"min": None, "max": None, "null_count": None}
+            elif st.has_min_max:
+                out[names[c]] = {"min": json_safe(st.min), "max": json_safe(st.max),
+                                 "null_count": st.null_count if st.has_null_count else None}
+            else:  # all null (or no min/max written): no bounds
+                out[names[c]] = {"min": None, "max": None,
+                                 "null_count": st.null_count if st.has_null_count else None}
+        return out
     mins: list[Any] = [None] * ncols
     maxs: list[Any] = [None] * ncols
     nulls = [0] * ncols
@@ -187,10 +204,13 @@ def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
                 nulls[c] += nc
             if st.has_min_max:
                 lo, hi = st.min, st.max
-                if mins[c] is None or lo < mins[c]:
-                    mins[c] = lo
-                if maxs[c] is None or hi > maxs[c]:
-                    maxs[c] = hi
+                if r == 0:
+                    mins[c], maxs[c] = lo, hi
+                else:
+                    if mins[c] is None or lo < mins[c]:
+                        mins[c] = lo
+                    if maxs[c] is None or hi > maxs[c]:
+                        maxs[c] = hi
             elif nc is None or rows > nc:
                 have_minmax[c] = False
     return {
@@ -242,6 +262,7 @@ class PartitionedWriter:
         self.buffers: dict[str, _Buffer] = {}
         self.files: list[WrittenFile] = []
         self._n = 0
+        self._names: list[str] | None = None
         self.buffered_rows = 0
         # parent batch id -> [nbytes, live slices]; memory pinned by buffered slices
         self._parents: dict[int, list[int]] = {}
@@ -392,8 +413,15 @@ class PartitionedWriter:
             self.uploads.put_file(key, path, size, cleanup)
         self.files.append(WrittenFile(key=key, partition=dict(buf.values),
                                       record_count=md.num_rows, size_bytes=size,
-                                      checksum=checksum, column_stats=column_stats(md),
+                                      checksum=checksum,
+                                      column_stats=column_stats(md, self._stat_names(md)),
                                       row_groups=md.num_row_groups))
+
+    def _stat_names(self, md: pq.FileMetaData) -> list[str]:
+        # every file of a writer has the same columns: look their paths up once
+        if self._names is None:
+            self._names = [md.schema.column(c).path for c in range(md.num_columns)]
+        return self._names
 
     def finish(self) -> list[WrittenFile]:
         """Write all remainders (partitions in path order), upload, return the files."""
