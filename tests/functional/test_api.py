@@ -164,6 +164,8 @@ def test_jobs_create_start_list_cancel(client: TestClient, orchestrator: FakeOrc
         {"sources": ["http://example.com/x.csv"]},
         {"sources": ["s3://b/k"], "format": "xlsx"},
         {"sources": ["s3://b/k"], "options": {"batch_size": 0}},
+        {"sources": ["s3://b/k"], "options": {"upload_concurrency": 0}},
+        {"sources": ["s3://b/k"], "options": {"upload_concurrency": "eight"}},
         {"sources": ["s3://b/k"], "max_retries": 99},
         {"sources": ["s3://b/k"], "timeout_seconds": 1},
     ],

@@ -67,6 +67,10 @@ def validate_options(options: dict[str, Any] | None, settings: Settings) -> dict
     delimiter = opts.get("delimiter")
     if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
         raise InvalidInput("options.delimiter must be a single character")
+    uploads = opts.get("upload_concurrency")
+    if uploads is not None and (isinstance(uploads, bool) or not isinstance(uploads, int)
+                                or not 1 <= uploads <= 64):
+        raise InvalidInput("options.upload_concurrency must be an integer between 1 and 64")
     return {**opts, "batch_size": batch_size, "split_size_mb": split}
 
 
