@@ -190,3 +190,27 @@ def test_plan_reads_no_file_schema_when_the_table_does_not_evolve(
         job_id = job.id
     monkeypatch.setattr(planning, "sample_schema", no_sampling)
     assert planning.plan_job(job_id, store=store())["batch_count"] == 1
+
+
+def test_many_small_files_share_batches_and_files(s3: Any) -> None:
+    keys = [f"many/{k:03d}.csv" for k in range(60)]
+    for k, key in enumerate(keys):
+        body = "id,ts,carrier,delay\n" + "".join(
+            f"{k * 10 + i},2013-01-0{1 + i % 2} 00:00:00,AA,{i}\n" for i in range(10))
+        s3.put_object(Bucket=LANDING, Key=key, Body=body.encode())
+    with session_scope() as session:
+        table = tables.create_table(
+            session, name="many", partitioning=[{"column": "ts", "transform": "day"}])
+        job = jobs.create_job(session, table_id=table.id, sources=[f"s3://{LANDING}/many/"])
+        jobs.start_job(session, job.id, orchestrator=FakeOrchestrator())
+        table_id, job_id = table.id, job.id
+    plan = run_all(job_id)
+    assert plan["batch_count"] == 1  # 60 objects of ~300 bytes: one worker run
+    with session_scope() as session:
+        jobs.commit_job(session, job_id)
+        job = jobs.get_job(session, job_id)
+        assert (job.records_read, job.records_written, job.batches_total) == (600, 600, 1)
+        files, _ = tables.committed_files(session, table_id)
+        assert len(files) == 2  # one per day, not one per object and day
+    ids = read_committed(s3, table_id)["id"].to_pylist()
+    assert sorted(ids) == list(range(600))

@@ -1,4 +1,4 @@
-"""``ingest_split``: read one split, conform it, partition it, write Parquet.
+"""``ingest_splits``: read a batch's splits, conform them, partition them, write Parquet.
 
 Row numbers in the quarantine: ``row`` is the 0-based index of the record within the
 source object (header and skipped rows excluded) when the split starts at byte 0 or is
@@ -17,8 +17,11 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
+from datalake.engine.arrow_schema import to_arrow_schema
 from datalake.engine.conform import Conformer, json_safe
 from datalake.engine.partitioner import Partitioner
 from datalake.engine.readers import make_reader
@@ -28,7 +31,7 @@ from datalake.engine.uploads import DEFAULT_CONCURRENCY
 from datalake.engine.writer import PartitionedWriter, WrittenFile
 from datalake.errors import DatalakeError, NotFound, SourceChanged
 
-__all__ = ["SplitResult", "WrittenFile", "ingest_split"]
+__all__ = ["SplitResult", "WrittenFile", "ingest_split", "ingest_splits"]
 
 
 @dataclass
@@ -55,12 +58,17 @@ class SplitResult:
 class _Quarantine:
     """Rejected records spooled to a local JSON Lines file, uploaded at the end."""
 
-    def __init__(self, uri: str, split: Split, tmp_dir: str | None) -> None:
-        self.uri = uri
+    def __init__(self, tmp_dir: str | None) -> None:
+        self.uri = ""
         self.count = 0
-        self.offset = None if (split.start == 0 or split.format == "parquet") else split.start
+        self.offset: int | None = None
         fd, self.path = tempfile.mkstemp(suffix=".jsonl", dir=tmp_dir)
         self.f = os.fdopen(fd, "w", encoding="utf-8")
+
+    def begin(self, split: Split) -> None:
+        """Attribute the records that follow to ``split``."""
+        self.uri = split.uri
+        self.offset = None if (split.start == 0 or split.format == "parquet") else split.start
 
     def add(self, row: int | None, column: str | None, value: Any, error: str,
             record: dict[str, Any] | None) -> None:
@@ -96,65 +104,86 @@ def _check_source(store: ObjectStore, split: Split, when: str) -> None:
         )
 
 
-def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionField],
-                 store: ObjectStore, lake_bucket: str, table_prefix: str, file_prefix: str,
-                 quarantine_prefix: str, options: dict[str, Any] | None = None,
-                 schema_policy: str = "evolve", compression: str = "snappy",
-                 target_file_size_bytes: int = 128 * 2**20) -> SplitResult:
-    """Ingest one split: stream it in chunks of ``options['batch_size']`` (10,000)
-    records, conform each chunk to ``schema`` (rejecting bad records to the quarantine),
-    partition, and write Parquet under ``table_prefix`` in ``lake_bucket``.
+def ingest_split(split: Split, **kwargs: Any) -> SplitResult:
+    """Ingest one split: :func:`ingest_splits` of ``[split]``."""
+    return ingest_splits([split], **kwargs)
+
+
+def _merge_names(into: list[str], names: list[str]) -> None:
+    for name in names:
+        if name not in into:
+            into.append(name)
+
+
+def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[PartitionField],
+                  store: ObjectStore, lake_bucket: str, table_prefix: str, file_prefix: str,
+                  quarantine_prefix: str, options: dict[str, Any] | None = None,
+                  schema_policy: str = "evolve", compression: str = "snappy",
+                  target_file_size_bytes: int = 128 * 2**20) -> SplitResult:
+    """Ingest a batch's splits, in order, into one set of files: stream each in chunks of
+    ``options['batch_size']`` (10,000) records, conform each chunk to ``schema``
+    (rejecting bad records to the quarantine), partition, and write Parquet under
+    ``table_prefix`` in ``lake_bucket``. The splits share one writer, so a partition's
+    rows from several small objects land in one file.
 
     Raises
     ------
     SourceChanged
-        The object's size or ETag differs from the split's, before or after reading.
+        An object's size or ETag differs from its split's, before or after reading.
     CorruptInput
-        The split cannot be parsed as its format.
+        A split cannot be parsed as its format.
     SchemaMismatch
-        ``schema_policy == "freeze"`` and the source has columns outside the schema (or
+        ``schema_policy == "freeze"`` and a source has columns outside the schema (or
         lacks a required column).
     """
+    if not splits:
+        raise ValueError("ingest_splits needs at least one split")
     options = dict(options or {})
     batch_size = int(options.get("batch_size", 10_000))
     tmp_dir = options.get("tmp_dir")
-    _check_source(store, split, "before")
-    conformer = Conformer(schema, policy=schema_policy, uri=split.uri)
+    _check_source(store, splits[0], "before")
     partitioner = Partitioner(list(partitioning), schema)
     writer = PartitionedWriter(
-        schema=conformer.arrow_schema, store=store, bucket=lake_bucket,
-        table_prefix=table_prefix, file_prefix=file_prefix, compression=compression,
-        target_file_size_bytes=target_file_size_bytes,
+        schema=to_arrow_schema(schema), store=store,
+        bucket=lake_bucket, table_prefix=table_prefix, file_prefix=file_prefix,
+        compression=compression, target_file_size_bytes=target_file_size_bytes,
         row_group_rows=int(options.get("row_group_rows", 65_536)),
         max_buffered_rows=int(options.get("max_buffered_rows", 2_000_000)),
         max_buffered_bytes=int(options.get("max_buffered_bytes", 96 * 2**20)),
         tmp_dir=tmp_dir, dictionary=str(options.get("parquet_dictionary", "strings")),
         upload_concurrency=int(options.get("upload_concurrency", DEFAULT_CONCURRENCY)),
     )
-    quarantine = _Quarantine(split.uri, split, tmp_dir)
-    read = written_rows = 0
-    reader = None
+    quarantine = _Quarantine(tmp_dir)
+    read = written_rows = bytes_read = 0
+    discarded: list[str] = []
+    source_columns: list[str] = []
     try:
-        reader = make_reader(split, store, options, conformer, batch_size)
-        for sb in reader.batches():
-            batch = sb.batch
-            read += batch.num_rows + len(sb.malformed)
-            for row, text, err in sb.malformed:
-                quarantine.add(row, None, text, err, None)
-            conformed, rejected, _keep = conformer.conform(batch)
-            if len(rejected):
-                import pyarrow as pa
-
-                raw = batch.take(pa.array(rejected.rows)).to_pylist()
-                for i, col, val, err, rec in zip(rejected.rows, rejected.columns,
-                                                 rejected.values, rejected.errors, raw,
-                                                 strict=True):
-                    rec.pop("__rows__", None)
-                    quarantine.add(sb.row0 + i, col, val, err, rec)
-            written_rows += conformed.num_rows
-            for path, values, rows, parent in partitioner.split(conformed):
-                writer.add(path, values, rows, parent)
-        _check_source(store, split, "after")
+        for n, split in enumerate(splits):
+            if n:
+                _check_source(store, split, "before")
+            conformer = Conformer(schema, policy=schema_policy, uri=split.uri)
+            quarantine.begin(split)
+            reader = make_reader(split, store, options, conformer, batch_size)
+            for sb in reader.batches():
+                batch = sb.batch
+                read += batch.num_rows + len(sb.malformed)
+                for row, text, err in sb.malformed:
+                    quarantine.add(row, None, text, err, None)
+                conformed, rejected, _keep = conformer.conform(batch)
+                if len(rejected):
+                    raw = batch.take(pa.array(rejected.rows)).to_pylist()
+                    for i, col, val, err, rec in zip(rejected.rows, rejected.columns,
+                                                     rejected.values, rejected.errors, raw,
+                                                     strict=True):
+                        rec.pop("__rows__", None)
+                        quarantine.add(sb.row0 + i, col, val, err, rec)
+                written_rows += conformed.num_rows
+                for path, values, rows, parent in partitioner.split(conformed):
+                    writer.add(path, values, rows, parent)
+            _check_source(store, split, "after")
+            bytes_read += reader.bytes_read
+            _merge_names(discarded, conformer.discarded)
+            _merge_names(source_columns, conformer.source_columns)
         files = writer.finish()
         quarantine.close()
         qkey = None
@@ -163,20 +192,20 @@ def ingest_split(split: Split, *, schema: Schema, partitioning: list[PartitionFi
             store.put_file(lake_bucket, qkey, quarantine.path)
     except BaseException:
         writer.abort()
-        if writer.files:  # best effort: nothing of a failed split stays behind
+        if writer.files:  # best effort: nothing of a failed batch stays behind
             with contextlib.suppress(Exception):
                 store.delete(lake_bucket, [f.key for f in writer.files])
         raise
     finally:
         quarantine.discard()
     written = sum(f.record_count for f in files)
+    where = splits[0].uri if len(splits) == 1 else f"{len(splits)} splits from {splits[0].uri}"
     if written != written_rows or read != written + quarantine.count:
         raise DatalakeError(
-            f"{split.uri}: counts do not reconcile: read {read}, written {written} "
+            f"{where}: counts do not reconcile: read {read}, written {written} "
             f"(expected {written_rows}), rejected {quarantine.count}")
     return SplitResult(
         records_read=read, records_written=written, records_rejected=quarantine.count,
-        bytes_read=reader.bytes_read if reader else 0, files=files, quarantine_key=qkey,
-        discarded_columns=list(conformer.discarded),
-        source_columns=list(conformer.source_columns),
+        bytes_read=bytes_read, files=files, quarantine_key=qkey,
+        discarded_columns=discarded, source_columns=source_columns,
     )

@@ -320,5 +320,50 @@ def _parquet_splits(obj: ObjectInfo, store: ObjectStore, split_size: int,
     return out
 
 
-__all__ = ["FORMATS", "Split", "csv_options", "detect_format", "plan_splits",
-           "read_csv_header"]
+MAX_SPLITS_PER_BATCH = 256
+
+
+def pack_splits(splits: list[Split], *, split_size_bytes: int,
+                max_splits: int = MAX_SPLITS_PER_BATCH) -> list[list[Split]]:
+    """Group consecutive splits into batches of about ``split_size_bytes`` each.
+
+    A big object's splits are already near the size and stay one to a batch; small
+    objects are packed together, so ten thousand small files make tens of batches, not
+    ten thousand (each a worker invocation, a Map iteration in the job's history and a
+    set of tiny Parquet files), and one worker writes each partition's rows of all of
+    them into one file. At most ``max_splits`` splits go into one batch: every split
+    costs its worker two HEAD requests (the source checked before and after reading).
+    Order is kept, so the packing is deterministic.
+    """
+    target = max(1, int(split_size_bytes))
+    groups: list[list[Split]] = []
+    current: list[Split] = []
+    size = 0
+    for sp in splits:
+        n = max(sp.end - sp.start, 0) or sp.size
+        if current and (size + n > target or len(current) >= max_splits):
+            groups.append(current)
+            current, size = [], 0
+        current.append(sp)
+        size += n
+    if current:
+        groups.append(current)
+    return groups
+
+
+def batch_to_json(splits: list[Split]) -> dict[str, Any]:
+    """A batch's stored form: one split as itself, several under ``splits``."""
+    if len(splits) == 1:
+        return splits[0].to_json()
+    return {"splits": [sp.to_json() for sp in splits]}
+
+
+def batch_from_json(data: dict[str, Any]) -> list[Split]:
+    """The splits of a batch stored by :func:`batch_to_json`."""
+    if "splits" in data:
+        return [Split.from_json(d) for d in data["splits"]]
+    return [Split.from_json(data)]
+
+
+__all__ = ["FORMATS", "MAX_SPLITS_PER_BATCH", "Split", "batch_from_json", "batch_to_json",
+           "csv_options", "detect_format", "pack_splits", "plan_splits", "read_csv_header"]

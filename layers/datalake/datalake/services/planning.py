@@ -11,7 +11,7 @@ from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
 from datalake.domain.evolution import evolve, merge_observed
 from datalake.engine.arrow_schema import sample_schema
-from datalake.engine.splits import Split, plan_splits
+from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
 from datalake.errors import CommitConflict, InvalidInput, NotFound
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
@@ -86,6 +86,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
     splits = plan_splits(
         objects, store=store, format=fmt, options=options, split_size_bytes=split_bytes
     )
+    # small objects share a batch: a job of many small files is tens of worker runs
+    groups = pack_splits(splits, split_size_bytes=split_bytes)
     observed = _observe(splits, store=store, options=options) if needs_schema else None
 
     for attempt in range(MAX_EVOLVE_ATTEMPTS):
@@ -97,8 +99,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
                 version = _settle_schema(session, job_id, job.table_id, observed)
                 job.schema_version = version
                 batches = [
-                    IngestionBatch(job_id=job_id, seq=i, split=split.to_json())
-                    for i, split in enumerate(splits)
+                    IngestionBatch(job_id=job_id, seq=i, split=batch_to_json(group))
+                    for i, group in enumerate(groups)
                 ]
                 session.add_all(batches)
                 job.batches_total = len(batches)

@@ -17,8 +17,8 @@ from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, IngestionBatch, utcnow
 from datalake.config import Settings, get_settings
 from datalake.domain.partitioning import PartitionField, parse_partitioning
-from datalake.engine.ingest import SplitResult, ingest_split
-from datalake.engine.splits import Split
+from datalake.engine.ingest import SplitResult, ingest_splits
+from datalake.engine.splits import Split, batch_from_json
 from datalake.engine.store import ObjectStore
 from datalake.errors import NotFound
 from datalake.services.jobs import JobCancelled, get_job, partition_path
@@ -47,7 +47,7 @@ class BatchOutcome:
 class _BatchContext:
     """What a batch needs from the catalog, read in one short transaction."""
 
-    split: Split
+    splits: list[Split]
     seq: int
     partitioning: list[PartitionField]
     policy: str
@@ -98,7 +98,7 @@ def run_batch(
         table = get_table(session, job.table_id, include_deleted=True)
         schema = schema_at(session, table.id, job.schema_version)
         ctx = _BatchContext(
-            split=Split.from_json(batch.split),
+            splits=batch_from_json(batch.split),
             seq=batch.seq,
             partitioning=parse_partitioning(table.partitioning),
             policy=table.schema_policy,
@@ -111,8 +111,8 @@ def run_batch(
         )
 
     try:
-        result = ingest_split(
-            ctx.split,
+        result = ingest_splits(
+            ctx.splits,
             schema=schema,
             partitioning=ctx.partitioning,
             store=store,
