@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -78,8 +79,6 @@ def test_one_writer_across_a_batch_writes_one_file_per_partition(tmp_path: Path)
     for f in res.files:
         ids.extend(pq.read_table(tmp_path / "lake" / f.key)["id"].to_pylist())
     assert sorted(ids) == sorted(set(range(1200)) - {4 * 30 + 2})  # nothing lost or doubled
-    import json
-
     (line,) = [json.loads(x) for x in (tmp_path / "lake" / res.quarantine_key).read_text()
                .splitlines()]
     assert line["source"] == "s3://src/in/004.csv" and line["row"] == 2  # its own object
@@ -90,7 +89,6 @@ def test_a_changed_object_fails_the_whole_batch_and_leaves_nothing(tmp_path: Pat
     _put_objects(store, 5, 10)
     splits = plan_splits(store.list("src", "in/"), store=store, format=None, options={})
     store.put_bytes("src", "in/003.csv", b"id,day,v\n1,1,1\n")
-    with pytest.raises(SourceChanged, match="003.csv"):
+    with pytest.raises(SourceChanged, match=r"003\.csv"):
         _ingest(store, splits)
-    assert not list((tmp_path / "lake").rglob("*.parquet")) if (tmp_path / "lake").exists() \
-        else True
+    assert not list(tmp_path.glob("lake/**/*.parquet"))
