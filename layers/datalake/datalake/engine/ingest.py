@@ -141,7 +141,6 @@ def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[Par
     options = dict(options or {})
     batch_size = int(options.get("batch_size", 10_000))
     tmp_dir = options.get("tmp_dir")
-    _check_source(store, splits[0], "before")
     partitioner = Partitioner(list(partitioning), schema)
     writer = PartitionedWriter(
         schema=to_arrow_schema(schema), store=store,
@@ -158,9 +157,8 @@ def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[Par
     discarded: list[str] = []
     source_columns: list[str] = []
     try:
-        for n, split in enumerate(splits):
-            if n:
-                _check_source(store, split, "before")
+        for split in splits:
+            _check_source(store, split, "before")
             conformer = Conformer(schema, policy=schema_policy, uri=split.uri)
             quarantine.begin(split)
             reader = make_reader(split, store, options, conformer, batch_size)
