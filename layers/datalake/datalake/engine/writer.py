@@ -24,6 +24,7 @@ import io
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -159,17 +160,14 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def column_stats(md: pq.FileMetaData, names: list[str] | None = None) -> dict[str, Any]:
+def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
     """Per-column ``{min, max, null_count}`` over all row groups (JSON-serialisable).
 
-    Read from the footer the writer just produced: no pass over the data. ``names`` (the
-    footer's column paths, in order) saves looking them up again for every file of a
-    writer.
+    Read from the footer the writer just produced: no pass over the data.
     """
     ncols = md.num_columns
-    if names is None:
-        schema = md.schema
-        names = [schema.column(c).path for c in range(ncols)]
+    schema = md.schema
+    names = [schema.column(c).path for c in range(ncols)]
     if md.num_row_groups == 1:  # most files of a many-partition split: nothing to merge
         rg = md.row_group(0)
         out: dict[str, Any] = {}
@@ -204,13 +202,10 @@ def column_stats(md: pq.FileMetaData, names: list[str] | None = None) -> dict[st
                 nulls[c] += nc
             if st.has_min_max:
                 lo, hi = st.min, st.max
-                if r == 0:
-                    mins[c], maxs[c] = lo, hi
-                else:
-                    if mins[c] is None or lo < mins[c]:
-                        mins[c] = lo
-                    if maxs[c] is None or hi > maxs[c]:
-                        maxs[c] = hi
+                if mins[c] is None or lo < mins[c]:
+                    mins[c] = lo
+                if maxs[c] is None or hi > maxs[c]:
+                    maxs[c] = hi
             elif nc is None or rows > nc:
                 have_minmax[c] = False
     return {
@@ -262,7 +257,6 @@ class PartitionedWriter:
         self.buffers: dict[str, _Buffer] = {}
         self.files: list[WrittenFile] = []
         self._n = 0
-        self._names: list[str] | None = None
         self.buffered_rows = 0
         # parent batch id -> [nbytes, live slices]; memory pinned by buffered slices
         self._parents: dict[int, list[int]] = {}
@@ -401,7 +395,7 @@ class PartitionedWriter:
 
     def _upload(self, buf: _Buffer, data: Any, checksum: str, size: int,
                 md: pq.FileMetaData, path: str | None = None,
-                cleanup: Any = None) -> None:
+                cleanup: Callable[[], None] | None = None) -> None:
         name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
         self._n += 1
         key = "/".join(p for p in (self.table_prefix, buf.path, name) if p)
@@ -413,15 +407,8 @@ class PartitionedWriter:
             self.uploads.put_file(key, path, size, cleanup)
         self.files.append(WrittenFile(key=key, partition=dict(buf.values),
                                       record_count=md.num_rows, size_bytes=size,
-                                      checksum=checksum,
-                                      column_stats=column_stats(md, self._stat_names(md)),
+                                      checksum=checksum, column_stats=column_stats(md),
                                       row_groups=md.num_row_groups))
-
-    def _stat_names(self, md: pq.FileMetaData) -> list[str]:
-        # every file of a writer has the same columns: look their paths up once
-        if self._names is None:
-            self._names = [md.schema.column(c).path for c in range(md.num_columns)]
-        return self._names
 
     def finish(self) -> list[WrittenFile]:
         """Write all remainders (partitions in path order), upload, return the files."""
