@@ -97,3 +97,19 @@ def test_truncated_block_is_corrupt():
         data[i] = 0xFF
     with pytest.raises(CorruptInput):
         _decode(bytes(data), True)
+
+
+def test_varints_at_every_length_boundary_decode_exactly():
+    edges = [0, 1, -1, 63, -64, 64, -65, 8191, -8192, 8192, -8193, 2**20, -(2**20),
+             2**31 - 1, -(2**31), 2**62, -(2**63), 2**63 - 1]
+    schema = {"type": "record", "name": "v", "fields": [
+        {"name": "x", "type": "long"}, {"name": "n", "type": ["null", "long"]},
+        {"name": "i", "type": "int"}]}
+    rows = [{"x": v, "n": None if k % 3 == 0 else v,
+             "i": max(-(2**31), min(2**31 - 1, v))} for k, v in enumerate(edges)]
+    buf = io.BytesIO()
+    fastavro.writer(buf, fastavro.parse_schema(schema), rows)
+    t = _decode(buf.getvalue(), True)
+    assert t.column("x").to_pylist() == edges
+    assert t.column("n").to_pylist() == [r["n"] for r in rows]
+    assert t.column("i").to_pylist() == [r["i"] for r in rows]

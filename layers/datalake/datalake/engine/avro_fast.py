@@ -70,16 +70,22 @@ _VARINT = """{i}b = buf[pos]; pos += 1
 """
 
 
+# One- and two-byte varints (zigzag values up to +-8191: most years, times, delays and
+# lengths) are decoded inline; longer ones loop.
 _INT = """{i}b = buf[pos]; pos += 1
 {i}if b < 0x80:
 {i}    a{k}(ZZ[b])
 {i}else:
-{i}    v = b & 0x7F; s = 7
-{i}    while True:
-{i}        b = buf[pos]; pos += 1
-{i}        v |= (b & 0x7F) << s
-{i}        if not b & 0x80: break
-{i}        s += 7
+{i}    c = buf[pos]; pos += 1
+{i}    if c < 0x80:
+{i}        v = (b & 0x7F) | (c << 7)
+{i}    else:
+{i}        v = (b & 0x7F) | ((c & 0x7F) << 7); s = 14
+{i}        while True:
+{i}            b = buf[pos]; pos += 1
+{i}            v |= (b & 0x7F) << s
+{i}            if not b & 0x80: break
+{i}            s += 7
 {i}    a{k}((v >> 1) ^ -(v & 1))
 """
 
