@@ -58,67 +58,43 @@ def _kind(t: Any) -> tuple[str, Any] | None:
     return None
 
 
-_VARINT = """{i}b = buf[pos]; pos += 1
-{i}if b & 0x80:
-{i}    v = b & 0x7F; s = 7
-{i}    while True:
-{i}        b = buf[pos]; pos += 1
-{i}        v |= (b & 0x7F) << s
-{i}        if not b & 0x80: break
-{i}        s += 7
-{i}    b = v
+_LOOP = """{i}while True:
+{i}    b = buf[pos]; pos += 1
+{i}    v |= (b & 0x7F) << s
+{i}    if not b & 0x80: break
+{i}    s += 7
 """
 
 
-# One- and two-byte varints (zigzag values up to +-8191: most years, times, delays and
-# lengths) are decoded inline; longer ones loop.
-_INT = """{i}b = buf[pos]; pos += 1
-{i}if b < 0x80:
-{i}    a{k}(ZZ[b])
-{i}else:
-{i}    c = buf[pos]; pos += 1
-{i}    if c < 0x80:
-{i}        v = (b & 0x7F) | (c << 7)
-{i}    else:
-{i}        v = (b & 0x7F) | ((c & 0x7F) << 7); s = 14
-{i}        while True:
-{i}            b = buf[pos]; pos += 1
-{i}            v |= (b & 0x7F) << s
-{i}            if not b & 0x80: break
-{i}            s += 7
-{i}    a{k}((v >> 1) ^ -(v & 1))
-"""
+def _varint(ind: str) -> str:
+    """Read an unsigned varint into ``b``."""
+    return (f"{ind}b = buf[pos]; pos += 1\n{ind}if b & 0x80:\n{ind}    v = b & 0x7F; s = 7\n"
+            + _LOOP.format(i=ind + "    ") + f"{ind}    b = v\n")
 
-_BIN = """{i}b = buf[pos]; pos += 1
-{i}if b & 0x80:
-{i}    v = b & 0x7F; s = 7
-{i}    while True:
-{i}        b = buf[pos]; pos += 1
-{i}        v |= (b & 0x7F) << s
-{i}        if not b & 0x80: break
-{i}        s += 7
-{i}    b = v
-{i}b >>= 1
-{i}a{k}(base + pos); l{k}(b); pos += b
-"""
+
+def _int(ind: str, k: int) -> str:
+    """Append a zigzag varint to column ``k``. One- and two-byte varints (values up to
+    +-8191: most years, times, delays and lengths) are decoded inline; longer ones loop."""
+    return (f"{ind}b = buf[pos]; pos += 1\n{ind}if b < 0x80:\n{ind}    a{k}(ZZ[b])\n"
+            f"{ind}else:\n{ind}    c = buf[pos]; pos += 1\n{ind}    if c < 0x80:\n"
+            f"{ind}        v = (b & 0x7F) | (c << 7)\n{ind}    else:\n"
+            f"{ind}        v = (b & 0x7F) | ((c & 0x7F) << 7); s = 14\n"
+            + _LOOP.format(i=ind + "        ") + f"{ind}    a{k}((v >> 1) ^ -(v & 1))\n")
 
 
 def _emit_value(kind: str, k: int, ind: str) -> str:
     if kind == "int":
-        return _INT.format(i=ind, k=k)
+        return _int(ind, k)
     if kind == "bin":
-        return _BIN.format(i=ind, k=k)
+        return _varint(ind) + f"{ind}b >>= 1\n{ind}a{k}(base + pos); l{k}(b); pos += b\n"
     if kind == "enum":
-        return _VARINT.format(i=ind) + f"{ind}a{k}(b >> 1)\n"
+        return _varint(ind) + f"{ind}a{k}(b >> 1)\n"
     if kind == "bool":
         return f"{ind}a{k}(buf[pos]); pos += 1\n"
     if kind == "f8":
         return f"{ind}a{k}(base + pos); pos += 8\n"
     if kind == "f4":
         return f"{ind}a{k}(base + pos); pos += 4\n"
-    if kind == "bin":
-        return (_VARINT.format(i=ind) + f"{ind}b = (b >> 1) ^ -(b & 1)\n"
-                f"{ind}a{k}(base + pos); l{k}(b); pos += b\n")
     if kind.startswith("fixed:"):
         n = int(kind.split(":")[1])
         return f"{ind}a{k}(base + pos); pos += {n}\n"
