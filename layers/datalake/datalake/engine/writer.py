@@ -168,20 +168,6 @@ def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
     ncols = md.num_columns
     schema = md.schema
     names = [schema.column(c).path for c in range(ncols)]
-    if md.num_row_groups == 1:  # most files of a many-partition split: nothing to merge
-        rg = md.row_group(0)
-        out: dict[str, Any] = {}
-        for c in range(ncols):
-            st = rg.column(c).statistics
-            if st is None:
-                out[names[c]] = {"min": None, "max": None, "null_count": None}
-            elif st.has_min_max:
-                out[names[c]] = {"min": json_safe(st.min), "max": json_safe(st.max),
-                                 "null_count": st.null_count if st.has_null_count else None}
-            else:  # all null (or no min/max written): no bounds
-                out[names[c]] = {"min": None, "max": None,
-                                 "null_count": st.null_count if st.has_null_count else None}
-        return out
     mins: list[Any] = [None] * ncols
     maxs: list[Any] = [None] * ncols
     nulls = [0] * ncols
