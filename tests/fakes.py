@@ -32,13 +32,22 @@ class FakeDeleter:
     def delete(self, bucket: str, keys: list[str]) -> None:
         self.deleted.extend(keys)
 
+    def list(self, bucket: str, prefix: str) -> list[Any]:
+        return []
+
 
 class FakeCallbacks:
     """Records task-token answers instead of calling Step Functions."""
 
-    def __init__(self) -> None:
+    def __init__(self, dead: set[str] | None = None) -> None:
         self.ok: list[tuple[str, dict[str, Any]]] = []
         self.failed: list[tuple[str, str, str]] = []
+        self.heartbeats: list[str] = []
+        self.dead = dead if dead is not None else set()
+
+    def heartbeat(self, token: str) -> bool:
+        self.heartbeats.append(token)
+        return token not in self.dead
 
     def success(self, token: str, output: dict[str, Any]) -> None:
         self.ok.append((token, output))

@@ -23,7 +23,7 @@ def orchestrator() -> FakeOrchestrator:
 def client(use_catalog: str, orchestrator: FakeOrchestrator) -> Iterator[TestClient]:
     app = create_app()
     app.dependency_overrides[deps.get_orchestrator] = lambda: orchestrator
-    app.dependency_overrides[deps.get_deleter] = lambda: FakeDeleter()
+    app.dependency_overrides[deps.get_sweeper] = lambda: FakeDeleter()
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

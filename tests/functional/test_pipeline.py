@@ -96,19 +96,28 @@ def test_rerun_of_batches_and_commit_adds_nothing(s3: Any) -> None:
     # A redelivered message for a finished batch, and a retried attempt of another.
     first = plan["batches"][0]["batch_id"]
     run_batch(job_id, first, store=store())
+    from sqlalchemy import delete, select
+
+    from datalake.catalog.models import DataFile
+
+    second = plan["batches"][1]["batch_id"]
     with session_scope() as session:
-        b = session.get(IngestionBatch, plan["batches"][1]["batch_id"])
+        b = session.get(IngestionBatch, second)
         assert b is not None
-        b.status = "RUNNING"  # as if the worker died after writing, before recording
-    run_batch(job_id, plan["batches"][1]["batch_id"], store=store())
+        # As if the worker died after uploading, before recording: objects, no rows.
+        orphans = set(session.scalars(select(DataFile.key).where(DataFile.batch_id == second)))
+        session.execute(delete(DataFile).where(DataFile.batch_id == second))
+        b.status = "RUNNING"
+    run_batch(job_id, second, store=store())
     # Plan re-run by a Step Functions retry returns the same batches.
     from datalake.services.planning import plan_job
 
     assert plan_job(job_id, store=store())["batches"] == plan["batches"]
     for _ in range(2):
-        with session_scope() as session:
-            jobs.commit_job(session, job_id)
+        jobs.publish_job(job_id, store=store())
     data = read_committed(s3, table_id)
+    lake = {o["Key"] for o in s3.list_objects_v2(Bucket=LAKE).get("Contents", [])}
+    assert orphans and not orphans & lake, "the dead attempt's objects are swept at Commit"
     assert data.num_rows == 2000
     assert len(set(data.column("id").to_pylist())) == 2000
     with session_scope() as session:
@@ -134,13 +143,13 @@ def test_cancelled_job_commits_nothing_and_leaves_no_objects(s3: Any) -> None:
     from datalake.aws.s3 import S3ObjectStore
 
     with session_scope() as session:
-        jobs.cancel_job(session, job_id, orchestrator=None, deleter=S3ObjectStore())
+        jobs.cancel_job(session, job_id, orchestrator=None, store=S3ObjectStore())
     with session_scope() as session, pytest.raises(JobCancelled):
         jobs.commit_job(session, job_id)
     with session_scope() as session:
         assert tables.committed_files(session, table_id)[1] == 0
         with pytest.raises(Conflict):
-            jobs.cancel_job(session, job_id, orchestrator=None, deleter=None)
+            jobs.cancel_job(session, job_id, orchestrator=None, store=None)
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=LAKE).get("Contents", [])]
     assert not [k for k in keys if k.endswith(".parquet")]
 
@@ -152,7 +161,7 @@ def test_worker_refuses_a_cancelled_job(s3: Any) -> None:
     _, job_id = new_job(s3)
     plan = plan_job(job_id, store=store())
     with session_scope() as session:
-        jobs.cancel_job(session, job_id, orchestrator=None, deleter=None)
+        jobs.cancel_job(session, job_id, orchestrator=None, store=None)
     with pytest.raises(JobCancelled):
         run_batch(job_id, plan["batches"][0]["batch_id"], store=store())
 

@@ -145,7 +145,7 @@ def ingest(s3: Any, table_id: str, key: str, body: bytes) -> tuple[str, list[Exc
             errors.append(e)
     with session_scope() as session:
         if errors:
-            jobs.abort_job(session, job_id, error=str(errors[0]), deleter=store())
+            jobs.abort_job(session, job_id, error=str(errors[0]), store=store())
         else:
             jobs.commit_job(session, job_id)
     return job_id, errors

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
-from datalake.ports import ObjectDeleter, Orchestrator
+from datalake.ports import ObjectSweeper, Orchestrator
 from datalake.services import audit
 from datalake_api.auth import Principal, authenticate
 
@@ -45,17 +45,19 @@ def get_orchestrator() -> Orchestrator:
     return _orchestrator()
 
 
-def get_deleter() -> ObjectDeleter:
+def get_sweeper() -> ObjectSweeper:
     from datalake.aws.s3 import S3ObjectStore
 
     return S3ObjectStore()
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the session commits when the route returns, before the response is
+# sent, so a 2xx is never an answer whose commit failed afterwards.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 CorrelationDep = Annotated[str, Depends(correlation_id)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
-DeleterDep = Annotated[ObjectDeleter, Depends(get_deleter)]
+SweeperDep = Annotated[ObjectSweeper, Depends(get_sweeper)]
 
 
 class Auditor:

@@ -46,6 +46,26 @@ class IncompatibleSchema(Conflict):
     """A schema change breaks the table's compatibility mode."""
 
 
+class TransientError(DatalakeError):
+    """A fault that a retry with backoff may clear: a dropped catalog connection, a
+    database that is restarting. The state machine retries it by this class's name."""
+
+    status_code = 503
+
+
+class StaleTask(DatalakeError):
+    """The workflow no longer waits for this batch message (its task timed out, was
+    retried with a new message, or its execution stopped): the attempt is dropped."""
+
+
+class QualityGateFailed(Conflict):
+    """A job rejected more records than its table's ``max_rejected_ratio`` allows."""
+
+
+class BatchTimeout(DatalakeError):
+    """An attempt at a batch ran past its budget, counted from when a worker took it."""
+
+
 class SchemaMismatch(DatalakeError):
     """A source file's columns differ from a frozen table's schema."""
 

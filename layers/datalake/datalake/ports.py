@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 
@@ -20,6 +21,10 @@ class Orchestrator(Protocol):
 class TaskCallbacks(Protocol):
     """Reports a batch's outcome to the workflow waiting on its task token."""
 
+    def heartbeat(self, token: str) -> bool:
+        """Report progress; False when the workflow no longer waits for this token."""
+        ...
+
     def success(self, token: str, output: dict[str, Any]) -> None: ...
 
     def failure(self, token: str, *, error: str, cause: str) -> None: ...
@@ -29,3 +34,16 @@ class ObjectDeleter(Protocol):
     """Deletes objects of the lake (written files of a failed or cancelled job)."""
 
     def delete(self, bucket: str, keys: list[str]) -> None: ...
+
+
+class Keyed(Protocol):
+    """An object listing entry: all a sweep needs is its key."""
+
+    @property
+    def key(self) -> str: ...
+
+
+class ObjectSweeper(ObjectDeleter, Protocol):
+    """Lists and deletes objects of the lake (a failed or cancelled job's leftovers)."""
+
+    def list(self, bucket: str, prefix: str) -> Sequence[Keyed]: ...

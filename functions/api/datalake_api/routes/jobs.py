@@ -10,10 +10,10 @@ from fastapi import APIRouter, Query, status
 from datalake.services import jobs
 from datalake_api.deps import (
     AuditDep,
-    DeleterDep,
     OrchestratorDep,
     PrincipalDep,
     SessionDep,
+    SweeperDep,
 )
 from datalake_api.models import BatchOut, JobCreate, JobOut, Page
 
@@ -94,11 +94,11 @@ def cancel_job(
     who: PrincipalDep,
     record: AuditDep,
     orchestrator: OrchestratorDep,
-    deleter: DeleterDep,
+    store: SweeperDep,
 ) -> JobOut:
     who.require("writer")
     job = jobs.cancel_job(
-        session, job_id, orchestrator=orchestrator, deleter=deleter, actor=who.subject
+        session, job_id, orchestrator=orchestrator, store=store, actor=who.subject
     )
     record("job.cancel", "job", job.id)
     return JobOut.model_validate(job)

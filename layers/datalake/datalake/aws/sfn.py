@@ -56,6 +56,16 @@ class StepFunctionsCallbacks:
     def sfn(self) -> Any:
         return self._sfn or client("stepfunctions")
 
+    def heartbeat(self, token: str) -> bool:
+        """Tell the workflow the task is being worked on; False when nobody waits for it."""
+        try:
+            self.sfn.send_task_heartbeat(taskToken=token)
+        except ClientError as e:
+            if e.response["Error"]["Code"] in DEAD_TOKEN_ERRORS:
+                return False
+            raise
+        return True
+
     def success(self, token: str, output: dict[str, Any]) -> None:
         self._answer(self.sfn.send_task_success, taskToken=token, output=json.dumps(output))
 
@@ -72,3 +82,4 @@ class StepFunctionsCallbacks:
             # The task was retried (new token), timed out or stopped: nobody is waiting.
             if e.response["Error"]["Code"] not in DEAD_TOKEN_ERRORS:
                 raise
+

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+
+from datalake.errors import TransientError
 
 DEFAULT_SQLITE = ".datalake/catalog.db"
 
@@ -70,16 +73,41 @@ def _factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def is_transient(error: BaseException) -> bool:
+    """Whether a database error is one a retry may clear (a dropped or refused
+    connection, a server restarting, a lock timeout), as opposed to a bad statement."""
+    if not isinstance(error, DBAPIError):
+        return False
+    return bool(error.connection_invalidated) or isinstance(
+        error, OperationalError | InterfaceError
+    )
+
+
 @contextmanager
 def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session committed on success and rolled back on error."""
+    """A session committed on success and rolled back on error.
+
+    Raises
+    ------
+    TransientError
+        For a database fault a retry may clear (see :func:`is_transient`); the state
+        machine retries it by name, the API answers 503.
+    """
     factory = _factory(engine or get_engine())
     session = factory()
     try:
         yield session
         session.commit()
-    except BaseException:
-        session.rollback()
+    except BaseException as e:
+        with suppress(Exception):  # the connection may be the thing that failed
+            session.rollback()
+        if is_transient(e):
+            raise TransientError(f"the catalog database is unavailable: {_first_line(e)}") from e
         raise
     finally:
         session.close()
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(getattr(error, "orig", None) or error)
+    return text.splitlines()[0][:300] if text else type(error).__name__

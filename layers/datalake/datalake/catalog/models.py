@@ -17,6 +17,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -73,6 +74,8 @@ class DataLakeTable(TimestampMixin, Base):
     format: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     current_schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_column_id: Mapped[int] = mapped_column(Integer, default=0)
+    # The quality gate: a job whose rejected share of records read exceeds it fails whole.
+    max_rejected_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
 
@@ -120,6 +123,8 @@ class DataLakePartition(TimestampMixin, Base):
     file_count: Mapped[int] = mapped_column(Integer, default=0)
     size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Committed files that verification found missing or not matching their checksum.
+    corrupt_files: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     version: Mapped[int] = mapped_column(Integer, default=1)
 
 
@@ -144,13 +149,15 @@ class DataFile(Base):
     checksum: Mapped[str] = mapped_column(String(128))
     schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     column_stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away)
+    # PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away);
+    # COMMITTED -> CORRUPT when verification finds the object missing or altered.
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # When compaction replaced it: its object is kept for the retention period, so a
     # reader holding an older file list never meets a deleted object.
     replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class DataSource(TimestampMixin, Base):
@@ -196,6 +203,8 @@ class IngestionJob(Base):
     files_written: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, nullable=True)
     execution_arn: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    # Set when verification found one of its committed files missing or altered.
+    corrupted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

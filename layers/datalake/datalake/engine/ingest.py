@@ -14,6 +14,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,7 +120,8 @@ def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[Par
                   store: ObjectStore, lake_bucket: str, table_prefix: str, file_prefix: str,
                   quarantine_prefix: str, options: dict[str, Any] | None = None,
                   schema_policy: str = "evolve", compression: str = "snappy",
-                  target_file_size_bytes: int = 128 * 2**20) -> SplitResult:
+                  target_file_size_bytes: int = 128 * 2**20,
+                  on_chunk: Callable[[], None] | None = None) -> SplitResult:
     """Ingest a batch's splits, in order, into one set of files: stream each in chunks of
     ``options['batch_size']`` (10,000) records, conform each chunk to ``schema``
     (rejecting bad records to the quarantine), partition, and write Parquet under
@@ -135,6 +137,9 @@ def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[Par
     SchemaMismatch
         ``schema_policy == "freeze"`` and a source has columns outside the schema (or
         lacks a required column).
+    Exception
+        Whatever ``on_chunk`` (called after each streaming chunk: heartbeats, deadlines)
+        raises; as with every failure, the objects written so far are deleted.
     """
     if not splits:
         raise ValueError("ingest_splits needs at least one split")
@@ -178,6 +183,8 @@ def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[Par
                 written_rows += conformed.num_rows
                 for path, values, rows, parent in partitioner.split(conformed):
                     writer.add(path, values, rows, parent)
+                if on_chunk is not None:
+                    on_chunk()
             _check_source(store, split, "after")
             bytes_read += reader.bytes_read
             _merge_names(discarded, conformer.discarded)

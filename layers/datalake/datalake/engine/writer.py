@@ -11,9 +11,10 @@ IPC file and read back when its partition writes its next row group. ``finish()`
 every remainder (a partition that never reached a row group becomes one file written in
 one go), partitions in path order.
 
-Object keys are deterministic: ``{table_prefix}/{partition path}/part-{file_prefix}-{n:04d}
-.parquet`` with ``n`` counting files in the order they complete, which depends only on
-the input.
+Object keys are ``{table_prefix}/{partition path}/part-{file_prefix}-{n:04d}.parquet``
+with ``n`` counting files in the order they complete, which depends only on the input;
+the caller makes ``file_prefix`` unique per attempt (``domain.layout``), so that two
+attempts at the same work never write, or delete, the same key.
 """
 
 from __future__ import annotations

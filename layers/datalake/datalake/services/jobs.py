@@ -8,6 +8,7 @@ execution cannot be stopped at once (LocalStack keeps callback tasks alive).
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from datalake.catalog.db import session_scope
 from datalake.catalog.models import (
     DataFile,
     DataLakePartition,
@@ -27,14 +29,24 @@ from datalake.catalog.models import (
 )
 from datalake.catalog.paging import page
 from datalake.config import Settings, get_settings
+from datalake.domain.layout import job_file_marker, job_quarantine_prefix, table_prefix
 from datalake.domain.partitioning import hive_path
-from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
-from datalake.ports import ObjectDeleter, Orchestrator
+from datalake.errors import (
+    CommitConflict,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    QualityGateFailed,
+    TransientError,
+)
+from datalake.ports import ObjectDeleter, ObjectSweeper, Orchestrator
 from datalake.services.tables import get_table
 
 FORMATS = ("csv", "jsonl", "parquet", "avro")
 STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+
+log = logging.getLogger(__name__)
 
 
 class JobCancelled(Conflict):
@@ -214,9 +226,20 @@ def start_job(
         raise Conflict(f"job {job_id} is {job.status}; only a PENDING job can be started")
     get_table(session, job.table_id)
     transition(session, job, expect=("PENDING",), to="RUNNING", started_at=utcnow())
-    # Mark RUNNING before starting, so a fast worker never sees PENDING; a failed start
-    # rolls the status back with the transaction.
-    arn = orchestrator.start(job.id, {"job_id": job.id, "timeout_seconds": job.timeout_seconds})
+    # RUNNING is committed before the workflow starts, so a fast Plan on another
+    # connection never reads PENDING; a start that fails puts the job back to PENDING.
+    session.commit()
+    try:
+        arn = orchestrator.start(
+            job.id, {"job_id": job.id, "timeout_seconds": job.timeout_seconds}
+        )
+    except Exception as e:
+        transition(session, job, expect=("RUNNING",), to="PENDING", started_at=None)
+        session.commit()
+        raise TransientError(
+            f"could not start the workflow of job {job_id} ({type(e).__name__}: {e}); "
+            "it is PENDING again and can be started again"
+        ) from e
     job.execution_arn = arn
     session.flush()
     return job
@@ -227,10 +250,16 @@ def cancel_job(
     job_id: str,
     *,
     orchestrator: Orchestrator | None,
-    deleter: ObjectDeleter | None,
+    store: ObjectSweeper | None,
     actor: str = "system",
 ) -> IngestionJob:
     """Cancel a PENDING or RUNNING job: nothing of it will be committed.
+
+    The cancel is committed first, under the job row's lock that workers record under,
+    so a batch recorded before it is discarded here and one recorded after it is refused.
+    Stopping the workflow and deleting the job's objects come after, best effort: a
+    failure of either leaves the job CANCELLED (the catalog is the authority; workers
+    and Commit refuse it) and its objects for the Abort step or the next cleanup.
 
     Raises
     ------
@@ -248,9 +277,20 @@ def cancel_job(
         finished_at=utcnow(),
         error="cancelled by " + actor,
     )
-    discard_uncommitted(session, job, deleter)
+    session.commit()
     if orchestrator is not None and job.execution_arn:
-        orchestrator.stop(job.execution_arn, reason="cancelled")
+        try:
+            orchestrator.stop(job.execution_arn, reason="cancelled")
+        except Exception:
+            log.warning("could not stop the workflow of cancelled job %s", job_id, exc_info=True)
+    try:
+        discard_uncommitted(session, job, store)
+        if store is not None:
+            sweep_job_objects(session, job, store)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.warning("cleanup of cancelled job %s left for later", job_id, exc_info=True)
     return job
 
 
@@ -271,17 +311,54 @@ def discard_uncommitted(session: Session, job: IngestionJob, deleter: ObjectDele
     return len(files)
 
 
+def sweep_job_objects(
+    session: Session, job: IngestionJob, store: ObjectSweeper, settings: Settings | None = None
+) -> int:
+    """Delete every object written for ``job`` that the catalog does not list as its own.
+
+    For a job that did not succeed that is everything it wrote, data and quarantine;
+    for a succeeded one, the leftovers of attempts that crashed after uploading (a
+    winner's files and quarantine objects are listed, so they stay).
+    """
+    settings = settings or get_settings()
+    bucket = settings.lake_bucket
+    table = get_table(session, job.table_id, include_deleted=True)
+    keep = set(session.scalars(select(DataFile.key).where(DataFile.job_id == job.id)).all())
+    if job.status == "SUCCEEDED":
+        keep.update(
+            k
+            for k in session.scalars(
+                select(IngestionBatch.quarantine_key).where(IngestionBatch.job_id == job.id)
+            ).all()
+            if k
+        )
+    marker = job_file_marker(job.id)
+    doomed = [
+        o.key
+        for o in store.list(bucket, table_prefix(table.namespace, table.name) + "/")
+        if o.key.rsplit("/", 1)[-1].startswith(marker) and o.key not in keep
+    ]
+    quarantine = job_quarantine_prefix(
+        settings.quarantine_prefix, table.namespace, table.name, job.id
+    )
+    doomed += [o.key for o in store.list(bucket, quarantine + "/") if o.key not in keep]
+    if doomed:
+        store.delete(bucket, doomed)
+    return len(doomed)
+
+
 def abort_job(
     session: Session,
     job_id: str,
     *,
     error: str,
-    deleter: ObjectDeleter | None,
-    orphan_lister: Any = None,
+    store: ObjectSweeper | None,
+    settings: Settings | None = None,
 ) -> IngestionJob:
-    """Mark a job FAILED after its workflow gave up, and delete what it wrote.
+    """Mark a job FAILED after its workflow gave up, and delete everything it wrote.
 
-    A cancelled job stays CANCELLED; a finished one is left as it is (a re-run Catch).
+    A cancelled job stays CANCELLED (and is cleaned the same way); a succeeded one is
+    left as it is (a re-run Catch).
     """
     job = get_job(session, job_id)
     if job.status == "RUNNING" or job.status == "PENDING":
@@ -294,10 +371,9 @@ def abort_job(
             error=error[:4000],
         )
     if job.status != "SUCCEEDED":
-        discard_uncommitted(session, job, deleter)
-        if orphan_lister is not None:
-            # Objects an attempt uploaded before it crashed never got a row.
-            orphan_lister(job)
+        discard_uncommitted(session, job, store)
+        if store is not None:
+            sweep_job_objects(session, job, store, settings)
         _rollup_batches(session, job)
     return job
 
@@ -341,6 +417,11 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     unfinished = [b.seq for b in batches if b.status != "SUCCEEDED"]
     if unfinished:
         raise Conflict(f"job {job_id} has batches not succeeded: {unfinished[:20]}")
+    check_quality(
+        get_table(session, job.table_id, include_deleted=True).max_rejected_ratio,
+        read=sum(b.records_read for b in batches),
+        rejected=sum(b.records_rejected for b in batches),
+    )
     files = session.scalars(
         select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
     ).all()
@@ -396,6 +477,49 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
         batches_succeeded=len(batches),
         batches_failed=0,
     )
+    return job
+
+
+def check_quality(max_rejected_ratio: float | None, *, read: int, rejected: int) -> None:
+    """The table's quality gate: refuse a job that rejected too large a share of its records.
+
+    Raises
+    ------
+    QualityGateFailed
+        When ``rejected / read`` exceeds ``max_rejected_ratio``.
+    """
+    if max_rejected_ratio is None or read == 0:
+        return
+    if rejected / read > max_rejected_ratio:
+        raise QualityGateFailed(
+            f"{rejected} of {read} records rejected ({rejected / read:.2%}), over the "
+            f"table's max_rejected_ratio of {max_rejected_ratio:.2%}; nothing committed"
+        )
+
+
+def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
+    """Commit a job (:func:`commit_job`, in its own transaction), then sweep what attempts
+    that crashed after uploading left behind (only when some batch needed a retry).
+
+    Raises
+    ------
+    As :func:`commit_job`; a failed sweep is only logged (the job is committed).
+    """
+    with session_scope() as session:
+        job = commit_job(session, job_id)
+        retried = session.scalar(
+            select(IngestionBatch.id)
+            .where(IngestionBatch.job_id == job_id, IngestionBatch.attempts > 1)
+            .limit(1)
+        )
+    if retried is not None and store is not None:
+        try:
+            with session_scope() as session:
+                swept = sweep_job_objects(session, get_job(session, job_id), store)
+            if swept:
+                log.info("swept %d object(s) of crashed attempts of job %s", swept, job_id)
+        except Exception:
+            log.warning("sweep after the commit of job %s failed", job_id, exc_info=True)
     return job
 
 

@@ -1,29 +1,46 @@
-"""Run one batch of a job: read its split, conform, partition, write Parquet, record files.
+"""Run one attempt at a batch: read its splits, conform, partition, write Parquet, record.
 
-Idempotent by construction: object keys are derived from the job id and the batch's
-sequence number, and each attempt replaces the previous attempt's uncommitted rows, so
-a redelivered message or a retried task never adds a row twice.
+Attempt-safe by construction:
+
+- every attempt writes under object keys of its own (``domain.layout``), so no two
+  attempts (a redelivered message, a retried task, two workers at once) share a key;
+- the catalog takes exactly one attempt's files as the batch's: the first to record
+  wins by compare-and-set on the batch row, under the job row's lock, so a cancel
+  and a record are ordered one way or the other, never interleaved;
+- an attempt that loses, or finds the job no longer RUNNING, deletes only its own
+  objects; no code path here deletes a key another attempt wrote.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
-from datalake.catalog.models import DataFile, IngestionBatch, utcnow
+from datalake.catalog.models import DataFile, IngestionBatch, IngestionJob, utcnow
 from datalake.config import Settings, get_settings
+from datalake.domain.layout import (
+    attempt_file_prefix,
+    job_quarantine_prefix,
+    new_attempt,
+    table_prefix,
+)
 from datalake.domain.partitioning import PartitionField, parse_partitioning
 from datalake.engine.ingest import SplitResult, ingest_splits
 from datalake.engine.splits import Split, batch_from_json
 from datalake.engine.store import ObjectStore
-from datalake.errors import NotFound
+from datalake.errors import BatchTimeout, NotFound
 from datalake.services.jobs import JobCancelled, get_job, partition_path
 from datalake.services.schemas import schema_at
 from datalake.services.tables import get_table
+
+__all__ = ["BatchOutcome", "lock_job", "retries_left", "run_batch", "table_prefix"]
 
 log = logging.getLogger(__name__)
 
@@ -54,34 +71,72 @@ class _BatchContext:
     compression: str
     target: int
     prefix: str
+    quarantine_prefix: str
     table_id: str
     options: dict[str, Any]
     schema_version: int | None
 
 
-def table_prefix(namespace: str, name: str) -> str:
-    """Where a table's files live in the lake bucket."""
-    return f"{namespace}/{name}"
+def lock_job(session: Session, job_id: str) -> IngestionJob:
+    """Read a job row and hold its lock to the end of the transaction.
 
+    On Postgres this is ``SELECT ... FOR UPDATE``, the lock a cancel's or a commit's
+    update of the same row also takes; SQLite transactions here begin ``IMMEDIATE``
+    and so hold the database's write lock already.
 
-def file_prefix(job_id: str, seq: int) -> str:
-    """The deterministic name stem of a batch's files."""
-    return f"{job_id}-{seq:05d}"
+    Raises
+    ------
+    NotFound
+        When the job does not exist.
+    """
+    job = session.scalar(
+        select(IngestionJob)
+        .where(IngestionJob.id == job_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    if job is None:
+        raise NotFound(f"ingestion job {job_id} not found")
+    return job
 
 
 def run_batch(
-    job_id: str, batch_id: str, *, store: ObjectStore, settings: Settings | None = None
+    job_id: str,
+    batch_id: str,
+    *,
+    store: ObjectStore,
+    settings: Settings | None = None,
+    on_progress: Callable[[], None] | None = None,
+    timeout_seconds: float | None = None,
 ) -> BatchOutcome:
-    """Ingest one batch and record its files as uncommitted.
+    """Make one attempt at a batch and record its files as uncommitted (if it wins).
+
+    Parameters
+    ----------
+    on_progress:
+        Called between streaming chunks (the worker heartbeats its task token here).
+    timeout_seconds:
+        This attempt's budget, counted from now (pickup), not from when the message was
+        queued; ``None`` takes the job's ``timeout_seconds``.
+
+    Returns
+    -------
+    BatchOutcome
+        The batch's outcome: this attempt's, or the earlier winner's when another
+        attempt recorded first (this one's objects are then deleted).
 
     Raises
     ------
     JobCancelled
-        When the job is no longer RUNNING (its files are deleted).
+        When the job is no longer RUNNING (this attempt's objects are deleted).
+    BatchTimeout
+        When the attempt ran past its budget (its objects are deleted).
     DatalakeError
-        When the split cannot be ingested; the batch is marked FAILED for this attempt.
+        When the splits cannot be ingested; the batch is marked FAILED for this attempt.
     """
     settings = settings or get_settings()
+    started = time.monotonic()
+    attempt = new_attempt()
     with session_scope() as session:
         job = get_job(session, job_id)
         batch = session.get(IngestionBatch, batch_id)
@@ -89,12 +144,18 @@ def run_batch(
             raise NotFound(f"batch {batch_id} of job {job_id} not found")
         if job.status != "RUNNING":
             raise JobCancelled(f"job {job_id} is {job.status}")
-        if batch.status == "SUCCEEDED":
-            return _outcome(batch)
-        batch.attempts += 1
-        batch.status = "RUNNING"
-        batch.started_at = utcnow()
-        batch.error = None
+        # Conditional, so a concurrent winner's SUCCEEDED is never overwritten.
+        picked = session.execute(
+            update(IngestionBatch)
+            .where(IngestionBatch.id == batch_id, IngestionBatch.status != "SUCCEEDED")
+            .values(attempts=IngestionBatch.attempts + 1, status="RUNNING",
+                    started_at=utcnow(), error=None, version=IngestionBatch.version + 1)
+            .execution_options(synchronize_session=False)
+        )
+        if picked.rowcount != 1:  # type: ignore[attr-defined]
+            return _outcome(_batch(session, batch_id))
+        batch = _batch(session, batch_id)
+        budget = float(timeout_seconds if timeout_seconds is not None else job.timeout_seconds)
         table = get_table(session, job.table_id, include_deleted=True)
         schema = schema_at(session, table.id, job.schema_version)
         ctx = _BatchContext(
@@ -105,10 +166,21 @@ def run_batch(
             compression=str(table.format.get("compression", "snappy")),
             target=int(float(table.format.get("target_file_size_mb", 128)) * 2**20),
             prefix=table_prefix(table.namespace, table.name),
+            quarantine_prefix=job_quarantine_prefix(
+                settings.quarantine_prefix, table.namespace, table.name, job_id
+            ),
             table_id=table.id,
             options=dict(job.options),
             schema_version=job.schema_version,
         )
+
+    def progress() -> None:
+        if time.monotonic() - started > budget:
+            raise BatchTimeout(
+                f"batch {ctx.seq} of job {job_id} ran past its {budget:g} s budget"
+            )
+        if on_progress is not None:
+            on_progress()
 
     try:
         result = ingest_splits(
@@ -118,17 +190,25 @@ def run_batch(
             store=store,
             lake_bucket=settings.lake_bucket,
             table_prefix=ctx.prefix,
-            file_prefix=file_prefix(job_id, ctx.seq),
-            quarantine_prefix=f"{settings.quarantine_prefix}/{ctx.prefix}/job={job_id}",
+            file_prefix=attempt_file_prefix(job_id, ctx.seq, attempt),
+            quarantine_prefix=ctx.quarantine_prefix,
             options=ctx.options,
             schema_policy=ctx.policy,
             compression=ctx.compression,
             target_file_size_bytes=ctx.target,
+            on_chunk=progress,
         )
-    except Exception as e:
+    except Exception as e:  # the engine deleted what this attempt wrote
         _mark_failed(batch_id, f"{type(e).__name__}: {e}")
         raise
     return _record(job_id, batch_id, ctx, result, store=store, settings=settings)
+
+
+def _own_keys(result: SplitResult) -> list[str]:
+    keys = [f.key for f in result.files]
+    if result.quarantine_key:
+        keys.append(result.quarantine_key)
+    return keys
 
 
 def _record(
@@ -141,61 +221,125 @@ def _record(
     settings: Settings,
 ) -> BatchOutcome:
     bucket = settings.lake_bucket
-    new_keys = {f.key for f in result.files}
-    with session_scope() as session:
-        job = get_job(session, job_id)
-        if job.status != "RUNNING":
-            store.delete(bucket, sorted(new_keys))
-            raise JobCancelled(f"job {job_id} is {job.status}; discarded batch output")
-        batch = session.get(IngestionBatch, batch_id)
-        assert batch is not None
-        previous = session.scalars(select(DataFile).where(DataFile.batch_id == batch_id)).all()
-        stale = [f.key for f in previous if f.key not in new_keys]
-        for f in previous:
-            session.delete(f)
-        session.flush()
-        for wf in result.files:
-            session.add(
-                DataFile(
-                    table_id=ctx.table_id,
-                    job_id=job_id,
-                    batch_id=batch_id,
-                    partition_path=partition_path(wf.partition),
-                    partition_values=wf.partition,
-                    bucket=bucket,
-                    key=wf.key,
-                    record_count=wf.record_count,
-                    size_bytes=wf.size_bytes,
-                    checksum=wf.checksum,
-                    schema_version=ctx.schema_version,
-                    column_stats=wf.column_stats,
-                    status="PENDING",
-                )
-            )
-        batch.status = "SUCCEEDED"
-        batch.records_read = result.records_read
-        batch.records_written = result.records_written
-        batch.records_rejected = result.records_rejected
-        batch.bytes_read = result.bytes_read
-        batch.bytes_written = sum(f.size_bytes for f in result.files)
-        batch.files_written = len(result.files)
-        batch.discarded_columns = list(result.discarded_columns)
-        batch.quarantine_key = result.quarantine_key
-        batch.finished_at = utcnow()
-        session.flush()
-        outcome = _outcome(batch)
-    if stale:
-        store.delete(bucket, stale)
+    own = _own_keys(result)
+    try:
+        with session_scope() as session:
+            job = lock_job(session, job_id)
+            if job.status != "RUNNING":
+                status = job.status
+                won = None
+            else:
+                won = _claim(session, job_id, batch_id, ctx, result, bucket)
+                outcome = _outcome(_batch(session, batch_id))
+    except Exception:
+        # The commit's fate is unknown (a dropped connection after COMMIT was sent):
+        # only keys the catalog does not list may go; the rest is the sweep's.
+        _delete_unrecorded(store, bucket, own)
+        raise
+    if won is None:
+        store.delete(bucket, own)
+        raise JobCancelled(f"job {job_id} is {status}; discarded this attempt's output")
+    if not won:
+        log.warning(
+            "another attempt recorded batch %s of job %s first; deleted this attempt's %d "
+            "object(s)", ctx.seq, job_id, len(own),
+        )
+        store.delete(bucket, own)
     return outcome
+
+
+def _claim(
+    session: Session,
+    job_id: str,
+    batch_id: str,
+    ctx: _BatchContext,
+    result: SplitResult,
+    bucket: str,
+) -> bool:
+    """Make this attempt's files the batch's, unless another attempt did first."""
+    claimed = session.execute(
+        update(IngestionBatch)
+        .where(IngestionBatch.id == batch_id, IngestionBatch.status != "SUCCEEDED")
+        .values(
+            status="SUCCEEDED",
+            records_read=result.records_read,
+            records_written=result.records_written,
+            records_rejected=result.records_rejected,
+            bytes_read=result.bytes_read,
+            bytes_written=sum(f.size_bytes for f in result.files),
+            files_written=len(result.files),
+            discarded_columns=list(result.discarded_columns),
+            quarantine_key=result.quarantine_key,
+            error=None,
+            finished_at=utcnow(),
+            version=IngestionBatch.version + 1,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    session.add_all(
+        DataFile(
+            table_id=ctx.table_id,
+            job_id=job_id,
+            batch_id=batch_id,
+            partition_path=partition_path(wf.partition),
+            partition_values=wf.partition,
+            bucket=bucket,
+            key=wf.key,
+            record_count=wf.record_count,
+            size_bytes=wf.size_bytes,
+            checksum=wf.checksum,
+            schema_version=ctx.schema_version,
+            column_stats=wf.column_stats,
+            status="PENDING",
+        )
+        for wf in result.files
+    )
+    session.flush()
+    return True
+
+
+def _batch(session: Session, batch_id: str) -> IngestionBatch:
+    batch = session.scalar(
+        select(IngestionBatch)
+        .where(IngestionBatch.id == batch_id)
+        .execution_options(populate_existing=True)
+    )
+    assert batch is not None
+    return batch
+
+
+def _delete_unrecorded(store: ObjectStore, bucket: str, keys: list[str]) -> None:
+    try:
+        with session_scope() as session:
+            recorded = set(
+                session.scalars(
+                    select(DataFile.key).where(DataFile.bucket == bucket, DataFile.key.in_(keys))
+                ).all()
+            )
+            winner_quarantine = set(
+                session.scalars(
+                    select(IngestionBatch.quarantine_key).where(
+                        IngestionBatch.quarantine_key.in_(keys)
+                    )
+                ).all()
+            )
+        store.delete(bucket, [k for k in keys if k not in recorded | winner_quarantine])
+    except Exception:  # the catalog is unreachable: leave them to the job's sweep
+        log.warning("could not check %d object(s) against the catalog; left for the sweep",
+                    len(keys), exc_info=True)
 
 
 def _mark_failed(batch_id: str, error: str) -> None:
     with session_scope() as session:
-        batch = session.get(IngestionBatch, batch_id)
-        if batch is not None and batch.status != "SUCCEEDED":
-            batch.status = "FAILED"
-            batch.error = error[:4000]
-            batch.finished_at = utcnow()
+        session.execute(
+            update(IngestionBatch)
+            .where(IngestionBatch.id == batch_id, IngestionBatch.status != "SUCCEEDED")
+            .values(status="FAILED", error=error[:4000], finished_at=utcnow(),
+                    version=IngestionBatch.version + 1)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def retries_left(job_id: str, batch_id: str) -> bool:
