@@ -32,11 +32,12 @@ def store() -> Any:
     return S3ObjectStore()
 
 
-def new_job(s3: Any, key: str = "in/flights.csv", body: str = CSV, **opts: Any) -> tuple[str, str]:
+def new_job(s3: Any, key: str = "in/flights.csv", body: str = CSV, *, table_name: str = "t",
+            **opts: Any) -> tuple[str, str]:
     s3.put_object(Bucket=LANDING, Key=key, Body=body.encode())
     with session_scope() as session:
         table = tables.create_table(
-            session, name="t", partitioning=[{"column": "ts", "transform": "day"}]
+            session, name=table_name, partitioning=[{"column": "ts", "transform": "day"}]
         )
         job = jobs.create_job(
             session, table_id=table.id, sources=[f"s3://{LANDING}/{key}"], options=opts or None

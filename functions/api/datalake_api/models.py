@@ -28,6 +28,7 @@ class TableCreate(BaseModel):
     schema_policy: str = "evolve"
     compatibility: str = "BACKWARD"
     format: dict[str, Any] | None = None
+    max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class TableUpdate(BaseModel):
@@ -38,6 +39,7 @@ class TableUpdate(BaseModel):
     schema_policy: str | None = None
     compatibility: str | None = None
     format: dict[str, Any] | None = None
+    max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
 
 
 class TableOut(_Out):
@@ -49,6 +51,7 @@ class TableOut(_Out):
     schema_policy: str
     compatibility: str
     format: dict[str, Any]
+    max_rejected_ratio: float | None = None
     current_schema_version: int | None
     schema_: dict[str, Any] | None = Field(default=None, serialization_alias="schema")
     location: str | None = None

@@ -54,6 +54,7 @@ def create_table(
         compatibility=body.compatibility,
         format=body.format,
         description=body.description,
+        max_rejected_ratio=body.max_rejected_ratio,
         actor=who.subject,
     )
     record("table.create", "table", table.id, {"name": table.name, "namespace": table.namespace})

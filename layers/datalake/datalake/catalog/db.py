@@ -76,6 +76,8 @@ def _factory(engine: Engine) -> sessionmaker[Session]:
 def is_transient(error: BaseException) -> bool:
     """Whether a database error is one a retry may clear (a dropped or refused
     connection, a server restarting, a lock timeout), as opposed to a bad statement."""
+    if isinstance(error, ConnectionError | TimeoutError):
+        return True  # pg8000 lets some socket errors through unwrapped
     if not isinstance(error, DBAPIError):
         return False
     return bool(error.connection_invalidated) or isinstance(

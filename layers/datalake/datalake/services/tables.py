@@ -42,6 +42,15 @@ def validate_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
     return {**fmt, "compression": compression, "target_file_size_mb": size}
 
 
+def validate_ratio(value: Any) -> float | None:
+    """The quality gate's ``max_rejected_ratio``: ``None`` (off) or a number in [0, 1]."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise InvalidInput("max_rejected_ratio must be a number between 0 and 1, or null")
+    return float(value)
+
+
 def _check_partition_columns(schema: Schema, partitioning: list[Any]) -> None:
     if not len(schema):
         return
@@ -61,6 +70,7 @@ def create_table(
     compatibility: str = "BACKWARD",
     format: dict[str, Any] | None = None,
     description: str | None = None,
+    max_rejected_ratio: float | None = None,
     actor: str = "system",
 ) -> DataLakeTable:
     """Create a table, and its schema version 1 when a schema is given.
@@ -89,6 +99,7 @@ def create_table(
         schema_policy=schema_policy,
         compatibility=compatibility,
         format=validate_format(format),
+        max_rejected_ratio=validate_ratio(max_rejected_ratio),
         last_column_id=parsed.max_id,
     )
     session.add(table)
@@ -174,6 +185,8 @@ def update_table(
         table.partitioning = spec
     if "format" in changes and changes["format"] is not None:
         table.format = validate_format({**table.format, **changes["format"]})
+    if "max_rejected_ratio" in changes:  # null switches the quality gate off
+        table.max_rejected_ratio = validate_ratio(changes["max_rejected_ratio"])
     table.version += 1
     session.flush()
     return table
