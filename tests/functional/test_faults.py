@@ -193,7 +193,7 @@ def test_a_cancel_racing_a_workers_record_leaves_nothing(
     monkeypatch.setattr(worker, "_claim", slow_claim)
     for n in range(rounds):
         inside.clear()
-        table_id, job_id, batch_id = one_batch_job(s3, table_name=f"t{n}")
+        _, job_id, batch_id = one_batch_job(s3, table_name=f"t{n}")
         t, box = in_thread(worker.run_batch, job_id, batch_id, store=store())
         assert inside.wait(60)
         with session_scope() as session:
@@ -216,7 +216,7 @@ def test_a_cancel_whose_stop_call_fails_is_still_a_clean_cancel(s3: Any) -> None
     """Protection: the cancel commits before StopExecution; any error of that call is
     logged and the job is CANCELLED, its objects (data and quarantine) gone."""
     bad = CSV + "2000,not-a-time,AA,1\n"
-    table_id, job_id = typed_job(s3, bad, "bad")
+    _, job_id = typed_job(s3, bad, "bad")
     plan = plan_job(job_id, store=store())
     for item in plan["batches"]:
         worker.run_batch(job_id, item["batch_id"], store=store())
