@@ -52,6 +52,19 @@ def handle_object(bucket: str, key: str, etag: str | None, sequencer: str | None
 
 
 def record_handler(record: SQSRecord) -> None:
+    try:
+        _handle(record)
+    except Exception:
+        # SQS delivers it again, and past maxReceiveCount moves it to the DLQ: say why.
+        logger.exception(
+            "upload event failed",
+            extra={"receive_count": record.attributes.approximate_receive_count,
+                   "message_id": record.message_id},
+        )
+        raise
+
+
+def _handle(record: SQSRecord) -> None:
     body = json.loads(record.body)
     for rec in body.get("Records", []):  # s3:TestEvent has none
         if not str(rec.get("eventName", "")).startswith("ObjectCreated"):

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import func, select
 
 from datalake.catalog.db import session_scope
-from datalake.catalog.models import DataFile, IngestionBatch
+from datalake.catalog.models import DataFile, DataSource, IngestionBatch
 from datalake.errors import BatchTimeout, QualityGateFailed, TransientError
 from datalake.services import batch_messages, jobs, tables, worker
 from datalake.services.jobs import JobCancelled
@@ -414,3 +414,46 @@ def test_a_malformed_message_is_dropped_with_a_reason(s3: Any, caplog: Any) -> N
         '{"job_id": 1}', receive_count=4, store=store(), callbacks=FakeCallbacks()
     )
     assert fate == "dropped" and "malformed batch message" in caplog.text
+
+
+# --- sources pinned at event time ----------------------------------------------------------
+
+
+def test_an_object_overwritten_after_its_event_is_not_ingested_twice(s3: Any) -> None:
+    """Protection: the job of an upload event ingests the object that event named (its
+    ETag); the overwrite's own event is a new job. Before, both jobs read the current
+    object: 200 rows committed, 100 distinct, the first version lost silently."""
+    from datalake.errors import SourceChanged
+    from datalake.services import sources
+
+    def upload(first: int) -> str:
+        body = "id,ts,carrier,delay\n" + "".join(
+            f"{i},2013-01-01 00:00:00,AA,1\n" for i in range(first, first + 100))
+        return str(s3.put_object(Bucket="landing", Key="drop/a.csv", Body=body.encode())["ETag"])
+
+    with session_scope() as session:
+        table = tables.create_table(session, name="pinned")
+        source = sources.create_source(session, name="drop", table_id=table.id,
+                                       bucket="landing", prefix="drop/")
+        table_id = table.id
+    started = []
+    for first, seq in ((0, "01"), (100, "02")):  # two uploads, two events, in order
+        etag = upload(first)
+        with session_scope() as session:
+            src = session.get(DataSource, source.id)
+            assert src is not None
+            job, created = jobs.job_for_object(session, source=src, bucket="landing",
+                                               key="drop/a.csv", etag=etag, sequencer=seq)
+            assert created
+            jobs.start_job(session, job.id, orchestrator=FakeOrchestrator())
+            started.append(job.id)
+    with pytest.raises(SourceChanged, match="replaced after the upload event"):
+        plan_job(started[0], store=store())
+    with session_scope() as session:
+        jobs.abort_job(session, started[0], error="SourceChanged", store=store())
+    plan = plan_job(started[1], store=store())
+    for item in plan["batches"]:
+        worker.run_batch(started[1], item["batch_id"], store=store())
+    jobs.publish_job(started[1], store=store())
+    ids = read_committed(s3, table_id).column("id").to_pylist()
+    assert sorted(ids) == list(range(100, 200))

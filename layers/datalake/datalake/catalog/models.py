@@ -187,6 +187,8 @@ class IngestionJob(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
     sources: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    # Source URI -> the ETag its upload event named: Plan ingests that object or fails.
+    source_etags: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     format: Mapped[str | None] = mapped_column(String(16), nullable=True)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     max_retries: Mapped[int] = mapped_column(Integer, default=2)

@@ -97,10 +97,14 @@ def create_job(
     timeout_seconds: int | None = None,
     source_id: str | None = None,
     idempotency_key: str | None = None,
+    source_etags: dict[str, str] | None = None,
     actor: str = "system",
     settings: Settings | None = None,
 ) -> IngestionJob:
     """Create a PENDING job for a live table.
+
+    ``source_etags`` pins exact-key sources to the object an upload event named: Plan
+    refuses an object overwritten since (its own event starts its own job).
 
     Raises
     ------
@@ -134,6 +138,7 @@ def create_job(
         timeout_seconds=timeout,
         source_id=source_id,
         idempotency_key=idempotency_key,
+        source_etags=dict(source_etags) if source_etags else None,
         created_by=actor,
     )
     session.add(job)
@@ -574,6 +579,7 @@ def job_for_object(
                 options=source.options,
                 source_id=source.id,
                 idempotency_key=idem,
+                source_etags={f"s3://{bucket}/{key}": etag.strip('"')} if etag else None,
                 actor=f"source:{source.name}",
                 settings=settings,
             )

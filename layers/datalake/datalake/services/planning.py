@@ -9,11 +9,12 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
+from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
 from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import CommitConflict, InvalidInput, NotFound
+from datalake.errors import CommitConflict, InvalidInput, NotFound, SourceChanged
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
 from datalake.services.schemas import record_version, schema_at
 from datalake.services.tables import get_table
@@ -21,10 +22,23 @@ from datalake.services.tables import get_table
 MAX_EVOLVE_ATTEMPTS = 5
 
 
-def expand_sources(store: ObjectStore, uris: list[str]) -> list[ObjectInfo]:
-    """Resolve each source URI to objects: an exact key, or every object under a prefix."""
+def expand_sources(
+    store: ObjectStore, uris: list[str], pins: dict[str, str] | None = None
+) -> list[ObjectInfo]:
+    """Resolve each source URI to objects: an exact key, or every object under a prefix.
+
+    Raises
+    ------
+    InvalidInput
+        When a URI names no object.
+    SourceChanged
+        When a pinned object (``pins``: URI -> the ETag its upload event named) was
+        overwritten or deleted since: this job's upload is gone, and a newer one has a
+        job of its own.
+    """
     objects: list[ObjectInfo] = []
     seen: set[tuple[str, str]] = set()
+    pins = pins or {}
     for uri in uris:
         bucket, key = parse_s3_uri(uri)
         found: list[ObjectInfo] = []
@@ -33,6 +47,13 @@ def expand_sources(store: ObjectStore, uris: list[str]) -> list[ObjectInfo]:
                 found = [store.head(bucket, key)]
             except (FileNotFoundError, NotFound):
                 found = []
+            pinned = pins.get(uri)
+            if pinned and (not found or found[0].etag != pinned):
+                now = repr(found[0].etag) if found else "nothing"
+                raise SourceChanged(
+                    f"{uri} was replaced after the upload event this job was started for "
+                    f"(event ETag {pinned!r}, now {now}); a newer upload starts its own job"
+                )
         if not found:
             found = [o for o in store.list(bucket, key) if not o.key.endswith("/")]
         if not found:
@@ -45,11 +66,23 @@ def expand_sources(store: ObjectStore, uris: list[str]) -> list[ObjectInfo]:
 
 
 def _batch_items(job_id: str, batches: list[IngestionBatch], timeout: int) -> dict[str, Any]:
+    settings = get_settings()
+    allowance = settings.batch_queue_allowance_seconds
     return {
         "job_id": job_id,
         "batch_count": len(batches),
+        "max_concurrency": settings.map_concurrency,
         "batches": [
-            {"job_id": job_id, "batch_id": b.id, "seq": b.seq, "timeout_seconds": timeout}
+            {
+                "job_id": job_id,
+                "batch_id": b.id,
+                "seq": b.seq,
+                # the attempt's own budget, counted by the worker from pickup
+                "timeout_seconds": timeout,
+                # backstops that include time queued (a worker heartbeats while it runs)
+                "task_timeout_seconds": timeout + allowance,
+                "heartbeat_seconds": allowance,
+            }
             for b in sorted(batches, key=lambda b: b.seq)
         ],
     }
@@ -75,13 +108,14 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         if existing:
             return _batch_items(job_id, existing, job.timeout_seconds)
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
+        pins = dict(job.source_etags or {})
         timeout = job.timeout_seconds
         table = get_table(session, job.table_id)
         # Only a table without a schema, or one that evolves, needs the files' schemas:
         # under freeze and discard_columns the workers check each file themselves.
         needs_schema = table.current_schema_version is None or table.schema_policy == "evolve"
 
-    objects = expand_sources(store, sources)
+    objects = expand_sources(store, sources, pins)
     split_bytes = int(float(options.get("split_size_mb", 128)) * 2**20)
     splits = plan_splits(
         objects, store=store, format=fmt, options=options, split_size_bytes=split_bytes

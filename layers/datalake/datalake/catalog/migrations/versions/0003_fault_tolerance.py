@@ -1,5 +1,5 @@
 """quality gate, verification marks: tables.max_rejected_ratio, data_files.verified_at,
-partitions.corrupt_files, ingestion_jobs.corrupted_at
+partitions.corrupt_files, ingestion_jobs.corrupted_at, ingestion_jobs.source_etags
 
 Revision ID: 0003
 Revises: 0002
@@ -28,10 +28,12 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("ingestion_jobs") as batch:
         batch.add_column(sa.Column("corrupted_at", sa.DateTime(timezone=True), nullable=True))
+        batch.add_column(sa.Column("source_etags", sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("ingestion_jobs") as batch:
+        batch.drop_column("source_etags")
         batch.drop_column("corrupted_at")
     with op.batch_alter_table("datalake_partitions") as batch:
         batch.drop_column("corrupt_files")
