@@ -10,13 +10,14 @@ VENV := .venv
 PY := $(abspath $(VENV))/bin/python
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help venv up down demo test test-fast bench lint clean
+.PHONY: help venv up down demo test test-fast soak bench lint clean
 
 help:
 	@echo "make demo   - set up everything, run the main job end to end on LocalStack, print the result"
 	@echo "make test   - set up what tests need and run the whole suite"
 	@echo "make up     - start LocalStack, deploy infra/template.yaml, keep it running (make down stops it)"
 	@echo "make bench  - run the benchmarks (engine vs raw pyarrow vs peers)"
+	@echo "make soak   - the long local-stack runs (a 2,500-batch job through the Map)"
 	@echo "make lint   - ruff and mypy"
 
 $(STAMP): pyproject.toml
@@ -40,6 +41,9 @@ demo: venv
 
 test: venv
 	@$(PY) -m pytest $(PYTEST_ARGS)
+
+soak: venv
+	@$(PY) -m pytest -m soak -s tests/e2e $(PYTEST_ARGS)
 
 test-fast: venv
 	@$(PY) -m pytest tests/unit tests/functional $(PYTEST_ARGS)

@@ -1,4 +1,4 @@
-"""Plan state: expand a job's sources into batches (one per split) and settle its schema."""
+"""Plan state: expand a job's sources into batches, settle its schema, write the batch list."""
 
 from __future__ import annotations
 
@@ -16,4 +16,5 @@ logger = Logger()
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = plan_job(event["job_id"], store=S3ObjectStore())
     logger.info("planned", extra={"job_id": event["job_id"], "batches": result["batch_count"]})
-    return result
+    # The batch list is in S3 (items_bucket/items_key) for the Map: keep the state small.
+    return {k: v for k, v in result.items() if k != "batches"}

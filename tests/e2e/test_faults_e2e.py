@@ -39,28 +39,41 @@ def function_name(d: Deployed, part: str) -> str:
     )
 
 
-def scheduled_bodies(d: Deployed, arn: str, timeout: float = 120) -> list[dict[str, Any]]:
-    """The batch messages the execution has sent so far (from its history)."""
-    sfn = d.stack.client("stepfunctions")
+def set_worker_polling(d: Deployed, enabled: bool) -> None:
+    """Switch the batch queue's event source mapping on or off (and wait for it)."""
+    lam = d.stack.client("lambda")
+    fn = function_name(d, "IngestBatch")
+    mapping = lam.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"][0]
+    lam.update_event_source_mapping(UUID=mapping["UUID"], Enabled=enabled)
+    want = "Enabled" if enabled else "Disabled"
+    deadline = time.monotonic() + 60
+    while lam.get_event_source_mapping(UUID=mapping["UUID"])["State"] != want:
+        assert time.monotonic() < deadline, f"the mapping never became {want}"
+        time.sleep(0.5)
+    time.sleep(2 if not enabled else 0)  # a poll already under way returns
+
+
+def take_messages(d: Deployed, n: int, timeout: float = 120) -> list[str]:
+    """Receive (and remove) ``n`` batch messages from the queue while no worker polls."""
+    sqs = d.stack.client("sqs")
+    url = d.outputs["BatchQueueUrl"]
+    bodies: list[str] = []
     deadline = time.monotonic() + timeout
-    while True:
-        events = sfn.get_execution_history(executionArn=arn, maxResults=1000)["events"]
-        bodies = []
-        for e in events:
-            details = e.get("taskScheduledEventDetails")
-            if details and details.get("resource", "").startswith("sendMessage"):
-                body = json.loads(details["parameters"])["MessageBody"]
-                bodies.append(json.loads(body) if isinstance(body, str) else body)
-        if bodies or time.monotonic() > deadline:
-            return bodies
-        time.sleep(0.2)
+    while len(bodies) < n:
+        assert time.monotonic() < deadline, f"only {len(bodies)} batch messages arrived"
+        got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=n - len(bodies),
+                                  WaitTimeSeconds=2, VisibilityTimeout=600)
+        for m in got.get("Messages", []):
+            bodies.append(m["Body"])
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    return bodies
 
 
-def deliver_again(d: Deployed, body: dict[str, Any], receive_count: int = 2) -> None:
+def deliver_again(d: Deployed, body: str, receive_count: int = 2) -> None:
     """Invoke the batch worker asynchronously with an SQS-shaped event of ``body``."""
     event = {"Records": [{
         "messageId": f"again-{time.monotonic_ns()}", "receiptHandle": "r",
-        "body": json.dumps(body), "md5OfBody": "", "eventSource": "aws:sqs",
+        "body": body, "md5OfBody": "", "eventSource": "aws:sqs",
         "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:batch", "awsRegion": "us-east-1",
         "attributes": {"ApproximateReceiveCount": str(receive_count)}, "messageAttributes": {},
     }]}
@@ -87,21 +100,30 @@ def start_job(d: Deployed, table_id: str, uri: str, **body: Any) -> dict[str, An
 def test_redelivered_batch_messages_never_lose_or_double_rows(
     deployed: Deployed, tmp_path: Path
 ) -> None:
+    """Three batch messages are each delivered three times: twice through the queue (one
+    after the other, as LocalStack's serial poller runs them) and once by a direct
+    asynchronous invocation running beside them; and once more after the job finished."""
     d = deployed
     table = create_table(d, "redelivered")
     d.stack.client("s3").put_object(Bucket=d.landing, Key="redeliver/a.csv",
                                     Body=csv_rows(20_000))
-    job = start_job(d, table["id"], f"s3://{d.landing}/redeliver/a.csv",
-                    options={"split_size_mb": 0.1, "batch_size": 500})
-    bodies = scheduled_bodies(d, job["execution_arn"])
-    assert bodies, "the Map sent no batch message"
-    for body in bodies[:2]:  # while the first deliveries are queued or running
+    set_worker_polling(d, False)
+    try:
+        job = start_job(d, table["id"], f"s3://{d.landing}/redeliver/a.csv",
+                        options={"split_size_mb": 0.1, "batch_size": 500})
+        bodies = take_messages(d, 3)
+        sqs = d.stack.client("sqs")
+        for body in bodies:
+            for _ in range(2):
+                sqs.send_message(QueueUrl=d.outputs["BatchQueueUrl"], MessageBody=body)
+    finally:
+        set_worker_polling(d, True)
+    for body in bodies:  # concurrently with the queue's deliveries
         deliver_again(d, body)
     done = wait_job(d, job["id"])
     assert done["status"] == "SUCCEEDED", done
-    assert done["batches_total"] > 2
-    everything = scheduled_bodies(d, job["execution_arn"])
-    for body in everything[:3]:  # after the job finished
+    assert done["batches_total"] > 3
+    for body in bodies:  # after the job finished
         deliver_again(d, body, receive_count=3)
     time.sleep(5)  # let the late deliveries run (each finds the job finished)
     files = d.api.call("GET", f"/api/v1/tables/{table['id']}/files?limit=10000")["items"]

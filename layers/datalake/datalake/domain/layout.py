@@ -6,6 +6,7 @@ therefore never delete, the objects of another attempt, least of all committed o
 
     <namespace>/<table>/<partition path>/part-<job>-<seq:05d>-<attempt>-<n:04d>.parquet
     <quarantine>/<namespace>/<table>/job=<job>/<job>-<seq:05d>-<attempt>.jsonl
+    _plans/<job>/batches.json   (the batch list the state machine's Map reads)
 
 Pure: no I/O, no third-party imports.
 """
@@ -57,3 +58,8 @@ def job_file_marker(job_id: str) -> str:
 def job_quarantine_prefix(quarantine_root: str, namespace: str, name: str, job_id: str) -> str:
     """The folder (no trailing slash) of the rejected records of one job."""
     return f"{quarantine_root.strip('/')}/{table_prefix(namespace, name)}/job={job_id}"
+
+
+def job_plan_key(job_id: str) -> str:
+    """Where Plan writes a job's batch list for the Distributed Map to read."""
+    return f"_plans/{job_id}/batches.json"

@@ -29,7 +29,12 @@ from datalake.catalog.models import (
 )
 from datalake.catalog.paging import page
 from datalake.config import Settings, get_settings
-from datalake.domain.layout import job_file_marker, job_quarantine_prefix, table_prefix
+from datalake.domain.layout import (
+    job_file_marker,
+    job_plan_key,
+    job_quarantine_prefix,
+    table_prefix,
+)
 from datalake.domain.partitioning import hive_path
 from datalake.errors import (
     CommitConflict,
@@ -347,6 +352,8 @@ def sweep_job_objects(
         settings.quarantine_prefix, table.namespace, table.name, job.id
     )
     doomed += [o.key for o in store.list(bucket, quarantine + "/") if o.key not in keep]
+    if job.status != "RUNNING":
+        doomed.append(job_plan_key(job.id))
     if doomed:
         store.delete(bucket, doomed)
     return len(doomed)
@@ -517,6 +524,11 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
             .where(IngestionBatch.job_id == job_id, IngestionBatch.attempts > 1)
             .limit(1)
         )
+    if store is not None:
+        try:
+            store.delete(get_settings().lake_bucket, [job_plan_key(job_id)])
+        except Exception:
+            log.warning("could not delete the batch list of job %s", job_id, exc_info=True)
     if retried is not None and store is not None:
         try:
             with session_scope() as session:

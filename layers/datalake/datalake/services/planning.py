@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
@@ -11,6 +12,7 @@ from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
 from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
+from datalake.domain.layout import job_plan_key
 from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
@@ -65,26 +67,25 @@ def expand_sources(
     return objects
 
 
-def _batch_items(job_id: str, batches: list[IngestionBatch], timeout: int) -> dict[str, Any]:
+def _batch_items(
+    job_id: str, batches: list[IngestionBatch], timeout: int, store: ObjectStore
+) -> dict[str, Any]:
+    """Write the batch list where the state machine's Map reads it, and describe it."""
     settings = get_settings()
-    allowance = settings.batch_queue_allowance_seconds
+    items = [{"batch_id": b.id, "seq": b.seq} for b in sorted(batches, key=lambda b: b.seq)]
+    key = job_plan_key(job_id)
+    store.put_bytes(settings.lake_bucket, key, json.dumps(items).encode())
     return {
         "job_id": job_id,
         "batch_count": len(batches),
         "max_concurrency": settings.map_concurrency,
-        "batches": [
-            {
-                "job_id": job_id,
-                "batch_id": b.id,
-                "seq": b.seq,
-                # the attempt's own budget, counted by the worker from pickup
-                "timeout_seconds": timeout,
-                # backstops that include time queued (a worker heartbeats while it runs)
-                "task_timeout_seconds": timeout + allowance,
-                "heartbeat_seconds": allowance,
-            }
-            for b in sorted(batches, key=lambda b: b.seq)
-        ],
+        "items_bucket": settings.lake_bucket,
+        "items_key": key,
+        # the attempt's own budget, counted by the worker from pickup
+        "timeout_seconds": timeout,
+        # the task's backstop, which also counts time queued
+        "task_timeout_seconds": timeout + settings.batch_queue_allowance_seconds,
+        "batches": [{"job_id": job_id, **item} for item in items],
     }
 
 
@@ -105,8 +106,6 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         existing = list(
             session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job_id)).all()
         )
-        if existing:
-            return _batch_items(job_id, existing, job.timeout_seconds)
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
         pins = dict(job.source_etags or {})
         timeout = job.timeout_seconds
@@ -114,6 +113,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         # Only a table without a schema, or one that evolves, needs the files' schemas:
         # under freeze and discard_columns the workers check each file themselves.
         needs_schema = table.current_schema_version is None or table.schema_policy == "evolve"
+    if existing:  # a re-run: the same batches, their list written again (harmless)
+        return _batch_items(job_id, existing, timeout, store)
 
     objects = expand_sources(store, sources, pins)
     split_bytes = int(float(options.get("split_size_mb", 128)) * 2**20)
@@ -139,7 +140,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
                 session.add_all(batches)
                 job.batches_total = len(batches)
                 session.flush()
-                return _batch_items(job_id, batches, timeout)
+            # after the commit: a failed write is redone by the retried Plan (above)
+            return _batch_items(job_id, batches, timeout, store)
         except CommitConflict:
             if attempt == MAX_EVOLVE_ATTEMPTS - 1:
                 raise
