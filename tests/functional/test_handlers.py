@@ -148,6 +148,33 @@ def test_trigger_plan_batch_commit_on_sample_events(aws: dict[str, Any]) -> None
         }
 
 
+@pytest.mark.parametrize("legacy", [False, True], ids=["disabled", "deleted-before-disabling"])
+def test_uploads_for_a_deleted_table_start_nothing_and_do_not_fail(
+    aws: dict[str, Any], legacy: bool
+) -> None:
+    key = "flights/2013/flights part 1.csv"
+    aws["s3"].put_object(Bucket=LANDING, Key=key, Body=b"id,time_hour\n1,2013-01-01 05:00:00\n")
+    with session_scope() as session:
+        table = tables.create_table(session, name="flights")
+        source = sources.create_source(
+            session, name="drop", table_id=table.id, bucket=LANDING, prefix="flights/"
+        )
+        tables.delete_table(session, table.id)
+        assert source.enabled is False
+        if legacy:  # as a table deleted before deletion disabled its sources left it
+            source.enabled = True
+        table_id = table.id
+
+    trigger = load_handler("trigger")
+    # A failed record would be redelivered until the dead-letter queue takes it.
+    assert trigger.lambda_handler(event("s3_object_created_sqs.json"), CTX) == {
+        "batchItemFailures": []
+    }
+    with session_scope() as session:
+        assert jobs.list_jobs(session, table_id=table_id)[1] == 0
+    assert aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"] == []
+
+
 def test_batch_failure_is_retried_then_fails_and_abort_cleans_up(aws: dict[str, Any]) -> None:
     # Under freeze, a file with a column the table lacks fails its batch (not the plan).
     aws["s3"].put_object(Bucket=LANDING, Key="bad/data.csv", Body=b"a,b\n1,2\n3,4\n")

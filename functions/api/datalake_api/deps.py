@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
-from datalake.ports import ObjectSweeper, Orchestrator
+from datalake.ports import ObjectReader, ObjectSweeper, Orchestrator
 from datalake.services import audit
 from datalake_api.auth import Principal, authenticate
 
@@ -51,6 +51,12 @@ def get_sweeper() -> ObjectSweeper:
     return S3ObjectStore()
 
 
+def get_object_reader() -> ObjectReader:
+    from datalake.aws.s3 import S3ObjectStore
+
+    return S3ObjectStore()
+
+
 # scope="function": the session commits when the route returns, before the response is
 # sent, so a 2xx is never an answer whose commit failed afterwards.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -58,6 +64,7 @@ PrincipalDep = Annotated[Principal, Depends(get_principal)]
 CorrelationDep = Annotated[str, Depends(correlation_id)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 SweeperDep = Annotated[ObjectSweeper, Depends(get_sweeper)]
+ReaderDep = Annotated[ObjectReader, Depends(get_object_reader)]
 
 
 class Auditor:

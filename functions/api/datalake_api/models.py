@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Page[T](BaseModel):
@@ -15,6 +15,15 @@ class Page[T](BaseModel):
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _utc(cls, value: Any) -> Any:
+        """The catalog stores UTC; SQLite hands it back naive. Answer the same on both
+        catalogs, and the same for a row just written and one read back (replays)."""
+        if isinstance(value, datetime) and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 class TableCreate(BaseModel):
@@ -69,6 +78,35 @@ class DataFileOut(_Out):
     schema_version: int | None
     job_id: str | None
     committed_at: datetime | None
+    verified_at: datetime | None = None
+
+
+class FileCheck(BaseModel):
+    """One file that verification found missing, corrupt or unreadable."""
+
+    id: str
+    path: str
+    partition_path: str
+    job_id: str | None
+    checksum: str
+    actual: str | None = None
+    error: str | None = None
+
+
+class VerifyOut(BaseModel):
+    """What ``POST /tables/{id}/verify`` checked and marked; call again while
+    ``remaining`` is above 0 (pass ``since`` back to re-check a whole table)."""
+
+    table_id: str
+    files_checked: int
+    ok: int
+    missing: list[FileCheck]
+    corrupt: list[FileCheck]
+    errors: list[FileCheck]
+    partitions_marked: int
+    jobs_marked: list[str]
+    remaining: int
+    since: datetime | None
 
 
 class SourceCreate(BaseModel):
@@ -127,6 +165,8 @@ class JobOut(_Out):
     batches_failed: int
     error: str | None
     execution_arn: str | None
+    corrupted_at: datetime | None = None
+    retry_of: str | None = None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -213,6 +253,7 @@ class PartitionOut(_Out):
     file_count: int
     size_bytes: int
     stats: dict[str, Any]
+    corrupt_files: int = 0
     created_at: datetime
     updated_at: datetime
 

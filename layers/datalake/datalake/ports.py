@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 
 class Orchestrator(Protocol):
@@ -47,3 +47,11 @@ class ObjectSweeper(ObjectDeleter, Protocol):
     """Lists and deletes objects of the lake (a failed or cancelled job's leftovers)."""
 
     def list(self, bucket: str, prefix: str) -> Sequence[Keyed]: ...
+
+
+class ObjectReader(Protocol):
+    """Reads whole objects of the lake as streams (verification re-hashes them)."""
+
+    def open_input(self, bucket: str, key: str) -> BinaryIO:
+        """A read-only file object over the object; NotFound when it does not exist."""
+        ...

@@ -5,9 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Response, status
 
-from datalake.services import jobs
+from datalake.services import jobs, rebuild
+from datalake.services.idempotency import create_job_once
 from datalake_api.deps import (
     AuditDep,
     OrchestratorDep,
@@ -22,9 +23,25 @@ router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 @router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
-def create_job(body: JobCreate, session: SessionDep, who: PrincipalDep, record: AuditDep) -> JobOut:
+def create_job(
+    body: JobCreate,
+    session: SessionDep,
+    who: PrincipalDep,
+    record: AuditDep,
+    response: Response,
+    idempotency_key: Annotated[str | None, Header()] = None,
+) -> JobOut:
+    """Create a PENDING job; with ``Idempotency-Key``, once per key (200 on a replay)."""
     who.require("writer")
-    job = jobs.create_job(session, actor=who.subject, **body.model_dump())
+    if idempotency_key is None:
+        job = jobs.create_job(session, actor=who.subject, **body.model_dump())
+    else:
+        job, created = create_job_once(
+            session, idempotency_key=idempotency_key, actor=who.subject, **body.model_dump()
+        )
+        if not created:
+            response.status_code = status.HTTP_200_OK
+            return JobOut.model_validate(job)
     record("job.create", "job", job.id, {"table_id": job.table_id, "sources": job.sources})
     return JobOut.model_validate(job)
 
@@ -101,4 +118,13 @@ def cancel_job(
         session, job_id, orchestrator=orchestrator, store=store, actor=who.subject
     )
     record("job.cancel", "job", job.id)
+    return JobOut.model_validate(job)
+
+
+@router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED)
+def retry_job(job_id: str, session: SessionDep, who: PrincipalDep, record: AuditDep) -> JobOut:
+    """A new PENDING job over a failed, cancelled or corrupted job's sources."""
+    who.require("writer")
+    job = rebuild.retry_job(session, job_id, actor=who.subject)
+    record("job.retry", "job", job.id, {"retry_of": job_id, "table_id": job.table_id})
     return JobOut.model_validate(job)

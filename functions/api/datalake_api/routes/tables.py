@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
+import time
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
 
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
-from datalake.services import tables
-from datalake_api.deps import AuditDep, PrincipalDep, SessionDep
-from datalake_api.models import DataFileOut, Page, TableCreate, TableOut, TableUpdate
+from datalake.services import tables, verify
+from datalake_api.deps import AuditDep, PrincipalDep, ReaderDep, SessionDep
+from datalake_api.models import (
+    DataFileOut,
+    Page,
+    TableCreate,
+    TableOut,
+    TableUpdate,
+    VerifyOut,
+)
 
 router = APIRouter(prefix="/tables", tags=["tables"])
+#: Seconds a verify call spends reading objects at most (API Gateway answers within 29 s).
+VERIFY_BUDGET_SECONDS = 20.0
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0)]
 
@@ -36,6 +47,7 @@ def file_out(f: DataFile) -> DataFileOut:
         schema_version=f.schema_version,
         job_id=f.job_id,
         committed_at=f.committed_at,
+        verified_at=f.verified_at,
     )
 
 
@@ -112,3 +124,37 @@ def list_files(
     who.require("reader")
     items, total = tables.committed_files(session, table_id, limit=limit, offset=offset)
     return Page(items=[file_out(f) for f in items], total=total)
+
+
+@router.post("/{table_id}/verify")
+def verify_table(
+    table_id: str,
+    session: SessionDep,
+    who: PrincipalDep,
+    record: AuditDep,
+    store: ReaderDep,
+    limit: Annotated[int, Query(ge=1, le=verify.MAX_LIMIT)] = verify.DEFAULT_LIMIT,
+    since: datetime | None = None,
+) -> VerifyOut:
+    """Re-read up to ``limit`` committed files and compare them with their checksums."""
+    who.require("writer")
+    report = verify.verify_table(
+        session,
+        table_id,
+        store=store,
+        limit=limit,
+        since=since,
+        deadline=time.monotonic() + VERIFY_BUDGET_SECONDS,
+    )
+    record(
+        "table.verify",
+        "table",
+        table_id,
+        {
+            "files_checked": report.files_checked,
+            "missing": [m["path"] for m in report.missing],
+            "corrupt": [c["path"] for c in report.corrupt],
+            "jobs_marked": report.jobs_marked,
+        },
+    )
+    return VerifyOut.model_validate(report.__dict__)

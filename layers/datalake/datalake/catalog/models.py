@@ -149,7 +149,8 @@ class DataFile(Base):
     checksum: Mapped[str] = mapped_column(String(128))
     schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     column_stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    # PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away);
+    # PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away,
+    # or retired by the commit of a retry of its job);
     # COMMITTED -> CORRUPT when verification finds the object missing or altered.
     status: Mapped[str] = mapped_column(String(16), default="PENDING")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -207,6 +208,10 @@ class IngestionJob(Base):
     execution_arn: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     # Set when verification found one of its committed files missing or altered.
     corrupted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The job this one retries (POST .../retry): when this job commits, the files still
+    # committed by that job (and by the jobs it retried in turn) are retired, so a rebuild
+    # never doubles rows.
+    retry_of: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -54,11 +54,17 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from datalake.catalog.db import session_scope
-from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
+from datalake.catalog.models import (
+    DataFile,
+    DataLakePartition,
+    DataLakeTable,
+    IngestionJob,
+    utcnow,
+)
 from datalake.config import get_settings
 from datalake.engine.store import ObjectStore
 from datalake.engine.writer import MIN_ROW_GROUP_ROWS, column_stats, sha256_file
@@ -196,8 +202,13 @@ def _plan(
                 raise NotFound(f"partition {partition_id} not found in table {table_id}")
             parts_q = parts_q.where(DataLakePartition.id == part.id)
         parts = {p.path: p for p in session.scalars(parts_q).all()}
+        # A corrupted job's remaining files stay as they are: a retry rebuilds that job
+        # by retiring exactly its own files, which a merge with other jobs' rows would undo.
+        corrupted = select(IngestionJob.id).where(IngestionJob.corrupted_at.is_not(None))
         files_q = select(DataFile).where(
-            DataFile.table_id == table.id, DataFile.status == "COMMITTED"
+            DataFile.table_id == table.id,
+            DataFile.status == "COMMITTED",
+            or_(DataFile.job_id.is_(None), DataFile.job_id.not_in(corrupted)),
         )
         if partition_id is not None:
             files_q = files_q.where(DataFile.partition_path.in_(list(parts)))

@@ -438,6 +438,13 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
         select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
     ).all()
     now = utcnow()
+    if job.retry_of is not None:
+        # A retry rebuilds an older job's data: that job's still-committed files leave
+        # in this same transaction, so no reader ever sees both (see services/rebuild.py;
+        # imported here because that module imports this one).
+        from datalake.services.rebuild import retire_superseded
+
+        retire_superseded(session, job, now=now)
     grouped: dict[str, list[DataFile]] = defaultdict(list)
     for f in files:
         grouped[f.partition_path].append(f)

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from datalake.catalog.models import DataSource
+from datalake.catalog.models import DataLakeTable, DataSource
 from datalake.catalog.paging import page
 from datalake.errors import Conflict, InvalidInput
 from datalake.services.jobs import FORMATS
@@ -66,8 +66,18 @@ def list_sources(
 
 
 def match_sources(session: Session, bucket: str, key: str) -> list[DataSource]:
-    """The enabled sources whose bucket and prefix cover an object key."""
+    """The enabled sources of live tables whose bucket and prefix cover an object key.
+
+    A disabled source, or one whose table is soft-deleted (deleting a table disables its
+    sources; the join also covers sources of tables deleted before that), matches nothing.
+    """
     rows = session.scalars(
-        select(DataSource).where(DataSource.bucket == bucket, DataSource.enabled.is_(True))
+        select(DataSource)
+        .join(DataLakeTable, DataLakeTable.id == DataSource.table_id)
+        .where(
+            DataSource.bucket == bucket,
+            DataSource.enabled.is_(True),
+            DataLakeTable.deleted_at.is_(None),
+        )
     ).all()
     return [s for s in rows if key.startswith(s.prefix)]

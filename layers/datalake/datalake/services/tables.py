@@ -5,11 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from datalake.catalog.models import DataFile, DataLakeSchema, DataLakeTable, utcnow
+from datalake.catalog.models import (
+    DataFile,
+    DataLakeSchema,
+    DataLakeTable,
+    DataSource,
+    utcnow,
+)
 from datalake.catalog.paging import page
 from datalake.domain.compat import validate_mode
 from datalake.domain.partitioning import parse_partitioning
@@ -193,11 +199,22 @@ def update_table(
 
 
 def delete_table(session: Session, table_id: str) -> DataLakeTable:
-    """Soft-delete: the data stays, the table leaves lists and refuses ingestion."""
+    """Soft-delete: the data stays, the table leaves lists and refuses ingestion.
+
+    Its data sources are disabled in the same transaction, so later uploads under them
+    start nothing (instead of failing on the deleted table until the trigger's
+    dead-letter queue takes them).
+    """
     table = get_table(session, table_id)
     table.deleted_at = utcnow()
     table.live_name = None
     table.version += 1
+    session.execute(
+        update(DataSource)
+        .where(DataSource.table_id == table.id, DataSource.enabled.is_(True))
+        .values(enabled=False, updated_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
     session.flush()
     return table
 

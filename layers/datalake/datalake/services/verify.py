@@ -1,0 +1,374 @@
+"""Verification: re-read a table's committed files and check them against their checksums.
+
+No pyarrow here (the API calls it): a file's checksum is the SHA-256 of the whole object,
+as the engine's writer (``datalake.engine.writer``) and compaction compute it, so
+hashing the object's bytes with :mod:`hashlib` is all a check needs.
+
+A call checks at most ``limit`` COMMITTED files, those never verified first, then the
+ones verified longest ago:
+
+- a good file gets ``verified_at``;
+- a missing object, or one whose bytes do not hash to ``data_files.checksum``, is
+  *corrupt*: its row becomes ``CORRUPT`` (so it leaves ``GET /tables/{id}/files`` and
+  every reader's file list), its partition's ``record_count`` / ``file_count`` /
+  ``size_bytes`` drop by the file's figures and ``corrupt_files`` grows by one, and the
+  job that wrote it gets ``corrupted_at`` (it can then be retried, which rebuilds it:
+  :mod:`datalake.services.rebuild`);
+- an object that could not be read for another reason (a permission, a network fault)
+  is reported under ``errors`` and left as it is.
+
+Objects are read with no catalog transaction open; the marks are then written in one
+transaction with optimistic checks (a file is marked only while it is still COMMITTED,
+a partition only at the version read), retried when a concurrent commit wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select, update
+from sqlalchemy.orm import Session
+
+from datalake.catalog.models import DataFile, DataLakePartition, IngestionJob, utcnow
+from datalake.errors import CommitConflict, InvalidInput, NotFound
+from datalake.ports import ObjectReader
+from datalake.services.jobs import merge_stats
+from datalake.services.tables import get_table
+
+log = logging.getLogger(__name__)
+
+#: Files checked per call unless the caller says otherwise, and at most.
+DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
+#: Bytes read from an object at a time while hashing it (bounds memory).
+READ_CHUNK = 4 * 2**20
+#: Attempts of the marking transaction when a concurrent commit changes a partition.
+APPLY_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: str
+    bucket: str
+    key: str
+    checksum: str
+    size_bytes: int
+    partition_path: str
+    job_id: str | None
+
+    def describe(self, **extra: Any) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "path": f"s3://{self.bucket}/{self.key}",
+            "partition_path": self.partition_path,
+            "job_id": self.job_id,
+            "checksum": self.checksum,
+            **extra,
+        }
+
+
+@dataclass
+class VerifyReport:
+    """What one verification call found and marked.
+
+    ``remaining`` counts the committed files still due after this call: never verified
+    (or, with ``since``, not verified since then), including files that could not be
+    read (``errors``). Call again until it is 0.
+    """
+
+    table_id: str
+    files_checked: int = 0
+    ok: int = 0
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    corrupt: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    partitions_marked: int = 0
+    jobs_marked: list[str] = field(default_factory=list)
+    remaining: int = 0
+    since: datetime | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as a JSON-serialisable dict."""
+        return {
+            **self.__dict__,
+            "since": self.since.isoformat() if self.since else None,
+        }
+
+
+@dataclass
+class RetiredFiles:
+    """Files taken out of a table by :func:`retire_files`."""
+
+    files: list[DataFile] = field(default_factory=list)
+    partitions: int = 0
+    job_ids: list[str] = field(default_factory=list)
+
+
+def object_sha256(store: ObjectReader, bucket: str, key: str) -> str:
+    """The hex SHA-256 of a whole object, read in bounded chunks.
+
+    Raises
+    ------
+    NotFound
+        When the object does not exist.
+    """
+    digest = hashlib.sha256()
+    with store.open_input(bucket, key) as f:
+        while chunk := f.read(READ_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _due(since: datetime | None) -> Any:
+    if since is None:
+        return DataFile.verified_at.is_(None)
+    return or_(DataFile.verified_at.is_(None), DataFile.verified_at < since)
+
+
+def _count_due(session: Session, table_id: str, since: datetime | None) -> int:
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(DataFile)
+            .where(DataFile.table_id == table_id, DataFile.status == "COMMITTED", _due(since))
+        )
+        or 0
+    )
+
+
+def _candidates(session: Session, table_id: str, limit: int) -> list[_Candidate]:
+    rows = session.scalars(
+        select(DataFile)
+        .where(DataFile.table_id == table_id, DataFile.status == "COMMITTED")
+        # never verified first, then the longest ago (portable NULLS FIRST)
+        .order_by(DataFile.verified_at.is_(None).desc(), DataFile.verified_at, DataFile.key)
+        .limit(limit)
+    ).all()
+    return [
+        _Candidate(f.id, f.bucket, f.key, f.checksum, f.size_bytes, f.partition_path, f.job_id)
+        for f in rows
+    ]
+
+
+def verify_table(
+    session: Session,
+    table_id: str,
+    *,
+    store: ObjectReader,
+    limit: int = DEFAULT_LIMIT,
+    since: datetime | None = None,
+    deadline: float | None = None,
+) -> VerifyReport:
+    """Check up to ``limit`` committed files of a table against their checksums.
+
+    The session's transaction is committed before any object is read (so no catalog
+    lock is held during the reads); the marks are written in a new transaction, which
+    the caller commits.
+
+    Parameters
+    ----------
+    session:
+        A catalog session with nothing pending that must not be committed yet.
+    table_id:
+        A live table.
+    store:
+        Reads whole objects (S3 in production).
+    limit:
+        At most this many files are read in this call (1 to 10,000).
+    since:
+        Files verified before this instant count as due again (a new full pass).
+        Without it only never-verified files count in ``remaining``.
+    deadline:
+        A :func:`time.monotonic` instant after which no further object is read (the
+        API answers in bounded time); the unread files stay due.
+
+    Returns
+    -------
+    VerifyReport
+        What was checked, what was found corrupt or missing, and what was marked.
+
+    Raises
+    ------
+    NotFound
+        When the table does not exist or is deleted.
+    InvalidInput
+        For a ``limit`` out of range.
+    CommitConflict
+        When partitions kept changing under every attempt to mark them.
+    """
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIMIT}")
+    get_table(session, table_id)
+    candidates = _candidates(session, table_id, limit)
+    session.commit()  # end the read transaction before the (long) object reads
+
+    report = VerifyReport(table_id=table_id, since=since)
+    good: list[str] = []
+    bad: dict[str, _Candidate] = {}
+    for c in candidates:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        report.files_checked += 1
+        try:
+            actual = object_sha256(store, c.bucket, c.key)
+        except NotFound:
+            report.missing.append(c.describe())
+            bad[c.id] = c
+            continue
+        except Exception as e:  # unreadable for another reason: not evidence of damage
+            log.warning("could not read s3://%s/%s to verify it", c.bucket, c.key, exc_info=True)
+            report.errors.append(c.describe(error=f"{type(e).__name__}: {e}"))
+            continue
+        if actual == c.checksum:
+            good.append(c.id)
+        else:
+            report.corrupt.append(c.describe(actual=actual))
+            bad[c.id] = c
+
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        try:
+            retired = _apply(session, table_id, good, list(bad))
+            break
+        except CommitConflict:
+            session.rollback()
+            if attempt == APPLY_ATTEMPTS:
+                raise
+            log.info("verification marks of table %s lost a race; retrying", table_id)
+    report.ok = len(good)
+    # A file that left COMMITTED meanwhile (compacted) was not ours to mark.
+    marked = {f.id for f in retired.files}
+    report.missing = [m for m in report.missing if m["id"] in marked]
+    report.corrupt = [m for m in report.corrupt if m["id"] in marked]
+    report.partitions_marked = retired.partitions
+    report.jobs_marked = retired.job_ids
+    report.remaining = _count_due(session, table_id, since)
+    return report
+
+
+def _apply(session: Session, table_id: str, good: list[str], bad: list[str]) -> RetiredFiles:
+    now = utcnow()
+    for start in range(0, len(good), 500):
+        session.execute(
+            update(DataFile)
+            .where(DataFile.id.in_(good[start : start + 500]), DataFile.status == "COMMITTED")
+            .values(verified_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    files = list(
+        session.scalars(select(DataFile).where(DataFile.id.in_(bad))).all() if bad else []
+    )
+    retired = retire_files(session, files, to="CORRUPT", now=now)
+    if retired.job_ids:
+        session.execute(
+            update(IngestionJob)
+            .where(IngestionJob.id.in_(retired.job_ids), IngestionJob.corrupted_at.is_(None))
+            .values(corrupted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    session.flush()
+    return retired
+
+
+def retire_files(
+    session: Session, files: Sequence[DataFile], *, to: str, now: datetime
+) -> RetiredFiles:
+    """Take COMMITTED files out of their table, in the caller's transaction.
+
+    Each file moves from COMMITTED to ``to`` (``CORRUPT``, or ``REPLACED`` with
+    ``replaced_at``) only if it is still COMMITTED; its partition's counts drop by the
+    files that moved, its column stats are recomputed from the files left (and
+    ``corrupt_files`` grows for ``CORRUPT``), under the partition's version.
+
+    Returns
+    -------
+    RetiredFiles
+        The files that moved, the number of partitions updated and the jobs that wrote
+        the moved files.
+
+    Raises
+    ------
+    CommitConflict
+        When a partition changed concurrently; the caller rolls back and retries.
+    """
+    if to not in ("CORRUPT", "REPLACED"):
+        raise ValueError(f"cannot retire files to {to!r}")
+    values: dict[str, Any] = {"status": to}
+    if to == "REPLACED":
+        values["replaced_at"] = now
+    moved: list[DataFile] = []
+    for f in files:
+        result = session.execute(
+            update(DataFile)
+            .where(DataFile.id == f.id, DataFile.status == "COMMITTED")
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount == 1:  # type: ignore[attr-defined]
+            moved.append(f)
+        session.expire(f)
+    by_partition: dict[tuple[str, str | None, str], list[DataFile]] = defaultdict(list)
+    for f in moved:
+        by_partition[(f.table_id, f.partition_id, f.partition_path)].append(f)
+    for (table_id, partition_id, path), group in sorted(
+        by_partition.items(), key=lambda kv: kv[0][2]
+    ):
+        _shrink_partition(session, table_id, partition_id, path, group, corrupt=to == "CORRUPT")
+    return RetiredFiles(
+        files=moved,
+        partitions=len(by_partition),
+        job_ids=sorted({f.job_id for f in moved if f.job_id}),
+    )
+
+
+def _shrink_partition(
+    session: Session,
+    table_id: str,
+    partition_id: str | None,
+    path: str,
+    group: list[DataFile],
+    *,
+    corrupt: bool,
+) -> None:
+    part = session.scalar(
+        select(DataLakePartition)
+        .where(
+            DataLakePartition.id == partition_id
+            if partition_id
+            else (DataLakePartition.table_id == table_id) & (DataLakePartition.path == path)
+        )
+        .execution_options(populate_existing=True)
+    )
+    if part is None:  # a file with no partition row: nothing to count down
+        return
+    remaining = session.scalars(
+        select(DataFile.column_stats).where(
+            DataFile.table_id == part.table_id,
+            DataFile.status == "COMMITTED",
+            or_(DataFile.partition_id == part.id, DataFile.partition_path == part.path),
+        )
+    ).all()
+    result = session.execute(
+        update(DataLakePartition)
+        .where(DataLakePartition.id == part.id, DataLakePartition.version == part.version)
+        .values(
+            record_count=DataLakePartition.record_count - sum(f.record_count for f in group),
+            file_count=DataLakePartition.file_count - len(group),
+            size_bytes=DataLakePartition.size_bytes - sum(f.size_bytes for f in group),
+            corrupt_files=DataLakePartition.corrupt_files + (len(group) if corrupt else 0),
+            stats=merge_stats({}, list(remaining)),
+            version=part.version + 1,
+            updated_at=utcnow(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise CommitConflict(f"partition {path} changed concurrently")
+    # commit_job reads this partition next in the same transaction: never a stale version
+    session.refresh(part)
+
