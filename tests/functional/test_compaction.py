@@ -206,7 +206,9 @@ def footer(s3: Any, key: str) -> pq.FileMetaData:
 # ------------------------------------------------------------------------- pipeline
 
 
-def test_compaction_after_a_split_job_keeps_rows_and_lowers_file_count(s3: Any) -> None:
+def test_compaction_after_a_split_job_keeps_rows_and_lowers_file_count(
+    s3: Any, no_retention: None
+) -> None:
     table_id = ingest(s3, split_size_mb=0.01, batch_size=200)
     before_files = committed(table_id)
     before_rows = read_rows(s3, table_id)
@@ -240,7 +242,7 @@ def test_compaction_after_a_split_job_keeps_rows_and_lowers_file_count(s3: Any) 
         assert [fl.metadata[FIELD_ID_KEY] for fl in schema] == input_field_ids
         assert f.key.startswith(f"default/flights/{f.partition_path}/part-compact-")
         assert f.job_id is None and f.schema_version == before_files[0].schema_version
-    # The replaced objects and rows are gone; nothing else lies in the lake.
+    # With no retention the replaced objects and rows are gone; nothing else lies in the lake.
     assert parquet_keys(s3) == {f.key for f in after_files}
     with session_scope() as session:
         statuses = session.scalars(
@@ -448,7 +450,7 @@ def test_unreadable_input_is_reported_and_changes_nothing(s3: Any) -> None:
 
 
 def test_a_crash_after_commit_is_swept_by_the_next_run(
-    s3: Any, monkeypatch: pytest.MonkeyPatch
+    s3: Any, monkeypatch: pytest.MonkeyPatch, no_retention: None
 ) -> None:
     table_id, part_id = make_table()
     rows = [add_file(s3, table_id, part_id, range(n * 10, n * 10 + 10)) for n in range(3)]

@@ -30,7 +30,7 @@ class Settings(BaseSettings):
     default_timeout_seconds: int = 900
     service_name: str = "datalake"
     #: How long compaction keeps the objects of the files it replaced (0: delete at once).
-    replaced_file_retention_seconds: int = 0
+    replaced_file_retention_seconds: int = Field(default=900, ge=0)
 
 
 @lru_cache(maxsize=1)

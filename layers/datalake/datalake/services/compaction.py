@@ -27,8 +27,8 @@ How a run works, per partition:
    files with an optimistic version check (a job committing into the partition at the
    same time makes one of the two retry; neither update is lost).
 4. **Clean up** after the commit: the inputs' objects are deleted, then their REPLACED
-   rows — at once when ``replaced_file_retention_seconds`` is 0, otherwise by a later
-   run's sweep once that long has passed since ``replaced_at`` (a reader that listed the
+   rows — by a later run's sweep once ``replaced_file_retention_seconds`` (default 900)
+   have passed since ``replaced_at``, or at once when it is 0 (a reader that listed the
    files before the swap can still read them). A run that died between commit and
    clean-up leaves REPLACED rows; the next run sweeps them first.
 
@@ -509,13 +509,18 @@ def _discard(store: ObjectStore, bucket: str, keys: list[str]) -> None:
             log.exception("could not delete %d uncommitted compaction outputs", len(orphans))
 
 
-def sweep_replaced(table_id: str, store: ObjectStore, *, retention_seconds: int = 0) -> int:
+def sweep_replaced(
+    table_id: str, store: ObjectStore, *, retention_seconds: int | None = None
+) -> int:
     """Delete the objects of a table's REPLACED files, then their rows; return how many.
 
-    Only files replaced at least ``retention_seconds`` ago are swept. With no retention a
-    run removes what it replaced right after its commit, and this finishes the work of a
-    run that died in between. Idempotent.
+    Only files replaced at least ``retention_seconds`` ago (default: the setting
+    ``replaced_file_retention_seconds``) are swept, so a reader holding a listing from
+    before the swap can still read them. With a retention of 0 this finishes the work of
+    a run that died between its commit and its clean-up. Idempotent.
     """
+    if retention_seconds is None:
+        retention_seconds = get_settings().replaced_file_retention_seconds
     query = select(DataFile.id, DataFile.bucket, DataFile.key).where(
         DataFile.table_id == table_id, DataFile.status == "REPLACED"
     )
