@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, utcnow
+from datalake.catalog.snapshots import begin_change
 from datalake.config import get_settings
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import FIELD_ID_KEY, to_arrow_schema
@@ -176,6 +177,7 @@ def add_file(
     key = f"default/direct/k=a/part-{uuid.uuid4().hex[:8]}-0000.parquet"
     s3.put_object(Bucket=LAKE, Key=key, Body=raw)
     with session_scope() as session:
+        change = begin_change(session, table_id)  # as a job's Commit does
         row = DataFile(
             table_id=table_id,
             partition_id=partition_id,
@@ -189,7 +191,8 @@ def add_file(
             schema_version=version,
             column_stats=column_stats(pq.read_metadata(io.BytesIO(raw))),
             status="COMMITTED",
-            committed_at=utcnow(),
+            committed_at=change.at,
+            committed_seq=change.seq,
         )
         session.add(row)
         session.flush()

@@ -28,6 +28,7 @@ from datalake.catalog.models import (
     utcnow,
 )
 from datalake.catalog.paging import page
+from datalake.catalog.snapshots import begin_change
 from datalake.config import Settings, get_settings
 from datalake.domain.layout import job_file_marker, job_quarantine_prefix, table_prefix
 from datalake.domain.partitioning import hive_path
@@ -425,7 +426,10 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     files = session.scalars(
         select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
     ).all()
-    now = utcnow()
+    # The table's next file sequence number (and its row lock, taken before any partition
+    # row's): snapshots up to the previous number never see these files.
+    change = begin_change(session, job.table_id)
+    now = change.at
     grouped: dict[str, list[DataFile]] = defaultdict(list)
     for f in files:
         grouped[f.partition_path].append(f)
@@ -460,6 +464,7 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
         for f in group:
             f.status = "COMMITTED"
             f.committed_at = now
+            f.committed_seq = change.seq
             f.partition_id = part.id
     transition(
         session,
