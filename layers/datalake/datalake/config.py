@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     default_max_retries: int = 2
     default_timeout_seconds: int = 900
     service_name: str = "datalake"
-    #: How long compaction keeps the objects of the files it replaced (0: delete at once).
+    #: How long compaction keeps the objects of the files it replaced, and how long a file
+    #: listing's snapshot is served (0: delete at once; snapshots then last until then).
     replaced_file_retention_seconds: int = Field(default=900, ge=0)
 
 
