@@ -28,3 +28,12 @@ def s3(use_catalog: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield client
     clients.reset()
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def no_retention(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Compaction deletes what it replaced at once (replaced_file_retention_seconds=0)."""
+    monkeypatch.setenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", "0")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

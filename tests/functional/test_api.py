@@ -207,7 +207,9 @@ def test_sources(client: TestClient) -> None:
 def test_files_of_empty_table(client: TestClient) -> None:
     table = make_table(client)
     r = client.get(f"/api/v1/tables/{table['id']}/files", headers=auth("reader"))
-    assert r.json() == {"items": [], "total": 0}
+    body = r.json()
+    assert (body["items"], body["total"], body["next"]) == ([], 0, None)
+    assert body["snapshot"] and body["expires_at"]
 
 
 def test_audit_trail_records_who_did_what(client: TestClient) -> None:

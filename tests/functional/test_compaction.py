@@ -26,6 +26,7 @@ from sqlalchemy import select, update
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, utcnow
+from datalake.catalog.snapshots import begin_change
 from datalake.config import get_settings
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import FIELD_ID_KEY, to_arrow_schema
@@ -176,6 +177,7 @@ def add_file(
     key = f"default/direct/k=a/part-{uuid.uuid4().hex[:8]}-0000.parquet"
     s3.put_object(Bucket=LAKE, Key=key, Body=raw)
     with session_scope() as session:
+        change = begin_change(session, table_id)  # as a job's Commit does
         row = DataFile(
             table_id=table_id,
             partition_id=partition_id,
@@ -189,7 +191,8 @@ def add_file(
             schema_version=version,
             column_stats=column_stats(pq.read_metadata(io.BytesIO(raw))),
             status="COMMITTED",
-            committed_at=utcnow(),
+            committed_at=change.at,
+            committed_seq=change.seq,
         )
         session.add(row)
         session.flush()
@@ -206,7 +209,9 @@ def footer(s3: Any, key: str) -> pq.FileMetaData:
 # ------------------------------------------------------------------------- pipeline
 
 
-def test_compaction_after_a_split_job_keeps_rows_and_lowers_file_count(s3: Any) -> None:
+def test_compaction_after_a_split_job_keeps_rows_and_lowers_file_count(
+    s3: Any, no_retention: None
+) -> None:
     table_id = ingest(s3, split_size_mb=0.01, batch_size=200)
     before_files = committed(table_id)
     before_rows = read_rows(s3, table_id)
@@ -240,7 +245,7 @@ def test_compaction_after_a_split_job_keeps_rows_and_lowers_file_count(s3: Any) 
         assert [fl.metadata[FIELD_ID_KEY] for fl in schema] == input_field_ids
         assert f.key.startswith(f"default/flights/{f.partition_path}/part-compact-")
         assert f.job_id is None and f.schema_version == before_files[0].schema_version
-    # The replaced objects and rows are gone; nothing else lies in the lake.
+    # With no retention the replaced objects and rows are gone; nothing else lies in the lake.
     assert parquet_keys(s3) == {f.key for f in after_files}
     with session_scope() as session:
         statuses = session.scalars(
@@ -448,7 +453,7 @@ def test_unreadable_input_is_reported_and_changes_nothing(s3: Any) -> None:
 
 
 def test_a_crash_after_commit_is_swept_by_the_next_run(
-    s3: Any, monkeypatch: pytest.MonkeyPatch
+    s3: Any, monkeypatch: pytest.MonkeyPatch, no_retention: None
 ) -> None:
     table_id, part_id = make_table()
     rows = [add_file(s3, table_id, part_id, range(n * 10, n * 10 + 10)) for n in range(3)]

@@ -120,6 +120,7 @@ def committed_job(
                     checksum=hashlib.sha256(body).hexdigest(),
                     status="COMMITTED",
                     committed_at=utcnow(),
+                    committed_seq=0,  # as the migration numbers existing files
                 )
                 session.add(f)
                 session.flush()

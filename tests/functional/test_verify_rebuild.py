@@ -192,7 +192,7 @@ def test_retry_of_a_corrupted_job_rebuilds_the_table_exactly(s3: Any) -> None:
         with pytest.raises(Conflict, match="SUCCEEDED and not corrupted"):
             rebuild.retry_job(session, new_id)
     # The retired files go the way of compacted ones: the next optimize run sweeps them.
-    assert compaction.sweep_replaced(table_id, store()) == len(before) - 1
+    assert compaction.sweep_replaced(table_id, store(), retention_seconds=0) == len(before) - 1
     assert Counter(r[0] for r in committed_rows(s3, table_id)) == Counter(range(2000))
 
 

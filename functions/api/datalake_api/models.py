@@ -109,6 +109,19 @@ class VerifyOut(BaseModel):
     since: datetime | None
 
 
+class FilePage(Page[DataFileOut]):
+    """A page of a table's files, all of one snapshot of the table.
+
+    ``total`` counts the snapshot's files. Pass ``snapshot`` back (with ``offset``) or
+    ``next`` as ``cursor`` to read the same snapshot's other pages; ``next`` is null on
+    the last page. ``expires_at``: until when the snapshot is served (null: retention 0).
+    """
+
+    snapshot: str
+    next: str | None = None
+    expires_at: datetime | None = None
+
+
 class SourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

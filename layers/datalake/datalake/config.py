@@ -34,8 +34,9 @@ class Settings(BaseSettings):
     #: the attempt's budget for the task's backstop timers (the worker times the attempt).
     batch_queue_allowance_seconds: int = Field(default=3600, ge=60)
     service_name: str = "datalake"
-    #: How long compaction keeps the objects of the files it replaced (0: delete at once).
-    replaced_file_retention_seconds: int = 0
+    #: How long compaction keeps the objects of the files it replaced, and how long a file
+    #: listing's snapshot is served (0: delete at once; snapshots then last until then).
+    replaced_file_retention_seconds: int = Field(default=900, ge=0)
 
 
 @lru_cache(maxsize=1)

@@ -42,6 +42,10 @@ class CommitConflict(Conflict):
     """An optimistic catalog update lost a race; the caller may retry."""
 
 
+class SnapshotExpired(Conflict):
+    """A listing's snapshot is too old to be served (files of it may be deleted)."""
+
+
 class IncompatibleSchema(Conflict):
     """A schema change breaks the table's compatibility mode."""
 

@@ -14,6 +14,7 @@ from datalake.services import tables, verify
 from datalake_api.deps import AuditDep, PrincipalDep, ReaderDep, SessionDep
 from datalake_api.models import (
     DataFileOut,
+    FilePage,
     Page,
     TableCreate,
     TableOut,
@@ -120,10 +121,27 @@ def list_files(
     who: PrincipalDep,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     offset: Offset = 0,
-) -> Page[DataFileOut]:
+    snapshot: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=4000)] = None,
+) -> FilePage:
+    """The committed files of one snapshot of the table, ordered by key.
+
+    The first call (no ``snapshot``/``cursor``) pins the table's current state and names
+    it in ``snapshot``; later pages pass ``cursor=<next>`` (or ``snapshot=`` with
+    ``offset``) and list that same state, whatever compaction or jobs committed since.
+    An expired snapshot is a 409 ("snapshot expired, list again").
+    """
     who.require("reader")
-    items, total = tables.committed_files(session, table_id, limit=limit, offset=offset)
-    return Page(items=[file_out(f) for f in items], total=total)
+    listing = tables.list_files(
+        session, table_id, limit=limit, offset=offset, snapshot=snapshot, cursor=cursor
+    )
+    return FilePage(
+        items=[file_out(f) for f in listing.items],
+        total=listing.total,
+        snapshot=listing.token,
+        next=listing.next,
+        expires_at=listing.expires_at,
+    )
 
 
 @router.post("/{table_id}/verify")

@@ -78,6 +78,11 @@ class DataLakeTable(TimestampMixin, Base):
     max_rejected_ratio: Mapped[float | None] = mapped_column(Float, nullable=True)
     deleted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # The number of the last change to the table's committed file set (a job's Commit, a
+    # compaction's swap), and the highest such number whose replaced files have been
+    # deleted: see datalake.catalog.snapshots.
+    file_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    swept_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class DataLakeSchema(Base):
@@ -133,6 +138,7 @@ class DataFile(Base):
     __table_args__ = (
         UniqueConstraint("bucket", "key", name="uq_data_files_bucket_key"),
         Index("ix_data_files_table_status", "table_id", "status"),
+        Index("ix_data_files_table_key", "table_id", "key", "id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -158,6 +164,10 @@ class DataFile(Base):
     # When compaction replaced it: its object is kept for the retention period, so a
     # reader holding an older file list never meets a deleted object.
     replaced_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The table's file_seq of the change that committed / replaced it: snapshot N holds
+    # the files with committed_seq <= N < replaced_seq (datalake.catalog.snapshots).
+    committed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    replaced_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 

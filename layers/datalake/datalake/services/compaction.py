@@ -26,11 +26,17 @@ How a run works, per partition:
    as COMMITTED rows; the partition's counts and stats are recomputed from its committed
    files with an optimistic version check (a job committing into the partition at the
    same time makes one of the two retry; neither update is lost).
-4. **Clean up** after the commit: the inputs' objects are deleted, then their REPLACED
-   rows — at once when ``replaced_file_retention_seconds`` is 0, otherwise by a later
-   run's sweep once that long has passed since ``replaced_at`` (a reader that listed the
-   files before the swap can still read them). A run that died between commit and
-   clean-up leaves REPLACED rows; the next run sweeps them first.
+   The transaction is one numbered change of the table's file set
+   (:mod:`datalake.catalog.snapshots`): the inputs get ``replaced_seq`` and the outputs
+   ``committed_seq`` of that number, and one ``now`` as ``replaced_at`` / ``committed_at``,
+   so a listing pinned to an earlier snapshot still sees exactly the inputs.
+4. **Clean up**: the inputs' objects are deleted, then their REPLACED rows, by a later
+   run's sweep once ``replaced_file_retention_seconds`` (default 900) have passed since
+   ``replaced_at`` (a reader that listed the files before the swap can still read them;
+   its snapshot is refused after that long), or at once when the setting is 0. Before
+   deleting, the table's ``swept_seq`` is raised, so a snapshot that lists a deleted file
+   is refused rather than served with a hole. A run that died between commit and
+   clean-up leaves REPLACED rows; a later run sweeps them.
 
 A re-run after success finds no candidates (the outputs are near the target size, or the
 group's only small file); a re-run after a crash before the commit rewrites the same keys.
@@ -65,6 +71,7 @@ from datalake.catalog.models import (
     IngestionJob,
     utcnow,
 )
+from datalake.catalog.snapshots import begin_change, mark_swept
 from datalake.config import get_settings
 from datalake.engine.store import ObjectStore
 from datalake.engine.writer import MIN_ROW_GROUP_ROWS, column_stats, sha256_file
@@ -429,8 +436,11 @@ def _rewrite(unit: _Unit, store: ObjectStore, table: _TableInfo) -> list[_Output
 # ------------------------------------------------------------------------- committing
 
 
-def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -> None:
+def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -> int:
     """Publish the outputs and retire the inputs in one transaction, retrying conflicts.
+
+    The transaction is one change of the table's file set (its number is returned): the
+    inputs leave it and the outputs enter it at that number and at one timestamp.
 
     Raises
     ------
@@ -443,15 +453,17 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
     for attempt in range(1, COMMIT_ATTEMPTS + 1):
         try:
             with session_scope() as session:
+                # First: the table row's lock, before any partition row's (as Commit).
+                change = begin_change(session, table_id)
+                now = change.at
                 result = session.execute(
                     update(DataFile)
                     .where(DataFile.id.in_(ids), DataFile.status == "COMMITTED")
-                    .values(status="REPLACED", replaced_at=utcnow())
+                    .values(status="REPLACED", replaced_at=now, replaced_seq=change.seq)
                     .execution_options(synchronize_session=False)
                 )
                 if result.rowcount != len(ids):  # type: ignore[attr-defined]
                     raise _InputsChanged(unit.partition_path)
-                now = utcnow()
                 for o in outputs:
                     session.add(
                         DataFile(
@@ -470,6 +482,7 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
                             column_stats=o.column_stats,
                             status="COMMITTED",
                             committed_at=now,
+                            committed_seq=change.seq,
                         )
                     )
                 session.flush()
@@ -489,9 +502,10 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
                         "replaced": [i.key for i in unit.inputs],
                         "written": [o.key for o in outputs],
                         "rows": sum(o.record_count for o in outputs),
+                        "file_seq": change.seq,
                     },
                 )
-            return
+            return change.seq
         except IntegrityError as e:
             # An output key is in the catalog already: a concurrent run with the same
             # inputs committed first (its inputs check would have failed us anyway).
@@ -500,6 +514,7 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
             if attempt == COMMIT_ATTEMPTS:
                 raise
             time.sleep(min(0.05 * 2**attempt, 1.0))
+    raise AssertionError("unreachable")  # the last attempt returned or raised
 
 
 def _discard(store: ObjectStore, bucket: str, keys: list[str]) -> None:
@@ -520,29 +535,49 @@ def _discard(store: ObjectStore, bucket: str, keys: list[str]) -> None:
             log.exception("could not delete %d uncommitted compaction outputs", len(orphans))
 
 
-def sweep_replaced(table_id: str, store: ObjectStore, *, retention_seconds: int = 0) -> int:
+def sweep_replaced(
+    table_id: str, store: ObjectStore, *, retention_seconds: int | None = None
+) -> int:
     """Delete the objects of a table's REPLACED files, then their rows; return how many.
 
-    Only files replaced at least ``retention_seconds`` ago are swept. With no retention a
-    run removes what it replaced right after its commit, and this finishes the work of a
-    run that died in between. Idempotent.
+    Only files replaced at least ``retention_seconds`` ago (default: the setting
+    ``replaced_file_retention_seconds``) are swept, so a reader holding a listing (a
+    snapshot) from before the swap can still read them. With a retention of 0 this
+    finishes the work of a run that died between its commit and its clean-up.
+    Idempotent.
     """
-    query = select(DataFile.id, DataFile.bucket, DataFile.key).where(
+    if retention_seconds is None:
+        retention_seconds = get_settings().replaced_file_retention_seconds
+    query = select(DataFile.id, DataFile.bucket, DataFile.key, DataFile.replaced_seq).where(
         DataFile.table_id == table_id, DataFile.status == "REPLACED"
     )
     if retention_seconds > 0:
         cutoff = utcnow() - timedelta(seconds=retention_seconds)
+        # No replaced_at: replaced before retention existed (migration 0002).
         query = query.where(
             (DataFile.replaced_at.is_(None)) | (DataFile.replaced_at <= cutoff)
         )
     with session_scope() as session:
         rows = session.execute(query).all()
     if rows:
-        _delete_replaced(store, [(r.id, r.bucket, r.key) for r in rows])
+        _delete_replaced(
+            store,
+            table_id,
+            [(r.id, r.bucket, r.key) for r in rows],
+            max(r.replaced_seq or 0 for r in rows),
+        )
     return len(rows)
 
 
-def _delete_replaced(store: ObjectStore, files: list[tuple[str, str, str]]) -> None:
+def _delete_replaced(
+    store: ObjectStore, table_id: str, files: list[tuple[str, str, str]], through_seq: int
+) -> None:
+    """Delete replaced files (objects, then rows), once snapshots that list them are refused.
+
+    ``through_seq`` is the highest ``replaced_seq`` among ``files``.
+    """
+    with session_scope() as session:
+        mark_swept(session, table_id, through_seq)
     by_bucket: dict[str, list[str]] = defaultdict(list)
     for _id, bucket, key in files:
         by_bucket[bucket].append(key)
@@ -626,7 +661,7 @@ def compact_table(
                 summary.errors.append(f"{unit.partition_path}: {type(e).__name__}: {e}")
                 continue
             try:
-                _commit(unit, outputs, table_id=info.id, actor=actor)
+                seq = _commit(unit, outputs, table_id=info.id, actor=actor)
             except (_InputsChanged, CommitConflict) as e:
                 log.warning("compaction of %s lost a race: %s", unit.partition_path, e)
                 summary.conflicts += 1
@@ -637,11 +672,14 @@ def compact_table(
                 summary.errors.append(f"{unit.partition_path}: {type(e).__name__}: {e}")
                 _discard(store, outputs[0].bucket if outputs else "", [o.key for o in outputs])
                 continue
-            # Committed: the inputs are invisible now; remove them for good, unless readers
-            # are given a retention period (a later sweep removes them then).
+            # Committed: the inputs are out of the current snapshot. Readers of older
+            # snapshots keep them for the retention period (a later run's sweep removes
+            # them then); only a retention of 0 removes them at once.
             if retention <= 0:
                 try:
-                    _delete_replaced(store, [(i.id, i.bucket, i.key) for i in unit.inputs])
+                    _delete_replaced(
+                        store, info.id, [(i.id, i.bucket, i.key) for i in unit.inputs], seq
+                    )
                 except Exception:  # the next run's sweep finishes it
                     log.exception("could not delete the replaced files of %s",
                                   unit.partition_path)

@@ -28,6 +28,7 @@ from datalake.catalog.models import (
     utcnow,
 )
 from datalake.catalog.paging import page
+from datalake.catalog.snapshots import begin_change
 from datalake.config import Settings, get_settings
 from datalake.domain.layout import (
     job_file_marker,
@@ -437,14 +438,17 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     files = session.scalars(
         select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
     ).all()
-    now = utcnow()
+    # The table's next file sequence number (and its row lock, taken before any partition
+    # row's): snapshots up to the previous number never see these files.
+    change = begin_change(session, job.table_id)
+    now = change.at
     if job.retry_of is not None:
         # A retry rebuilds an older job's data: that job's still-committed files leave
-        # in this same transaction, so no reader ever sees both (see services/rebuild.py;
-        # imported here because that module imports this one).
+        # in this same transaction and at this same number, so no reader ever sees both
+        # (see services/rebuild.py; imported here because that module imports this one).
         from datalake.services.rebuild import retire_superseded
 
-        retire_superseded(session, job, now=now)
+        retire_superseded(session, job, now=now, seq=change.seq)
     grouped: dict[str, list[DataFile]] = defaultdict(list)
     for f in files:
         grouped[f.partition_path].append(f)
@@ -479,6 +483,7 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
         for f in group:
             f.status = "COMMITTED"
             f.committed_at = now
+            f.committed_seq = change.seq
             f.partition_id = part.id
     transition(
         session,

@@ -131,7 +131,9 @@ def superseded_job(session: Session, job: IngestionJob) -> IngestionJob | None:
     return None
 
 
-def retire_superseded(session: Session, job: IngestionJob, *, now: datetime) -> int:
+def retire_superseded(
+    session: Session, job: IngestionJob, *, now: datetime, seq: int | None = None
+) -> int:
     """At the commit of a retry: retire the files still committed by the job it rebuilds.
 
     Runs inside ``commit_job``'s transaction, so the old rows leave and the new ones
@@ -151,4 +153,4 @@ def retire_superseded(session: Session, job: IngestionJob, *, now: datetime) -> 
     files = session.scalars(
         select(DataFile).where(DataFile.job_id == old.id, DataFile.status == "COMMITTED")
     ).all()
-    return len(retire_files(session, files, to="REPLACED", now=now).files)
+    return len(retire_files(session, files, to="REPLACED", now=now, seq=seq).files)

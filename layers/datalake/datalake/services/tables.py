@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from datalake.catalog import snapshots
 from datalake.catalog.models import (
     DataFile,
     DataLakeSchema,
@@ -17,6 +20,7 @@ from datalake.catalog.models import (
     utcnow,
 )
 from datalake.catalog.paging import page
+from datalake.config import get_settings
 from datalake.domain.compat import validate_mode
 from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
@@ -219,10 +223,95 @@ def delete_table(session: Session, table_id: str) -> DataLakeTable:
     return table
 
 
+@dataclass(frozen=True)
+class FileListing:
+    """One page of a table's files in one snapshot (see :mod:`datalake.catalog.snapshots`).
+
+    ``total`` counts the snapshot's files; ``next`` is the cursor of the following page
+    (None on the last one); ``expires_at`` is when the snapshot stops being served.
+    """
+
+    items: list[DataFile]
+    total: int
+    snapshot: snapshots.Snapshot
+    next: str | None
+    expires_at: datetime | None
+
+    @property
+    def token(self) -> str:
+        """The snapshot's token, for ``snapshot=``."""
+        return self.snapshot.token()
+
+
+def list_files(
+    session: Session,
+    table_id: str,
+    *,
+    limit: int = 1000,
+    offset: int = 0,
+    snapshot: str | None = None,
+    cursor: str | None = None,
+) -> FileListing:
+    """A page of the table's committed files, all of one snapshot, in ``key`` order.
+
+    Without ``snapshot`` or ``cursor`` the page is of the table's current state, and the
+    answer names that snapshot; passing it (or the answer's ``next`` cursor) back lists
+    exactly the files committed in that state, even after compaction replaced some of
+    them. Pages are cut by key after the cursor (keyset), then ``offset`` more are skipped.
+
+    Raises
+    ------
+    NotFound
+        When there is no such table.
+    InvalidInput
+        For a malformed token, or a cursor of another snapshot than ``snapshot``.
+    SnapshotExpired
+        When the snapshot is older than ``replaced_file_retention_seconds`` or files of
+        it have been deleted: list again.
+    """
+    get_table(session, table_id, include_deleted=True)
+    after: tuple[str, str] | None = None
+    named: str | snapshots.Snapshot | None = snapshot
+    if cursor is not None:
+        from_cursor, after = snapshots.parse_cursor(table_id, cursor)
+        if snapshot is not None and snapshots.parse_token(table_id, snapshot) != from_cursor:
+            raise InvalidInput("cursor belongs to another snapshot than snapshot=")
+        named = from_cursor
+    retention = get_settings().replaced_file_retention_seconds
+    snap = snapshots.resolve(session, table_id, named, retention_seconds=retention)
+    members = select(DataFile).where(
+        DataFile.table_id == table_id, snapshots.in_snapshot(snap.seq)
+    )
+    total = session.scalar(select(func.count()).select_from(members.subquery())) or 0
+    query = members
+    if after is not None:
+        key, file_id = after
+        query = query.where(
+            or_(DataFile.key > key, and_(DataFile.key == key, DataFile.id > file_id))
+        )
+    rows = list(
+        session.scalars(
+            query.order_by(DataFile.key, DataFile.id).offset(offset).limit(limit + 1)
+        ).all()
+    )
+    snapshots.check_intact(session, snap)
+    items = rows[:limit]
+    more = len(rows) > limit
+    return FileListing(
+        items=items,
+        total=int(total),
+        snapshot=snap,
+        next=snapshots.encode_cursor(snap, items[-1].key, items[-1].id) if more else None,
+        expires_at=snap.expires_at(retention),
+    )
+
+
 def committed_files(
     session: Session, table_id: str, *, limit: int = 1000, offset: int = 0
 ) -> tuple[list[DataFile], int]:
-    """The committed data files of a table: what a reader needs for a consistent view."""
-    get_table(session, table_id, include_deleted=True)
-    query = select(DataFile).where(DataFile.table_id == table_id, DataFile.status == "COMMITTED")
-    return page(session, query, order_by=DataFile.key, limit=limit, offset=offset)
+    """The committed data files of a table now (one page) and their total.
+
+    :func:`list_files` gives the snapshot and cursor to page on consistently.
+    """
+    listing = list_files(session, table_id, limit=limit, offset=offset)
+    return listing.items, listing.total

@@ -276,7 +276,12 @@ def _apply(session: Session, table_id: str, good: list[str], bad: list[str]) -> 
 
 
 def retire_files(
-    session: Session, files: Sequence[DataFile], *, to: str, now: datetime
+    session: Session,
+    files: Sequence[DataFile],
+    *,
+    to: str,
+    now: datetime,
+    seq: int | None = None,
 ) -> RetiredFiles:
     """Take COMMITTED files out of their table, in the caller's transaction.
 
@@ -301,6 +306,8 @@ def retire_files(
     values: dict[str, Any] = {"status": to}
     if to == "REPLACED":
         values["replaced_at"] = now
+        if seq is not None:  # the table change that replaces them (catalog.snapshots)
+            values["replaced_seq"] = seq
     moved: list[DataFile] = []
     for f in files:
         result = session.execute(
