@@ -14,7 +14,8 @@ from aws_lambda_powertools import Logger
 from datalake.aws.clients import client
 from datalake.aws.s3 import S3ObjectStore
 from datalake.errors import DatalakeError, NotFound
-from datalake.services.compaction import compact_all, compact_table
+from datalake.services.compaction import compact_all, compact_table, live_table_ids
+from datalake.services.verify import verify_tables
 
 logger = Logger()
 #: Stop starting new merges this long before the function's timeout.
@@ -49,6 +50,11 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             logger.warning("nothing to optimize", extra={"table_id": table_id, "error": str(e)})
             return {"table_id": table_id, "status": "NOT_FOUND", "error": str(e)}
     else:
+        # The schedule re-reads committed files against their checksums first: a corrupt
+        # file leaves the table (its job marked for a retry) before anything merges it.
+        for report in verify_tables(live_table_ids(), store, deadline=deadline):
+            if report.corrupt or report.missing:
+                logger.warning("verification found damaged files", extra=report.__dict__)
         summary = compact_all(store=store, target_file_size_mb=target, deadline=deadline,
                               actor=actor)
     out = {"table_id": table_id, "status": "PARTIAL" if summary.incomplete else "DONE",

@@ -560,3 +560,44 @@ def test_replaced_files_stay_readable_for_the_retention_period(
     assert parquet_keys(s3) == after
     assert read_rows(s3, table_id).equals(rows)
     get_settings.cache_clear()
+
+
+# ------------------------------------------------------------------------- checksums
+
+
+def test_a_tampered_input_is_not_merged_and_leaves_the_table(s3: Any) -> None:
+    """Protection: compaction checks every input against its checksum. The tampered
+    object holds valid Parquet with other rows: merged, they would become committed."""
+    table_id, part_id = make_table()
+    rows = [add_file(s3, table_id, part_id, range(n * 10, n * 10 + 10)) for n in range(3)]
+    forged = io.BytesIO()
+    pq.write_table(pq.read_table(io.BytesIO(
+        s3.get_object(Bucket=LAKE, Key=rows[1].key)["Body"].read())).slice(0, 3), forged)
+    s3.put_object(Bucket=LAKE, Key=rows[1].key, Body=forged.getvalue())
+
+    summary = compact_table(table_id, store=store())
+
+    assert summary.corrupt == 1 and summary.errors == []
+    assert sorted(read_rows(s3, table_id).column("id").to_pylist()) == [
+        *range(0, 10), *range(20, 30)]
+    with session_scope() as session:
+        tampered = session.get(DataFile, rows[1].id)
+        assert tampered is not None and tampered.status == "CORRUPT"
+    assert partition_rows(table_id)["k=a"].corrupt_files == 1
+
+
+def test_the_optimize_schedule_verifies_checksums(s3: Any) -> None:
+    table_id = ingest(s3, split_size_mb=0.01, batch_size=500)
+    victim = committed(table_id)[0]
+    s3.put_object(Bucket=LAKE, Key=victim.key, Body=b"not what was written")
+    app = load_handler()
+    scheduled = json.loads((ROOT / "events" / "optimize_schedule.json").read_text())
+
+    out = app.lambda_handler(scheduled, FakeContext())
+
+    assert out["status"] == "DONE"
+    with session_scope() as session:
+        row = session.get(DataFile, victim.id)
+        assert row is not None and row.status == "CORRUPT"
+        assert row.job_id and jobs.get_job(session, row.job_id).corrupted_at is not None
+    assert victim.key not in {f.key for f in committed(table_id)}

@@ -85,6 +85,7 @@ from datalake.services.partitions import (
     validate_target_mb,
 )
 from datalake.services.tables import get_table
+from datalake.services.verify import mark_corrupt
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +126,8 @@ class CompactionSummary:
     bytes_after: int = 0
     conflicts: int = 0
     swept: int = 0
+    #: inputs found not to match their checksums: marked CORRUPT, not merged
+    corrupt: int = 0
     incomplete: bool = False
     errors: list[str] = field(default_factory=list)
 
@@ -251,12 +254,21 @@ def _schema_key(schema: pa.Schema) -> tuple[Any, ...]:
     )
 
 
-def _split_by_schema(unit: _Unit, store: ObjectStore) -> list[_Unit]:
-    """Read the inputs' footers and split the unit into groups of identical schemas."""
+def _split_by_schema(unit: _Unit, store: ObjectStore) -> tuple[list[_Unit], list[str]]:
+    """Check each input against its checksum, read the footers of the sound ones and split
+    the unit into groups of identical schemas; also return the ids of altered inputs
+    (never merged: a tampered file must not be carried into a new one)."""
     by_schema: dict[tuple[Any, ...], _Unit] = {}
+    corrupt: list[str] = []
     for item in unit.inputs:
         with store.open_input(item.bucket, item.key) as f:
-            md = pq.read_metadata(f)
+            data = f.read()  # inputs are small files (under half the target size)
+        if hashlib.sha256(data).hexdigest() != item.checksum:
+            log.warning("s3://%s/%s does not match its checksum: not merged", item.bucket,
+                        item.key)
+            corrupt.append(item.id)
+            continue
+        md = pq.read_metadata(pa.BufferReader(data))
         schema = md.schema.to_arrow_schema()
         sub = by_schema.setdefault(
             _schema_key(schema),
@@ -265,7 +277,8 @@ def _split_by_schema(unit: _Unit, store: ObjectStore) -> list[_Unit]:
         )
         sub.inputs.append(item)
         sub.metadata.append(md)
-    return [chunk for u in by_schema.values() for chunk in _chunks(u) if len(chunk.inputs) >= 2]
+    merges = [chunk for u in by_schema.values() for chunk in _chunks(u) if len(chunk.inputs) >= 2]
+    return merges, corrupt
 
 
 def _chunks(unit: _Unit) -> list[_Unit]:
@@ -645,11 +658,13 @@ def compact_table(
     compacted: set[str] = set()
     for candidate in units:
         try:
-            merges = _split_by_schema(candidate, store)
+            merges, corrupt = _split_by_schema(candidate, store)
         except Exception as e:
             log.exception("cannot read the footers of %s", candidate.partition_path)
             summary.errors.append(f"{candidate.partition_path}: {type(e).__name__}: {e}")
             continue
+        if corrupt:  # out of the table, its job marked for a retry (services/verify.py)
+            summary.corrupt += len(mark_corrupt(info.id, corrupt).files)
         for unit in merges:
             if deadline is not None and time.monotonic() >= deadline:
                 summary.incomplete = True

@@ -36,6 +36,7 @@ from typing import Any
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
+from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, DataLakePartition, IngestionJob, utcnow
 from datalake.errors import CommitConflict, InvalidInput, NotFound
 from datalake.ports import ObjectReader
@@ -249,6 +250,39 @@ def verify_table(
     report.jobs_marked = retired.job_ids
     report.remaining = _count_due(session, table_id, since)
     return report
+
+
+def mark_corrupt(table_id: str, file_ids: list[str]) -> RetiredFiles:
+    """Take files found altered or missing (by compaction, say) out of their table, in a
+    transaction of their own, exactly as :func:`verify_table` does.
+
+    Raises
+    ------
+    CommitConflict
+        When partitions kept changing under every attempt to mark them.
+    """
+    for attempt in range(1, APPLY_ATTEMPTS + 1):
+        try:
+            with session_scope() as session:
+                return _apply(session, table_id, [], list(file_ids))
+        except CommitConflict:
+            if attempt == APPLY_ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def verify_tables(table_ids: list[str], store: ObjectReader, *, limit: int = DEFAULT_LIMIT,
+                  deadline: float | None = None) -> list[VerifyReport]:
+    """Verify up to ``limit`` due files of each table (the optimize schedule's pass)."""
+    reports = []
+    for table_id in table_ids:
+        if deadline is not None and time.monotonic() >= deadline:
+            break
+        with session_scope() as session:
+            reports.append(
+                verify_table(session, table_id, store=store, limit=limit, deadline=deadline)
+            )
+    return reports
 
 
 def _apply(session: Session, table_id: str, good: list[str], bad: list[str]) -> RetiredFiles:
