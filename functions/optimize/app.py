@@ -15,6 +15,7 @@ from datalake.aws.clients import client
 from datalake.aws.s3 import S3ObjectStore
 from datalake.errors import DatalakeError, NotFound
 from datalake.services.compaction import compact_all, compact_table, live_table_ids
+from datalake.services.jobs import clean_up_finished_jobs
 from datalake.services.verify import verify_tables
 
 logger = Logger()
@@ -52,6 +53,9 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     else:
         # The schedule re-reads committed files against their checksums first: a corrupt
         # file leaves the table (its job marked for a retry) before anything merges it.
+        cleaned = clean_up_finished_jobs(store)
+        if cleaned:
+            logger.info("finished the clean-up of jobs", extra={"jobs": cleaned})
         for report in verify_tables(live_table_ids(), store, deadline=deadline):
             if report.corrupt or report.missing:
                 logger.warning("verification found damaged files", extra=report.__dict__)

@@ -462,3 +462,26 @@ def test_an_object_overwritten_after_its_event_is_not_ingested_twice(s3: Any) ->
     jobs.publish_job(started[1], store=store())
     ids = read_committed(s3, table_id).column("id").to_pylist()
     assert sorted(ids) == list(range(100, 200))
+
+
+def test_a_cancel_whose_cleanup_fails_is_finished_by_the_schedule(s3: Any) -> None:
+    """On AWS a stopped execution runs no Abort: when the cancel's own clean-up fails
+    (S3 refuses the deletes), the optimize schedule's pass finishes it."""
+    from datalake.aws.s3 import S3ObjectStore
+
+    class RefusesDeletes(S3ObjectStore):
+        def delete(self, bucket: str, keys: list[str]) -> None:
+            raise ConnectionError("s3 delete_objects: connection reset")
+
+    _, job_id, batch_id = one_batch_job(s3)
+    worker.run_batch(job_id, batch_id, store=store())
+    with session_scope() as session:
+        jobs.cancel_job(session, job_id, orchestrator=None, store=RefusesDeletes())
+    with session_scope() as session:
+        assert jobs.get_job(session, job_id).status == "CANCELLED"
+    assert [k for k in lake_keys(s3) if job_id in k], "the failed clean-up left objects"
+    assert jobs.clean_up_finished_jobs(store()) == [job_id]
+    assert [k for k in lake_keys(s3) if job_id in k] == []
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).where(DataFile.job_id == job_id)) == 0
+    assert jobs.clean_up_finished_jobs(store()) == []

@@ -270,7 +270,8 @@ def cancel_job(
     so a batch recorded before it is discarded here and one recorded after it is refused.
     Stopping the workflow and deleting the job's objects come after, best effort: a
     failure of either leaves the job CANCELLED (the catalog is the authority; workers
-    and Commit refuse it) and its objects for the Abort step or the next cleanup.
+    and Commit refuse it) and its objects for the Abort step or, where no Abort runs,
+    the optimize schedule (:func:`clean_up_finished_jobs`).
 
     Raises
     ------
@@ -389,6 +390,38 @@ def abort_job(
             sweep_job_objects(session, job, store, settings)
         _rollup_batches(session, job)
     return job
+
+
+def clean_up_finished_jobs(store: ObjectSweeper, *, limit: int = 100) -> list[str]:
+    """Finish the clean-up of failed and cancelled jobs whose own clean-up did not end
+    (an S3 error during a cancel: on AWS a stopped execution runs no Abort step): their
+    uncommitted file rows say so. Run by the optimize schedule; returns the jobs cleaned.
+    """
+    with session_scope() as session:
+        ids = list(
+            session.scalars(
+                select(IngestionJob.id)
+                .where(
+                    IngestionJob.status.in_(("FAILED", "CANCELLED")),
+                    IngestionJob.id.in_(
+                        select(DataFile.job_id).where(DataFile.status == "PENDING")
+                    ),
+                )
+                .limit(limit)
+            ).all()
+        )
+    cleaned = []
+    for job_id in ids:
+        try:
+            with session_scope() as session:
+                job = get_job(session, job_id)
+                discard_uncommitted(session, job, store)
+                sweep_job_objects(session, job, store)
+            cleaned.append(job_id)
+        except Exception:
+            log.warning("clean-up of job %s failed again; left for the next run", job_id,
+                        exc_info=True)
+    return cleaned
 
 
 def _rollup_batches(session: Session, job: IngestionJob) -> None:
