@@ -569,19 +569,17 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
             .where(IngestionBatch.job_id == job_id, IngestionBatch.attempts > 1)
             .limit(1)
         )
-    if store is not None:
-        try:
+    if store is None:
+        return job
+    try:
+        if retried is None:  # nothing to sweep but the batch list
             store.delete(get_settings().lake_bucket, [job_plan_key(job_id)])
-        except Exception:
-            log.warning("could not delete the batch list of job %s", job_id, exc_info=True)
-    if retried is not None and store is not None:
-        try:
+        else:  # the sweep takes the batch list too
             with session_scope() as session:
                 swept = sweep_job_objects(session, get_job(session, job_id), store)
-            if swept:
-                log.info("swept %d object(s) of crashed attempts of job %s", swept, job_id)
-        except Exception:
-            log.warning("sweep after the commit of job %s failed", job_id, exc_info=True)
+            log.info("swept %d object(s) after the commit of job %s", swept, job_id)
+    except Exception:
+        log.warning("clean-up after the commit of job %s failed", job_id, exc_info=True)
     return job
 
 

@@ -40,7 +40,7 @@ from datalake.services.jobs import JobCancelled, get_job, partition_path
 from datalake.services.schemas import schema_at
 from datalake.services.tables import get_table
 
-__all__ = ["BatchOutcome", "lock_job", "retries_left", "run_batch", "table_prefix"]
+__all__ = ["BatchOutcome", "lock_job", "retries_left", "run_batch"]
 
 log = logging.getLogger(__name__)
 
