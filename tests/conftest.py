@@ -8,19 +8,17 @@ the Postgres tests are skipped with a loud notice (CI always has the server).
 from __future__ import annotations
 
 import contextlib
-import glob
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.pgcluster import Cluster, port_open
 
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (ROOT / "layers" / "datalake", ROOT / "functions" / "api"):
@@ -30,86 +28,34 @@ for extra in (ROOT / "layers" / "datalake", ROOT / "functions" / "api"):
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+# Tests name many made-up buckets; the allow-list itself is tested with its own setting.
+os.environ.setdefault("DATALAKE_SOURCE_BUCKETS", "*")
 
 _NOTICES: list[str] = []
-
-
-def _port_open(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-def _throwaway_cluster(tmp: Path) -> tuple[str, subprocess.Popen[bytes] | None] | None:
-    initdbs = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
-        [shutil.which("initdb")] if shutil.which("initdb") else []
-    )
-    if not initdbs or not initdbs[-1]:
-        return None
-    bindir = Path(initdbs[-1]).parent
-    data = tmp / "pgdata"
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        run_as = ["runuser", "-u", "postgres", "--"]
-        tmp.chmod(0o777)
-    subprocess.run(
-        [*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
-        check=True,
-        capture_output=True,
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen(
-        [
-            *run_as,
-            str(bindir / "postgres"),
-            "-D",
-            str(data),
-            "-p",
-            str(port),
-            "-k",
-            str(tmp),
-            "-c",
-            "listen_addresses=127.0.0.1",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(100):
-        if _port_open("127.0.0.1", port):
-            return f"postgresql://postgres@127.0.0.1:{port}", proc
-        time.sleep(0.2)
-    proc.kill()
-    return None
 
 
 @pytest.fixture(scope="session")
 def postgres_server() -> Iterator[str | None]:
     """The base URL of a Postgres server (no database part), or None."""
-    if _port_open("127.0.0.1", 5432):
+    if port_open("127.0.0.1", 5432):
         yield "postgresql://postgres@127.0.0.1:5432"
         return
     tmp = Path(tempfile.mkdtemp(prefix="dl-pg-"))
-    started = None
+    cluster = None
     try:
-        started = _throwaway_cluster(tmp)
-    except (OSError, subprocess.CalledProcessError) as e:
+        cluster = Cluster(tmp)
+        cluster.start()
+    except (OSError, TimeoutError, subprocess.CalledProcessError) as e:
         _NOTICES.append(f"could not start a throwaway Postgres: {e}")
-    if started is None:
+        cluster = None
+    if cluster is None:
         _NOTICES.append("NO POSTGRES: tests marked 'postgres' were SKIPPED")
         yield None
         return
-    url, proc = started
     try:
-        yield url
+        yield cluster.url
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
-        shutil.rmtree(tmp, ignore_errors=True)
+        cluster.remove()
 
 
 def _admin(server: str, sql: str) -> None:

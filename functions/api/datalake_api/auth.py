@@ -43,4 +43,5 @@ def authenticate(authorization: str | None) -> Principal:
     roles = claims.get("roles") or []
     if isinstance(roles, str):
         roles = [roles]
-    return Principal(subject=str(claims.get("sub", "unknown")), roles=frozenset(map(str, roles)))
+    # verify_token guarantees a string subject and a list of role names.
+    return Principal(subject=claims["sub"], roles=frozenset(roles))

@@ -7,23 +7,37 @@ from collections.abc import Iterator
 from functools import lru_cache
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
+from datalake.domain.limits import CORRELATION_ID_MAX, text_problem
+from datalake.errors import InvalidInput
 from datalake.ports import ObjectReader, ObjectSweeper, Orchestrator
 from datalake.services import audit
 from datalake_api.auth import Principal, authenticate
 
 
-def get_session() -> Iterator[Session]:
-    with session_scope() as session:
+def get_session(request: Request) -> Iterator[Session]:
+    # GET only reads: a read replica may serve it, and SQLite takes no write lock.
+    with session_scope(readonly=request.method == "GET", fail_fast=True) as session:
         yield session
 
 
-def get_principal(authorization: Annotated[str | None, Header()] = None) -> Principal:
-    return authenticate(authorization)
+#: Declares the bearer scheme in the OpenAPI document; the token is checked below.
+_bearer = HTTPBearer(
+    auto_error=False, bearerFormat="JWT", description="A token from `datalake token --role R`."
+)
+
+
+def get_principal(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None:
+        return authenticate(None)
+    return authenticate(f"Bearer {credentials.credentials}")
 
 
 def correlation_id(request: Request) -> str:
@@ -31,7 +45,13 @@ def correlation_id(request: Request) -> str:
     if not cid:
         event = request.scope.get("aws.event") or {}
         cid = (event.get("requestContext") or {}).get("requestId")
-    return str(cid or uuid.uuid4())
+    cid = str(cid or uuid.uuid4())
+    # Refused up front: the audit row written with it commits with the change itself.
+    if len(cid) > CORRELATION_ID_MAX or text_problem(cid):
+        raise InvalidInput(
+            f"X-Correlation-Id must be at most {CORRELATION_ID_MAX} characters of plain text"
+        )
+    return cid
 
 
 @lru_cache(maxsize=1)

@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from datalake.domain.limits import (
+    BUCKET_MAX,
+    DESCRIPTION_MAX,
+    ID_MAX,
+    KEY_MAX_BYTES,
+    MAX_LIST_ITEMS,
+    NAME_MAX,
+)
 
-class Page[T](BaseModel):
-    items: list[T]
-    total: int
+Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
+Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)]
+Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)]
+Word = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+#: An ``s3://bucket/key`` URI: the scheme, a bucket and a key of at most 1,024 bytes.
+S3Uri = Annotated[str, StringConstraints(min_length=6, max_length=KEY_MAX_BYTES + BUCKET_MAX + 6)]
 
 
 class _Out(BaseModel):
@@ -26,16 +37,42 @@ class _Out(BaseModel):
         return value
 
 
+class FieldError(BaseModel):
+    """One field the request got wrong: where (``loc``), what (``msg``), which rule."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorDetails(BaseModel):
+    """A refusal with structured reasons (schema violations, quality gates, ...)."""
+
+    message: str
+    errors: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: ``detail`` is a message, the fields at fault, or both."""
+
+    detail: str | list[FieldError] | ErrorDetails
+
+
+class Page[T](BaseModel):
+    items: list[T]
+    total: int
+
+
 class TableCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    namespace: str = "default"
-    description: str | None = None
+    name: Name
+    namespace: Name = "default"
+    description: Description | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
-    partitioning: list[dict[str, Any]] | None = None
-    schema_policy: str = "evolve"
-    compatibility: str = "BACKWARD"
+    partitioning: list[dict[str, Any]] | None = Field(default=None, max_length=64)
+    schema_policy: Word = "evolve"
+    compatibility: Word = "BACKWARD"
     format: dict[str, Any] | None = None
     max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
 
@@ -43,10 +80,10 @@ class TableCreate(BaseModel):
 class TableUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
-    partitioning: list[dict[str, Any]] | None = None
-    schema_policy: str | None = None
-    compatibility: str | None = None
+    description: Description | None = None
+    partitioning: list[dict[str, Any]] | None = Field(default=None, max_length=64)
+    schema_policy: Word | None = None
+    compatibility: Word | None = None
     format: dict[str, Any] | None = None
     max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
 
@@ -93,7 +130,7 @@ class FileCheck(BaseModel):
     error: str | None = None
 
 
-class VerifyOut(BaseModel):
+class VerifyOut(_Out):
     """What ``POST /tables/{id}/verify`` checked and marked; call again while
     ``remaining`` is above 0 (pass ``since`` back to re-check a whole table)."""
 
@@ -109,7 +146,7 @@ class VerifyOut(BaseModel):
     since: datetime | None
 
 
-class FilePage(Page[DataFileOut]):
+class FilePage(Page[DataFileOut], _Out):
     """A page of a table's files, all of one snapshot of the table.
 
     ``total`` counts the snapshot's files. Pass ``snapshot`` back (with ``offset``) or
@@ -125,11 +162,11 @@ class FilePage(Page[DataFileOut]):
 class SourceCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: str
-    table_id: str
-    bucket: str
-    prefix: str = ""
-    format: str | None = None
+    name: Name
+    table_id: Id
+    bucket: Annotated[str, StringConstraints(min_length=3, max_length=BUCKET_MAX)]
+    prefix: Annotated[str, StringConstraints(max_length=KEY_MAX_BYTES)] = ""
+    format: Word | None = None
     options: dict[str, Any] | None = None
 
 
@@ -148,12 +185,12 @@ class SourceOut(_Out):
 class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    table_id: str
-    sources: list[str]
-    format: str | None = None
+    table_id: Id
+    sources: list[S3Uri] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
+    format: Word | None = None
     options: dict[str, Any] | None = None
-    max_retries: int | None = None
-    timeout_seconds: int | None = None
+    max_retries: int | None = Field(default=None, ge=0, le=10)
+    timeout_seconds: int | None = Field(default=None, ge=10, le=86_400)
 
 
 class JobOut(_Out):
@@ -209,18 +246,18 @@ class BatchOut(_Out):
 class SchemaVersionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    table_id: str
+    table_id: Id
     schema_: dict[str, Any] = Field(alias="schema")
-    description: str | None = None
+    description: Description | None = None
 
 
 class SchemaApply(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    description: str | None = None
+    description: Description | None = None
 
 
-class SchemaVersionOut(BaseModel):
+class SchemaVersionOut(_Out):
     """A schema version; ``changes`` are its SchemaChange rows (from its parent version)."""
 
     id: str
@@ -239,9 +276,9 @@ class SchemaVersionOut(BaseModel):
 class SchemaCompare(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    old: dict[str, Any] | str
-    new: dict[str, Any] | str
-    mode: str | None = None
+    old: dict[str, Any] | Id
+    new: dict[str, Any] | Id
+    mode: Annotated[str, StringConstraints(max_length=32)] | None = None
 
 
 class SchemaCompareOut(BaseModel):
@@ -253,8 +290,8 @@ class SchemaCompareOut(BaseModel):
 class PartitionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    table_id: str
-    values: dict[str, Any]
+    table_id: Id
+    values: dict[str, Any] = Field(max_length=64)
 
 
 class PartitionOut(_Out):
@@ -274,8 +311,8 @@ class PartitionOut(_Out):
 class OptimizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_file_size_mb: float | None = None
-    partition_id: str | None = None
+    target_file_size_mb: float | None = Field(default=None, gt=0, le=10_240)
+    partition_id: Id | None = None
 
 
 class OptimizeAccepted(BaseModel):

@@ -24,6 +24,11 @@ class Settings(BaseSettings):
     batch_queue_url: str | None = None
     jwt_secret: str = LOCAL_JWT_SECRET
     jwt_algorithm: str = "HS256"
+    #: Tokens must name this issuer and audience (``iss``, ``aud``) and carry ``exp``.
+    jwt_issuer: str = "datalake"
+    jwt_audience: str = "datalake-api"
+    #: Origins allowed by CORS, comma-separated ("" switches CORS off).
+    cors_origins: str = "*"
     default_batch_size: int = 10_000
     default_split_size_mb: int = 128
     default_max_retries: int = 2
@@ -34,9 +39,30 @@ class Settings(BaseSettings):
     #: the attempt's budget for the task's backstop timers (the worker times the attempt).
     batch_queue_allowance_seconds: int = Field(default=3600, ge=60)
     service_name: str = "datalake"
+    #: ``local`` (a laptop, LocalStack, tests) or ``aws``. Outside ``local`` the published
+    #: development token secret is refused, so a stack deployed without a secret of its
+    #: own accepts no token.
+    environment: str = "local"
+    #: Buckets a source or job may read from, comma-separated, besides the landing bucket
+    #: ("*": any bucket). The lake bucket is never one: ingesting the lake's own objects
+    #: (its quarantine, say) would let a writer copy what it cannot read.
+    source_buckets: str = ""
     #: How long compaction keeps the objects of the files it replaced, and how long a file
     #: listing's snapshot is served (0: delete at once; snapshots then last until then).
     replaced_file_retention_seconds: int = Field(default=900, ge=0)
+
+
+    @property
+    def allows_dev_secret(self) -> bool:
+        """Whether the published development token secret may sign and verify tokens."""
+        return self.environment == "local"
+
+    def source_bucket_allowed(self, bucket: str) -> bool:
+        """Whether sources and jobs may read ``bucket`` (never the lake bucket)."""
+        if bucket == self.lake_bucket:
+            return False
+        allowed = {b.strip() for b in self.source_buckets.split(",") if b.strip()}
+        return "*" in allowed or bucket == self.landing_bucket or bucket in allowed
 
 
 @lru_cache(maxsize=1)

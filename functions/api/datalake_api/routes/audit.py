@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, ConfigDict
+from fastapi import APIRouter
 from sqlalchemy import select
 
 from datalake.catalog.models import AuditEvent
 from datalake.catalog.paging import page
 from datalake_api.deps import PrincipalDep, SessionDep
-from datalake_api.models import Page
+from datalake_api.models import Page, _Out
+from datalake_api.params import IdFilter, Instant, Limit, NameFilter, Offset
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
 
-class AuditEventOut(BaseModel):
-    model_config = ConfigDict(from_attributes=True)
-
+class AuditEventOut(_Out):
     id: str
     at: datetime
     actor: str
@@ -35,12 +33,12 @@ class AuditEventOut(BaseModel):
 def list_audit(
     session: SessionDep,
     who: PrincipalDep,
-    actor: str | None = None,
-    action: str | None = None,
-    entity_id: str | None = None,
-    since: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    actor: NameFilter = None,
+    action: NameFilter = None,
+    entity_id: IdFilter = None,
+    since: Instant = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Page[AuditEventOut]:
     who.require("admin")
     query = select(AuditEvent)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Header, Response, status
 
+from datalake.domain.limits import HEADER_VALUE_MAX
 from datalake.services import jobs, rebuild
 from datalake.services.idempotency import create_job_once
 from datalake_api.deps import (
@@ -17,6 +17,7 @@ from datalake_api.deps import (
     SweeperDep,
 )
 from datalake_api.models import BatchOut, JobCreate, JobOut, Page
+from datalake_api.params import BigLimit, IdFilter, Instant, Limit, NameFilter, Offset, PathId
 
 router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
 
@@ -29,7 +30,7 @@ def create_job(
     who: PrincipalDep,
     record: AuditDep,
     response: Response,
-    idempotency_key: Annotated[str | None, Header()] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=HEADER_VALUE_MAX)] = None,
 ) -> JobOut:
     """Create a PENDING job; with ``Idempotency-Key``, once per key (200 on a replay)."""
     who.require("writer")
@@ -51,12 +52,12 @@ def create_job(
 def list_jobs(
     session: SessionDep,
     who: PrincipalDep,
-    status: str | None = None,
-    table_id: str | None = None,
-    created_after: datetime | None = None,
-    created_before: datetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    status: NameFilter = None,
+    table_id: IdFilter = None,
+    created_after: Instant = None,
+    created_before: Instant = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Page[JobOut]:
     who.require("reader")
     items, total = jobs.list_jobs(
@@ -72,18 +73,18 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: str, session: SessionDep, who: PrincipalDep) -> JobOut:
+def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
     who.require("reader")
     return JobOut.model_validate(jobs.get_job(session, job_id))
 
 
 @router.get("/{job_id}/batches")
 def list_batches(
-    job_id: str,
+    job_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: BigLimit = 1000,
+    offset: Offset = 0,
 ) -> Page[BatchOut]:
     who.require("reader")
     items, total = jobs.list_batches(session, job_id, limit=limit, offset=offset)
@@ -92,7 +93,7 @@ def list_batches(
 
 @router.post("/{job_id}/start", status_code=status.HTTP_202_ACCEPTED)
 def start_job(
-    job_id: str,
+    job_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
     record: AuditDep,
@@ -106,7 +107,7 @@ def start_job(
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 def cancel_job(
-    job_id: str,
+    job_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
     record: AuditDep,
@@ -122,7 +123,7 @@ def cancel_job(
 
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED)
-def retry_job(job_id: str, session: SessionDep, who: PrincipalDep, record: AuditDep) -> JobOut:
+def retry_job(job_id: PathId, session: SessionDep, who: PrincipalDep, record: AuditDep) -> JobOut:
     """A new PENDING job over a failed, cancelled or corrupted job's sources."""
     who.require("writer")
     job = rebuild.retry_job(session, job_id, actor=who.subject)

@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, Depends, status
 
 from datalake.services import partitions
 from datalake.services.partitions import CompactionRequester
@@ -18,10 +18,9 @@ from datalake_api.models import (
     PartitionCreate,
     PartitionOut,
 )
+from datalake_api.params import Limit, Offset, PathId
 
 router = APIRouter(prefix="/partitions", tags=["partitions"])
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 @lru_cache(maxsize=1)
@@ -52,7 +51,7 @@ def register_partition(
 
 @router.get("/table/{table_id}")
 def list_partitions(
-    table_id: str,
+    table_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
     limit: Limit = 100,
@@ -64,14 +63,14 @@ def list_partitions(
 
 
 @router.get("/{partition_id}")
-def get_partition(partition_id: str, session: SessionDep, who: PrincipalDep) -> PartitionOut:
+def get_partition(partition_id: PathId, session: SessionDep, who: PrincipalDep) -> PartitionOut:
     who.require("reader")
     return PartitionOut.model_validate(partitions.get_partition(session, partition_id))
 
 
 @router.put("/{partition_id}/stats")
 def recompute_stats(
-    partition_id: str, session: SessionDep, who: PrincipalDep, record: AuditDep
+    partition_id: PathId, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> PartitionOut:
     who.require("writer")
     part = partitions.recompute_stats(session, partition_id)
@@ -90,7 +89,7 @@ def recompute_stats(
 
 @router.post("/table/{table_id}/optimize", status_code=status.HTTP_202_ACCEPTED)
 def optimize_table(
-    table_id: str,
+    table_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,

@@ -9,9 +9,9 @@ with one violation per breaking change and checked version).
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Response, status
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataLakeSchema
@@ -25,10 +25,9 @@ from datalake_api.models import (
     SchemaVersionCreate,
     SchemaVersionOut,
 )
+from datalake_api.params import Limit, Offset, PathId
 
 router = APIRouter(prefix="/schema", tags=["schemas"])
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def version_out(session: Session, row: DataLakeSchema) -> SchemaVersionOut:
@@ -63,7 +62,7 @@ def create_version(
 
 @router.get("/versions/table/{table_id}")
 def list_versions(
-    table_id: str, session: SessionDep, who: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    table_id: PathId, session: SessionDep, who: PrincipalDep, limit: Limit = 100, offset: Offset = 0
 ) -> Page[SchemaVersionOut]:
     """A table's schema history, oldest first."""
     who.require("reader")
@@ -78,14 +77,14 @@ def list_versions(
 
 
 @router.get("/versions/table/{table_id}/current")
-def current_version(table_id: str, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
+def current_version(table_id: PathId, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
     """The table's current version (404 when the table has no schema yet)."""
     who.require("reader")
     return version_out(session, schemas.current_version(session, table_id))
 
 
 @router.get("/versions/{version_id}")
-def get_version(version_id: str, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
+def get_version(version_id: PathId, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
     """One version by id."""
     who.require("reader")
     return version_out(session, schemas.get_version(session, version_id))
@@ -93,7 +92,7 @@ def get_version(version_id: str, session: SessionDep, who: PrincipalDep) -> Sche
 
 @router.post("/versions/{version_id}/apply", status_code=status.HTTP_201_CREATED)
 def apply_version(
-    version_id: str,
+    version_id: PathId,
     response: Response,
     session: SessionDep,
     who: PrincipalDep,

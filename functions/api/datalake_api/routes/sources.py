@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, status
 
 from datalake.services import sources
 from datalake_api.deps import AuditDep, PrincipalDep, SessionDep
 from datalake_api.models import Page, SourceCreate, SourceOut
+from datalake_api.params import IdFilter, Limit, Offset
 
 router = APIRouter(prefix="/sources", tags=["sources"])
 
@@ -34,9 +33,9 @@ def create_source(
 def list_sources(
     session: SessionDep,
     who: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
-    table_id: str | None = None,
+    limit: Limit = 100,
+    offset: Offset = 0,
+    table_id: IdFilter = None,
 ) -> Page[SourceOut]:
     who.require("reader")
     items, total = sources.list_sources(session, limit=limit, offset=offset, table_id=table_id)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, status
@@ -21,12 +20,11 @@ from datalake_api.models import (
     TableUpdate,
     VerifyOut,
 )
+from datalake_api.params import BigLimit, Instant, Limit, NameFilter, Offset, PathId
 
 router = APIRouter(prefix="/tables", tags=["tables"])
 #: Seconds a verify call spends reading objects at most (API Gateway answers within 29 s).
 VERIFY_BUDGET_SECONDS = 20.0
-Limit = Annotated[int, Query(ge=1, le=1000)]
-Offset = Annotated[int, Query(ge=0)]
 
 
 def table_out(session: SessionDep, table: DataLakeTable) -> TableOut:
@@ -53,6 +51,12 @@ def file_out(f: DataFile) -> DataFileOut:
 
 
 @router.post("/", status_code=status.HTTP_201_CREATED, response_model_by_alias=True)
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model_by_alias=True,
+    include_in_schema=False,
+)
 def create_table(
     body: TableCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> TableOut:
@@ -75,12 +79,13 @@ def create_table(
 
 
 @router.get("/")
+@router.get("", include_in_schema=False)
 def list_tables(
     session: SessionDep,
     who: PrincipalDep,
     limit: Limit = 100,
     offset: Offset = 0,
-    namespace: str | None = None,
+    namespace: NameFilter = None,
 ) -> Page[TableOut]:
     who.require("reader")
     items, total = tables.list_tables(session, limit=limit, offset=offset, namespace=namespace)
@@ -88,14 +93,14 @@ def list_tables(
 
 
 @router.get("/{table_id}")
-def get_table(table_id: str, session: SessionDep, who: PrincipalDep) -> TableOut:
+def get_table(table_id: PathId, session: SessionDep, who: PrincipalDep) -> TableOut:
     who.require("reader")
     return table_out(session, tables.get_table(session, table_id))
 
 
 @router.put("/{table_id}")
 def update_table(
-    table_id: str, body: TableUpdate, session: SessionDep, who: PrincipalDep, record: AuditDep
+    table_id: PathId, body: TableUpdate, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> TableOut:
     who.require("admin")
     changes = body.model_dump(exclude_unset=True)
@@ -106,7 +111,7 @@ def update_table(
 
 @router.delete("/{table_id}")
 def delete_table(
-    table_id: str, session: SessionDep, who: PrincipalDep, record: AuditDep
+    table_id: PathId, session: SessionDep, who: PrincipalDep, record: AuditDep
 ) -> TableOut:
     who.require("admin")
     table = tables.delete_table(session, table_id)
@@ -116,10 +121,10 @@ def delete_table(
 
 @router.get("/{table_id}/files")
 def list_files(
-    table_id: str,
+    table_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
-    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+    limit: BigLimit = 1000,
     offset: Offset = 0,
     snapshot: Annotated[str | None, Query(max_length=200)] = None,
     cursor: Annotated[str | None, Query(max_length=4000)] = None,
@@ -146,13 +151,13 @@ def list_files(
 
 @router.post("/{table_id}/verify")
 def verify_table(
-    table_id: str,
+    table_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
     record: AuditDep,
     store: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=verify.MAX_LIMIT)] = verify.DEFAULT_LIMIT,
-    since: datetime | None = None,
+    since: Instant = None,
 ) -> VerifyOut:
     """Re-read up to ``limit`` committed files and compare them with their checksums."""
     who.require("writer")

@@ -11,11 +11,19 @@ from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
-from datalake.errors import TransientError
+from datalake.catalog.breaker import breaker
+from datalake.errors import DatalakeError, TransientError
 
 DEFAULT_SQLITE = ".datalake/catalog.db"
+#: Execution option marking a read-only transaction.
+READONLY = "datalake_readonly"
+#: Connections per process (and as many again in overflow): a Lambda container serves
+#: one request at a time; uvicorn's thread pool serves many.
+POOL_SIZE = int(os.environ.get("DATALAKE_DB_POOL_SIZE") or 5)
+SOCKET_TIMEOUT_SECONDS = 15
 
 
 def normalise_url(url: str | None) -> str:
@@ -62,10 +70,37 @@ def get_engine(url: str | None = None) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Any) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Reads take no write lock: WAL serves them beside a writer.
+            if conn.get_execution_options().get(READONLY):
+                conn.exec_driver_sql("BEGIN")
+            else:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    return create_engine(real, pool_pre_ping=True, pool_size=2, max_overflow=2)
+    return create_engine(
+        real,
+        pool_pre_ping=True,
+        pool_size=POOL_SIZE,
+        max_overflow=POOL_SIZE,
+        # A pool with no free connection answers 503 within a second, not after 30 s.
+        pool_timeout=1,
+        # No statement of the catalog runs this long; a dead peer fails instead of hanging.
+        connect_args={"timeout": SOCKET_TIMEOUT_SECONDS},
+    )
+
+
+def get_read_engine() -> Engine:
+    """The engine for read-only transactions: ``DATABASE_READ_URL`` (a Postgres read
+    replica) when set, else the catalog's own engine, flagged read-only (on SQLite its
+    transactions then take no write lock)."""
+    url = os.environ.get("DATABASE_READ_URL")
+    base = get_engine(url) if url else get_engine()
+    return _readonly(base)
+
+
+@lru_cache(maxsize=8)
+def _readonly(engine: Engine) -> Engine:
+    return engine.execution_options(**{READONLY: True})
 
 
 @lru_cache(maxsize=8)
@@ -75,8 +110,9 @@ def _factory(engine: Engine) -> sessionmaker[Session]:
 
 def is_transient(error: BaseException) -> bool:
     """Whether a database error is one a retry may clear (a dropped or refused
-    connection, a server restarting, a lock timeout), as opposed to a bad statement."""
-    if isinstance(error, ConnectionError | TimeoutError):
+    connection, a server restarting, a lock timeout, no free pooled connection), as
+    opposed to a bad statement."""
+    if isinstance(error, ConnectionError | TimeoutError | PoolTimeout):
         return True  # pg8000 lets some socket errors through unwrapped
     if not isinstance(error, DBAPIError):
         return False
@@ -86,26 +122,57 @@ def is_transient(error: BaseException) -> bool:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
+def session_scope(
+    engine: Engine | None = None, *, readonly: bool = False, fail_fast: bool = False
+) -> Iterator[Session]:
     """A session committed on success and rolled back on error.
+
+    Parameters
+    ----------
+    engine:
+        The engine to use; by default the catalog's (or, with ``readonly``, the one of
+        :func:`get_read_engine`).
+    readonly:
+        The session only reads: it may go to a read replica, and on SQLite it takes no
+        write lock.
+    fail_fast:
+        Consult the process's circuit breaker (the API does: a caller gets its 503 at
+        once). Workers leave it off; the state machine's retries pace them instead.
 
     Raises
     ------
     TransientError
-        For a database fault a retry may clear (see :func:`is_transient`); the state
-        machine retries it by name, the API answers 503.
+        For a database fault a retry may clear (see :func:`is_transient`), and at once,
+        without touching the pool, while the circuit breaker is open after one; the state
+        machine retries it by name, the API answers 503 with ``Retry-After``.
     """
-    factory = _factory(engine or get_engine())
+    if fail_fast:
+        breaker.check()
+    factory = _factory(engine or (get_read_engine() if readonly else get_engine()))
     session = factory()
     try:
         yield session
         session.commit()
     except BaseException as e:
-        with suppress(Exception):  # the connection may be the thing that failed
-            session.rollback()
+        if isinstance(e, DatalakeError):
+            with suppress(Exception):
+                session.rollback()
+        else:
+            # Anything unexpected (a failed statement, a driver error half-way through a
+            # message) may leave the connection in an unknown state: drop it from the
+            # pool rather than hand it to the next request.
+            with suppress(Exception):
+                session.invalidate()
         if is_transient(e):
+            if fail_fast:
+                breaker.record_failure()
             raise TransientError(f"the catalog database is unavailable: {_first_line(e)}") from e
+        if fail_fast:
+            breaker.record_success()  # the database answered; only the request was wrong
         raise
+    else:
+        if fail_fast:
+            breaker.record_success()
     finally:
         session.close()
 

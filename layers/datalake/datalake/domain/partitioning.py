@@ -17,6 +17,10 @@ from datalake.errors import InvalidInput, describe_validation_error
 _PARAM = re.compile(r"^(bucket|truncate)\[\s*(\d+)\s*\]$")
 _RANGE = re.compile(r"^range\[(.*)\]$")
 _SIMPLE = frozenset({"identity", "year", "month", "day", "hour", "void"})
+#: bucket[N] and truncate[W] take Iceberg's 32-bit integer parameter.
+MAX_TRANSFORM_PARAM = 2**31 - 1
+#: Explicit range boundaries per field.
+MAX_RANGE_BOUNDS = 1000
 
 
 class Transform(BaseModel):
@@ -52,14 +56,17 @@ def parse_transform(text: str) -> Transform:
     m = _PARAM.match(t)
     if m:
         n = int(m.group(2))
-        if n < 1:
-            raise InvalidInput(f"{m.group(1)} parameter must be >= 1, got {n}")
+        if not 1 <= n <= MAX_TRANSFORM_PARAM:
+            raise InvalidInput(
+                f"{m.group(1)} parameter must be between 1 and {MAX_TRANSFORM_PARAM}, got {n}"
+            )
         return Transform(kind=m.group(1), param=n)
     m = _RANGE.match(str(text).strip())
     if m:
         bounds = tuple(b.strip() for b in m.group(1).split(",") if b.strip())
         if not bounds:
             raise InvalidInput("range[...] needs at least one boundary")
+        _check_bounds(bounds)
         return Transform(kind="range", bounds=bounds)
     raise InvalidInput(
         f"unknown partition transform {text!r}; expected identity, year, month, day, hour, "
@@ -67,14 +74,44 @@ def parse_transform(text: str) -> Transform:
     )
 
 
+def _check_bounds(bounds: tuple[str, ...]) -> None:
+    """Range boundaries must be strictly ascending: numerically when all are numbers,
+    else as text (ISO dates and timestamps sort as text)."""
+    if len(bounds) > MAX_RANGE_BOUNDS:
+        raise InvalidInput(f"range[...] takes at most {MAX_RANGE_BOUNDS} boundaries")
+    keys: list[Any]
+    try:
+        keys = [float(b) for b in bounds]
+    except ValueError:
+        keys = list(bounds)
+    for lo, hi, a, b in zip(keys, keys[1:], bounds, bounds[1:], strict=False):
+        if not lo < hi:
+            raise InvalidInput(
+                f"range[...] boundaries must be unique and ascending: {a!r} is not below {b!r}"
+            )
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a partition field's path name (``<name>=<value>/``), or None.
+
+    A name is one path segment that needs no escaping, so it reads back as itself in every
+    engine's Hive-style discovery: no '/', '=', '%', control characters, '.' or '..'.
+    """
+    if not name or len(name) > 128:
+        return "must be 1 to 128 characters"
+    if name in (".", "..") or escape_path_value(name) != name:
+        return "must be a plain path segment (no / = % : ? * # \\ or control characters)"
+    return None
+
+
 class PartitionField(BaseModel):
     """One partition field: a source column, a transform and the path name."""
 
     model_config = ConfigDict(frozen=True)
 
-    column: str = Field(min_length=1)
-    transform: str = "identity"
-    name: str | None = None
+    column: str = Field(min_length=1, max_length=255)
+    transform: str = Field(default="identity", max_length=20_000)
+    name: str | None = Field(default=None, max_length=128)
 
     @field_validator("transform")
     @classmethod
@@ -90,6 +127,10 @@ class PartitionField(BaseModel):
             kind = parse_transform(self.transform).kind
             name = self.column if kind == "identity" else f"{self.column}_{kind}"
             object.__setattr__(self, "name", name)
+        assert self.name is not None
+        problem = name_problem(self.name)
+        if problem:
+            raise ValueError(f"partition name {self.name!r} {problem}; set 'name' to rename it")
         return self
 
     @property

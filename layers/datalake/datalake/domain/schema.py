@@ -20,11 +20,12 @@ class SchemaField(BaseModel):
 
     model_config = ConfigDict(frozen=True)
 
-    id: int = Field(ge=1)
+    #: Iceberg field ids are 32-bit signed integers.
+    id: int = Field(ge=1, le=2**31 - 1, strict=True)
     name: str = Field(min_length=1, max_length=255)
-    type: str
+    type: str = Field(max_length=64)
     nullable: bool = True
-    doc: str | None = None
+    doc: str | None = Field(default=None, max_length=4096)
 
     @field_validator("type")
     @classmethod
@@ -111,13 +112,16 @@ class Schema(BaseModel):
         raw = data.get("fields") if isinstance(data, dict) else None
         if not isinstance(raw, list):
             raise InvalidInput("schema must be an object with a 'fields' list")
-        next_id = max((int(f["id"]) for f in raw if isinstance(f, dict) and f.get("id")), default=0)
+        # Only well-formed ids count here; a malformed one is reported by validation below.
+        next_id = max(
+            (f["id"] for f in raw if isinstance(f, dict) and _is_id(f.get("id"))), default=0
+        )
         fields = []
         for item in raw:
             if not isinstance(item, dict):
                 raise InvalidInput("each schema field must be an object")
             item = dict(item)
-            if not item.get("id"):
+            if item.get("id") is None or item.get("id") == 0:  # 0: "assign one"
                 next_id += 1
                 item["id"] = next_id
             fields.append(item)
@@ -135,3 +139,7 @@ class Schema(BaseModel):
             nullable = bool(col[2]) if len(col) > 2 else True
             fields.append(SchemaField(id=i, name=name, type=typ, nullable=nullable))
         return cls(fields=tuple(fields))
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value < 2**31

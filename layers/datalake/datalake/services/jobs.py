@@ -36,6 +36,7 @@ from datalake.domain.layout import (
     job_quarantine_prefix,
     table_prefix,
 )
+from datalake.domain.limits import bucket_problem, key_problem
 from datalake.domain.partitioning import hive_path
 from datalake.errors import (
     CommitConflict,
@@ -71,6 +72,30 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     if parsed.scheme != "s3" or not parsed.netloc:
         raise InvalidInput(f"source {uri!r} must be an s3://bucket/key-or-prefix URI")
     return parsed.netloc, parsed.path.lstrip("/")
+
+
+def check_source_location(bucket: str, key: str, settings: Settings | None = None) -> None:
+    """Refuse a bucket that is malformed or not allowed as a source, and a bad key.
+
+    Raises
+    ------
+    InvalidInput
+        When the bucket breaks S3's naming rules, is the lake bucket or is outside the
+        configured allow-list (``DATALAKE_SOURCE_BUCKETS``), or the key is not a valid key.
+    """
+    settings = settings or get_settings()
+    problem = bucket_problem(bucket)
+    if problem:
+        raise InvalidInput(f"bucket {bucket!r} {problem}")
+    if not settings.source_bucket_allowed(bucket):
+        raise InvalidInput(
+            f"bucket {bucket!r} is not an allowed source bucket: sources read the landing "
+            f"bucket {settings.landing_bucket!r} or those in DATALAKE_SOURCE_BUCKETS, never "
+            "the lake bucket"
+        )
+    problem = key_problem(key)
+    if problem:
+        raise InvalidInput(f"key {key[:80]!r} {problem}")
 
 
 def validate_options(options: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
@@ -126,7 +151,7 @@ def create_job(
     if not sources or not isinstance(sources, list):
         raise InvalidInput("sources must be a non-empty list of s3:// URIs")
     for uri in sources:
-        parse_s3_uri(uri)
+        check_source_location(*parse_s3_uri(uri), settings)
     if format is not None and format not in FORMATS:
         raise InvalidInput(f"format must be one of {list(FORMATS)}")
     retries = settings.default_max_retries if max_retries is None else max_retries

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
 from datalake.catalog.paging import page
+from datalake.domain.limits import PARTITION_PATH_MAX
 from datalake.domain.partitioning import PartitionField, parse_partitioning
 from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
 from datalake.services.jobs import merge_stats, partition_path
@@ -154,6 +155,11 @@ def register_partition(session: Session, *, table_id: str, values: Any) -> DataL
     table = get_table(session, table_id)
     ordered = normalise_values(table, values)
     path = partition_path(ordered)
+    if len(path) > PARTITION_PATH_MAX:
+        raise InvalidInput(
+            f"partition values make a path of {len(path)} characters; at most "
+            f"{PARTITION_PATH_MAX} fit in an object key beside the table's prefix"
+        )
     exists = session.scalar(
         select(DataLakePartition.id).where(
             DataLakePartition.table_id == table.id, DataLakePartition.path == path

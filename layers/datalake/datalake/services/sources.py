@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 from datalake.catalog.models import DataLakeTable, DataSource
 from datalake.catalog.paging import page
 from datalake.errors import Conflict, InvalidInput
-from datalake.services.jobs import FORMATS
+from datalake.config import get_settings
+from datalake.services.jobs import FORMATS, check_source_location, validate_options
 from datalake.services.tables import get_table
 
 
@@ -37,8 +38,11 @@ def create_source(
     get_table(session, table_id)
     if not name or not bucket:
         raise InvalidInput("name and bucket are required")
+    check_source_location(bucket, prefix)
     if format is not None and format not in FORMATS:
         raise InvalidInput(f"format must be one of {list(FORMATS)}")
+    # Checked now, not at the first upload: a bad option would fail every job it starts.
+    validate_options(options, get_settings())
     source = DataSource(
         name=name,
         table_id=table_id,
