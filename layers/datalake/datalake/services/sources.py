@@ -10,8 +10,8 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataLakeTable, DataSource
 from datalake.catalog.paging import page
-from datalake.errors import Conflict, InvalidInput
 from datalake.config import get_settings
+from datalake.errors import Conflict, InvalidInput
 from datalake.services.jobs import FORMATS, check_source_location, validate_options
 from datalake.services.tables import get_table
 
