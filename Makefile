@@ -51,6 +51,7 @@ test-fast: venv
 bench: venv
 	@$(PY) -m pip install -q -e '.[dev,bench]'
 	@$(PY) bench/run.py $(BENCH_ARGS)
+	@$(PY) bench/api.py $(BENCH_API_ARGS)
 
 lint: venv
 	@$(VENV)/bin/ruff check layers functions tests infra bench

@@ -216,3 +216,21 @@ def test_batch_failure_is_retried_then_fails_and_abort_cleans_up(aws: dict[str, 
     assert out["status"] == "FAILED" and out["error"]
     assert abort.lambda_handler(payload, CTX)["status"] == "FAILED"  # re-run is harmless
     assert aws["s3"].list_objects_v2(Bucket=LAKE).get("KeyCount", 0) == 0
+
+
+def test_the_docs_page_and_openapi_servers_carry_the_stage_prefix(use_catalog: str) -> None:
+    api = load_handler("api")
+    docs = event("api_health.json")
+    docs["path"] = docs["resource"] = "/api/v1/docs"
+    docs["requestContext"].update(stage="Prod", path="/Prod/api/v1/docs")
+    page = api.lambda_handler(docs, CTX)
+    assert page["statusCode"] == 200
+    assert "/Prod/api/v1/openapi.json" in page["body"]
+    spec = event("api_health.json")
+    spec["path"] = spec["resource"] = "/api/v1/openapi.json"
+    spec["requestContext"].update(stage="Prod", path="/Prod/api/v1/openapi.json")
+    doc = json.loads(api.lambda_handler(spec, CTX)["body"])
+    assert doc["servers"][0]["url"] == "/Prod"
+    # Behind a custom domain (no stage in the public path) nothing is prefixed.
+    spec["requestContext"].update(path="/api/v1/openapi.json")
+    assert "servers" not in json.loads(api.lambda_handler(spec, CTX)["body"])

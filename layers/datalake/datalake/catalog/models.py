@@ -173,7 +173,10 @@ class DataFile(Base):
 
 class DataSource(TimestampMixin, Base):
     __tablename__ = "data_sources"
-    __table_args__ = (UniqueConstraint("name", name="uq_data_sources_name"),)
+    __table_args__ = (
+        UniqueConstraint("name", name="uq_data_sources_name"),
+        Index("ix_data_sources_created", "created_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     name: Mapped[str] = mapped_column(String(255))
@@ -190,6 +193,7 @@ class IngestionJob(Base):
     __table_args__ = (
         UniqueConstraint("idempotency_key", name="uq_ingestion_jobs_idempotency_key"),
         Index("ix_ingestion_jobs_table_created", "table_id", "created_at"),
+        Index("ix_ingestion_jobs_created", "created_at"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
