@@ -381,3 +381,32 @@ def test_the_openapi_document_declares_the_bearer_scheme_and_errors(api: TestCli
     get_table = doc["paths"]["/api/v1/tables/{table_id}"]["get"]
     for code in ("401", "403", "404", "422", "503"):
         assert code in get_table["responses"], code
+
+
+def test_a_commit_that_breaks_a_constraint_is_409_and_leaves_nothing(
+    api: TestClient, table: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two requests racing for one unique name: the loser's commit fails at the
+    database, and it is told so (409), never a 2xx and never a 500."""
+    from datalake.services import audit
+
+    real = audit.record
+
+    def record_twice(session: Any, **kw: Any) -> None:
+        real(session, **kw)
+        # Stands in for a concurrent writer: insert the same source name before commit.
+        if kw.get("action") == "source.create":
+            from datalake.catalog.models import DataSource
+
+            session.add(DataSource(name="racer", table_id=table["id"], bucket="datalake-landing"))
+
+    monkeypatch.setattr(audit, "record", record_twice)
+    r = api.post(
+        "/api/v1/sources",
+        json={"name": "racer", "table_id": table["id"], "bucket": "datalake-landing"},
+        headers=ADMIN,
+    )
+    assert r.status_code == 409, r.text
+    assert "concurrent" in r.text
+    monkeypatch.setattr(audit, "record", real)
+    assert api.get("/api/v1/sources", headers=ADMIN).json()["total"] == 0

@@ -42,6 +42,11 @@ class CommitConflict(Conflict):
     """An optimistic catalog update lost a race; the caller may retry."""
 
 
+class ConstraintConflict(Conflict):
+    """A change broke a catalog constraint (a unique key taken by a concurrent change)
+    and was rolled back as a whole."""
+
+
 class SnapshotExpired(Conflict):
     """A listing's snapshot is too old to be served (files of it may be deleted)."""
 

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
 from datalake.catalog.breaker import breaker
-from datalake.errors import DatalakeError, TransientError
+from datalake.errors import ConstraintConflict, DatalakeError, InvalidInput, TransientError
 
 DEFAULT_SQLITE = ".datalake/catalog.db"
 #: Execution option marking a read-only transaction.
@@ -169,12 +169,31 @@ def session_scope(
             raise TransientError(f"the catalog database is unavailable: {_first_line(e)}") from e
         if fail_fast:
             breaker.record_success()  # the database answered; only the request was wrong
+        # What reaches here uncaught failed the change as a whole (often at commit): say
+        # so as a refusal, never as a 500 that might read as "maybe written".
+        state = sqlstate(e)
+        if isinstance(e, IntegrityError) or state.startswith("23"):
+            raise ConstraintConflict(
+                "the change conflicts with a concurrent one and was not saved; retry"
+            ) from e
+        if isinstance(e, DataError) or state.startswith("22"):
+            raise InvalidInput(f"a value does not fit the catalog: {_first_line(e)}") from e
         raise
     else:
         if fail_fast:
             breaker.record_success()
     finally:
         session.close()
+
+
+def sqlstate(error: BaseException) -> str:
+    """The SQLSTATE of a database error ('' when it has none): pg8000 reports every
+    server error as a ProgrammingError whose first argument holds the code under 'C'."""
+    orig = getattr(error, "orig", None)
+    args = getattr(orig, "args", None) or ()
+    if args and isinstance(args[0], dict):
+        return str(args[0].get("C", ""))
+    return str(getattr(orig, "sqlstate", "") or "")
 
 
 def _first_line(error: BaseException) -> str:

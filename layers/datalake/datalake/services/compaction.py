@@ -75,7 +75,7 @@ from datalake.catalog.snapshots import begin_change, mark_swept
 from datalake.config import get_settings
 from datalake.engine.store import ObjectStore
 from datalake.engine.writer import MIN_ROW_GROUP_ROWS, column_stats, sha256_file
-from datalake.errors import CommitConflict, DatalakeError, NotFound
+from datalake.errors import CommitConflict, ConstraintConflict, DatalakeError, NotFound
 from datalake.services import audit
 from datalake.services.partitions import (
     SMALL_FILE_FRACTION,
@@ -519,7 +519,7 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
                     },
                 )
             return change.seq
-        except IntegrityError as e:
+        except (IntegrityError, ConstraintConflict) as e:
             # An output key is in the catalog already: a concurrent run with the same
             # inputs committed first (its inputs check would have failed us anyway).
             raise _InputsChanged(unit.partition_path) from e
