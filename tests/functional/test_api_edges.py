@@ -316,6 +316,7 @@ def _claims(**over: Any) -> dict[str, Any]:
         _claims(roles=1.5),
         _claims(roles={"admin": False}),
         _claims(roles=[["admin"]]),
+        _claims(roles=["admin", "superuser"]),
         _claims(exp=None),
         _claims(exp=int(time.time()) - 10),
         _claims(iss=None),
@@ -358,18 +359,34 @@ def test_the_development_secret_is_refused_outside_local(
         get_settings.cache_clear()
 
 
-def test_cors_preflight_and_no_redirects(api: TestClient) -> None:
-    r = api.options(
-        "/api/v1/tables/",
-        headers={
-            "Origin": "https://app.example",
-            "Access-Control-Request-Method": "POST",
-            "Access-Control-Request-Headers": "authorization,content-type",
-        },
-    )
-    assert r.status_code == 200
-    assert r.headers["access-control-allow-origin"] in ("*", "https://app.example")
-    assert "authorization" in r.headers["access-control-allow-headers"].lower()
+def test_cors_is_off_by_default_and_answers_preflights_when_configured(
+    use_catalog: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preflight = {
+        "Origin": "https://app.example",
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization,content-type",
+    }
+    with TestClient(create_app(), raise_server_exceptions=False) as c:
+        r = c.options("/api/v1/tables/", headers=preflight)
+        assert "access-control-allow-origin" not in r.headers
+    monkeypatch.setenv("DATALAKE_CORS_ORIGINS", "https://app.example")
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app(), raise_server_exceptions=False) as c:
+            r = c.options("/api/v1/tables/", headers=preflight)
+            assert r.status_code == 200
+            assert r.headers["access-control-allow-origin"] == "https://app.example"
+            assert "authorization" in r.headers["access-control-allow-headers"].lower()
+            other = c.options(
+                "/api/v1/tables/", headers={**preflight, "Origin": "https://evil.example"}
+            )
+            assert other.headers.get("access-control-allow-origin") != "https://evil.example"
+    finally:
+        get_settings.cache_clear()
+
+
+def test_collections_answer_without_redirects(api: TestClient) -> None:
     for path in ("/api/v1/tables", "/api/v1/tables/", "/api/v1/sources", "/api/v1/sources/"):
         assert api.get(path, headers=ADMIN, follow_redirects=False).status_code == 200, path
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from datalake.errors import Forbidden, Unauthorized
-from datalake.tokens import make_token, verify_token
+from datalake.tokens import ROLE_RANK, make_token, token_roles, verify_token
 
 __all__ = ["ROLE_RANK", "Principal", "authenticate", "make_token"]
-
-ROLE_RANK = {"reader": 1, "writer": 2, "admin": 3}
 
 
 @dataclass(frozen=True)
@@ -40,8 +38,5 @@ def authenticate(authorization: str | None) -> Principal:
     if not authorization or not authorization.lower().startswith("bearer "):
         raise Unauthorized("missing bearer token")
     claims = verify_token(authorization.split(" ", 1)[1].strip())
-    roles = claims.get("roles") or []
-    if isinstance(roles, str):
-        roles = [roles]
-    # verify_token guarantees a string subject and a list of role names.
-    return Principal(subject=claims["sub"], roles=frozenset(roles))
+    # verify_token guarantees a string subject and known role names.
+    return Principal(subject=claims["sub"], roles=token_roles(claims))

@@ -24,11 +24,17 @@ class Settings(BaseSettings):
     batch_queue_url: str | None = None
     jwt_secret: str = LOCAL_JWT_SECRET
     jwt_algorithm: str = "HS256"
-    #: Tokens must name this issuer and audience (``iss``, ``aud``) and carry ``exp``.
+    #: Tokens must name this issuer and audience (``iss``, ``aud``; "" skips the check)
+    #: and carry ``exp``.
     jwt_issuer: str = "datalake"
     jwt_audience: str = "datalake-api"
-    #: Origins allowed by CORS, comma-separated ("" switches CORS off).
-    cors_origins: str = "*"
+    #: RS256 tokens checked against this JWKS URL (e.g. a Cognito user pool's) instead of
+    #: HS256 with ``jwt_secret``.
+    jwt_jwks_url: str = ""
+    #: The claim holding the role names (Cognito: ``cognito:groups``).
+    jwt_roles_claim: str = "roles"
+    #: Origins allowed by CORS, comma-separated ("*": any; "": none, the default).
+    cors_origins: str = ""
     default_batch_size: int = 10_000
     default_split_size_mb: int = 128
     default_max_retries: int = 2
