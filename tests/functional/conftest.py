@@ -1,4 +1,4 @@
-"""Functional fixtures: moto's S3 beside a real catalog."""
+"""Functional fixtures: moto's S3 beside a real catalog, and the API on that catalog."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from moto import mock_aws
 
 from datalake.aws import clients
 from datalake.config import get_settings
-from tests.fakes import LAKE, LANDING
+from tests.fakes import LAKE, LANDING, FakeDeleter, FakeOrchestrator
 
 
 @pytest.fixture
@@ -37,3 +37,18 @@ def no_retention(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
+
+
+@pytest.fixture
+def api(use_catalog: str) -> Iterator[Any]:
+    """The API app on ``use_catalog`` through Starlette's test client (no AWS calls)."""
+    from starlette.testclient import TestClient
+
+    from datalake_api import deps
+    from datalake_api.main import create_app
+
+    app = create_app()
+    app.dependency_overrides[deps.get_orchestrator] = lambda: FakeOrchestrator()
+    app.dependency_overrides[deps.get_sweeper] = lambda: FakeDeleter()
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c

@@ -4,7 +4,6 @@ never a 2xx for a write that did not commit; tokens are checked strictly."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import jwt
@@ -13,21 +12,10 @@ from starlette.testclient import TestClient
 
 from datalake.config import LOCAL_JWT_SECRET, get_settings
 from datalake.tokens import make_token
-from datalake_api import deps
 from datalake_api.main import create_app
-from tests.fakes import FakeDeleter, FakeOrchestrator
 
 ADMIN = {"Authorization": "Bearer " + make_token("tester", ["admin"])}
 JSON = {**ADMIN, "content-type": "application/json"}
-
-
-@pytest.fixture
-def api(use_catalog: str) -> Iterator[TestClient]:
-    app = create_app()
-    app.dependency_overrides[deps.get_orchestrator] = lambda: FakeOrchestrator()
-    app.dependency_overrides[deps.get_sweeper] = lambda: FakeDeleter()
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 @pytest.fixture

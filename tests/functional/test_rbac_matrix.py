@@ -4,16 +4,11 @@ partitions, optimize, verify), admin (+ tables, schemas, audit, delete)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from datalake.tokens import make_token
-from datalake_api import deps
-from datalake_api.main import create_app
-from tests.fakes import FakeDeleter, FakeOrchestrator
 
 RANK = {"none": 0, "reader": 1, "writer": 2, "admin": 3}
 
@@ -65,15 +60,6 @@ def bodies(ids: dict[str, str], n: int) -> dict[tuple[str, str], dict[str, Any]]
         ("POST", "/api/v1/partitions"): {"table_id": ids["table_id"], "values": {"k": f"v{n}"}},
         ("POST", "/api/v1/partitions/table/{table_id}/optimize"): {},
     }
-
-
-@pytest.fixture
-def api(use_catalog: str) -> Iterator[TestClient]:
-    app = create_app()
-    app.dependency_overrides[deps.get_orchestrator] = lambda: FakeOrchestrator()
-    app.dependency_overrides[deps.get_sweeper] = lambda: FakeDeleter()
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def _entities(api: TestClient, admin: dict[str, str], n: int) -> dict[str, str]:
