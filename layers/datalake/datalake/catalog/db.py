@@ -13,9 +13,11 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from datalake.catalog import connect
 from datalake.errors import TransientError
 
 DEFAULT_SQLITE = ".datalake/catalog.db"
+connect.install()  # sslmode/sslrootcert in DATABASE_URL -> pg8000's ssl_context (connect.py)
 
 
 def normalise_url(url: str | None) -> str:
