@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The local development signing secret; deployments set DATALAKE_JWT_SECRET.
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     state_machine_arn: str | None = None
     batch_queue_url: str | None = None
     jwt_secret: str = LOCAL_JWT_SECRET
+    #: Secrets Manager secret holding the signing key; read once, it replaces jwt_secret.
+    jwt_secret_arn: str | None = None
+    #: Secrets Manager secret with the catalog's credentials (RDS shape; aws/secrets.py).
+    database_secret_arn: str | None = Field(default=None, validation_alias="DATABASE_SECRET_ARN")
     jwt_algorithm: str = "HS256"
     default_batch_size: int = 10_000
     default_split_size_mb: int = 128
@@ -37,6 +41,16 @@ class Settings(BaseSettings):
     #: How long compaction keeps the objects of the files it replaced, and how long a file
     #: listing's snapshot is served (0: delete at once; snapshots then last until then).
     replaced_file_retention_seconds: int = Field(default=900, ge=0)
+
+
+    @model_validator(mode="after")
+    def _jwt_secret_from_secrets_manager(self) -> Settings:
+        # Deployed functions get the key's ARN, never the key, in their environment.
+        if self.jwt_secret_arn:
+            from datalake.aws.secrets import jwt_secret
+
+            self.jwt_secret = jwt_secret(self.jwt_secret_arn)
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -13,6 +13,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from datalake.aws import secrets
 from datalake.catalog import connect
 from datalake.errors import TransientError
 
@@ -28,6 +29,7 @@ def normalise_url(url: str | None) -> str:
     url:
         ``DATABASE_URL`` as a user writes it; ``None`` means the embedded SQLite file.
     """
+    url = url or secrets.database_url_from_env()  # DATABASE_SECRET_ARN: aws/secrets.py
     if not url:
         path = Path(os.environ.get("DATALAKE_HOME", ".")) / DEFAULT_SQLITE
         path.parent.mkdir(parents=True, exist_ok=True)
