@@ -36,6 +36,9 @@ TEMPLATE = REPO / "infra" / "template.yaml"
 
 #: The SAM CLI release the builds are made with (part of the cache key).
 SAM_PIN = "aws-sam-cli==1.170.0"
+#: Tools kept out of the project's venv: their pins clash with the project's (checkov pins
+#: dozens of packages; aws-sam-cli pins pydantic and boto3). cfn-lint comes with SAM.
+TOOL_PINS = {"sam": SAM_PIN, "checkov": "checkov==3.3.30"}
 #: Lambda's limit on a function's code plus all its layers, unzipped (bytes).
 LAMBDA_UNZIPPED_LIMIT = 262_144_000
 #: Builds kept besides the newest (other worktrees' states, a bisect).
@@ -73,22 +76,34 @@ def _python313() -> str:
     raise BuildError("Python 3.13 not found (python3.13 on PATH, or pyenv install 3.13)")
 
 
-def ensure_sam() -> Path:
-    """The ``sam`` executable of the tool venv, installed on first use (about a minute)."""
-    venv = TOOLS / "sam"
-    sam = venv / "bin" / "sam"
+def ensure_tool(name: str = "sam") -> Path:
+    """A tool's executable from its own venv under .datalake/tools, installed on first use.
+
+    Parameters
+    ----------
+    name:
+        A key of :data:`TOOL_PINS` (``sam``, ``checkov``); ``cfn-lint`` comes with ``sam``.
+    """
+    pin = TOOL_PINS[name]
+    venv = TOOLS / name
+    exe = venv / "bin" / name
     stamp = venv / ".datalake-stamp"
-    if sam.exists() and stamp.exists() and stamp.read_text() == SAM_PIN:
-        return sam
-    with _lock(TOOLS / "sam.lock"):
-        if sam.exists() and stamp.exists() and stamp.read_text() == SAM_PIN:
-            return sam
-        _say(f"installing {SAM_PIN} into {venv}")
+    if exe.exists() and stamp.exists() and stamp.read_text() == pin:
+        return exe
+    with _lock(TOOLS / f"{name}.lock"):
+        if exe.exists() and stamp.exists() and stamp.read_text() == pin:
+            return exe
+        _say(f"installing {pin} into {venv}")
         if not (venv / "bin" / "python").exists():
             subprocess.run([_python313(), "-m", "venv", str(venv)], check=True)
-        _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", SAM_PIN])
-        stamp.write_text(SAM_PIN)
-    return sam
+        _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", pin])
+        stamp.write_text(pin)
+    return exe
+
+
+def ensure_sam() -> Path:
+    """The ``sam`` executable of the tool venv, installed on first use (about a minute)."""
+    return ensure_tool("sam")
 
 
 def _run(cmd: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:

@@ -899,6 +899,10 @@ def deploy(
     tpl = load_template(path)
     packaged = package_template(tpl, path.parent, _Uploader(stack_name))
     values = resolve_parameters(tpl, params)
+    if "Environment" in (tpl.get("Parameters") or {}):
+        # the template's switch for what LocalStack community cannot run (CodeDeploy,
+        # SnapStart, the migration custom resource, VPC): always local here
+        values.setdefault("Environment", "local")
     body = json.dumps(packaged)
     cfn = client("cloudformation")
     kwargs: dict[str, Any] = {"StackName": stack_name, "Capabilities": CAPABILITIES}

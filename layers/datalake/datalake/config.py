@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     default_max_retries: int = 2
     default_timeout_seconds: int = 900
     #: Batches of one job in flight at once (the Map's MaxConcurrency, from the template).
-    map_concurrency: int = Field(default=8, ge=1, le=1000)
+    map_concurrency: int = Field(default=5, ge=1, le=1000)
     #: How long a batch message may wait in the queue before a worker takes it: added to
     #: the attempt's budget for the task's backstop timers (the worker times the attempt).
     batch_queue_allowance_seconds: int = Field(default=3600, ge=60)
