@@ -61,6 +61,9 @@ LAMBDA_STATE_DIR = LS_DIR / "lambda"
 PLUGIN_DIR = HERE / "dl_localstack"
 
 PINS = ("localstack-core[runtime]==2026.3.0", "cbor2<6", "pyopenssl<26")
+#: What Lambda's python3.13 runtime provides besides the function's code and layers.
+LAMBDA_RUNTIME_PINS = ("boto3==1.44.8",)
+LAMBDA_RUNTIME = STATE / "lambda-runtime"
 EXECUTOR = "local-process"
 PORT = int(os.environ.get("DATALAKE_LOCALSTACK_PORT") or 4566)
 ENDPOINT = f"http://127.0.0.1:{PORT}"
@@ -345,13 +348,34 @@ def is_up() -> bool:
     return _our_localstack(_read_pid()) and _healthy()
 
 
+def ensure_lambda_runtime() -> Path:
+    """The interpreter that runs the Lambda handlers: Python 3.13 with boto3 only.
+
+    That is what Lambda's python3.13 runtime offers a function besides its code and
+    layers, so a dependency missing from a layer fails here as it would on AWS (the
+    project's .venv, which has everything, would hide it).
+    """
+    python = LAMBDA_RUNTIME / "bin" / "python"
+    stamp = LAMBDA_RUNTIME / ".datalake-stamp"
+    want = "\n".join(LAMBDA_RUNTIME_PINS)
+    if python.exists() and stamp.exists() and stamp.read_text() == want:
+        return python
+    with _FileLock(STATE / "lambda-runtime.lock"):
+        if python.exists() and stamp.exists() and stamp.read_text() == want:
+            return python
+        if not python.exists():
+            _say(f"creating the Lambda runtime interpreter at {LAMBDA_RUNTIME}")
+            _run([_find_python313(), "-m", "venv", str(LAMBDA_RUNTIME)])
+        _run([str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q",
+              *LAMBDA_RUNTIME_PINS])
+        stamp.write_text(want)
+    return python
+
+
 def _lambda_python() -> str:
     if os.environ.get("DATALAKE_LAMBDA_PYTHON"):
         return os.environ["DATALAKE_LAMBDA_PYTHON"]
-    venv_python = REPO / ".venv" / "bin" / "python"
-    if venv_python.exists():
-        return str(venv_python)
-    return sys.executable
+    return str(ensure_lambda_runtime())
 
 
 def _localstack_env() -> dict[str, str]:
@@ -574,6 +598,25 @@ def _zip_dir(src: Path, prefix: str = "") -> bytes:
     return buf.getvalue()
 
 
+def _zip_built_dir(src: Path, prefix: str = "") -> bytes:
+    """:func:`_zip_dir`, kept beside a finished ``sam build`` (its folders never change:
+    a build's folder name is the hash of its inputs), so a redeploy does not re-deflate
+    a 170 MB layer."""
+    marker = next((p / ".complete" for p in src.parents if (p / ".complete").exists()), None)
+    if marker is None:
+        return _zip_dir(src, prefix)
+    name = hashlib.sha256(f"{src}|{prefix}".encode()).hexdigest()[:24]
+    cache = marker.parent / "zips" / f"{name}.zip"
+    if cache.exists():
+        return cache.read_bytes()
+    data = _zip_dir(src, prefix)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(cache)
+    return data
+
+
 class _Uploader:
     def __init__(self, stack_name: str, bucket: str = DEPLOY_BUCKET) -> None:
         self.s3 = client("s3")
@@ -621,7 +664,7 @@ def package_template(template: Mapping[str, Any], base_dir: Path, uploader: Any)
             data = path.read_bytes()
         else:
             under = "python/" if layer and not (path / "python").is_dir() else ""
-            data = _zip_dir(path, under)
+            data = _zip_built_dir(path, under)
         k = (str(path), "layer" if layer else "code")
         if k not in cache:
             cache[k] = uploader.put(name, data, ".zip")
@@ -683,6 +726,19 @@ def package_template(template: Mapping[str, Any], base_dir: Path, uploader: Any)
                 props["DefinitionString"] = code_dir(uri).read_text(encoding="utf-8")
                 del props["DefinitionS3Location"]
     return t
+
+
+def built_template_for(template: Path) -> Path:
+    """``sam build`` the template (reusing an identical earlier build); the built template."""
+    sys.path.insert(0, str(HERE))
+    try:
+        import sam_build
+    finally:
+        sys.path.remove(str(HERE))
+    try:
+        return Path(sam_build.built_template(sam_build.build(template)))
+    except sam_build.BuildError as e:
+        raise StackError(f"sam build failed: {e}") from e
 
 
 # =============================================================================== deploy
@@ -811,16 +867,42 @@ def deploy(
     stack_name: str = DEFAULT_STACK,
     params: Mapping[str, str] | None = None,
     timeout: float = 600.0,
+    build: bool | None = None,
 ) -> dict[str, str]:
-    """Package and deploy a SAM template as ``stack_name`` (create or update). Returns outputs."""
+    """Package and deploy a SAM template as ``stack_name`` (create or update). Returns outputs.
+
+    Parameters
+    ----------
+    template:
+        The SAM template (default infra/template.yaml).
+    stack_name:
+        The CloudFormation stack to create or update.
+    params:
+        Template parameter values (others come from the environment, see the module doc).
+    timeout:
+        Seconds to wait for the stack to settle.
+    build:
+        Deploy ``sam build``'s output of the template (cached by input hash) instead of its
+        source folders; default: for the project's own template only.
+    """
     path = Path(template or DEFAULT_TEMPLATE).resolve()
     if not path.exists():
         raise StackError(f"template not found: {path}")
     started = time.monotonic()
     since = time.time()
+    if build is None:
+        build = path == DEFAULT_TEMPLATE.resolve()
+    if build:
+        # What AWS would run: `sam build`'s output (layers with their dependencies
+        # installed and trimmed), not the source folders.
+        path = built_template_for(path)
     tpl = load_template(path)
     packaged = package_template(tpl, path.parent, _Uploader(stack_name))
     values = resolve_parameters(tpl, params)
+    if "Environment" in (tpl.get("Parameters") or {}):
+        # the template's switch for what LocalStack community cannot run (CodeDeploy,
+        # SnapStart, the migration custom resource, VPC): always local here
+        values.setdefault("Environment", "local")
     body = json.dumps(packaged)
     cfn = client("cloudformation")
     kwargs: dict[str, Any] = {"StackName": stack_name, "Capabilities": CAPABILITIES}

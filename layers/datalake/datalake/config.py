@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The local development signing secret; deployments set DATALAKE_JWT_SECRET.
@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     state_machine_arn: str | None = None
     batch_queue_url: str | None = None
     jwt_secret: str = LOCAL_JWT_SECRET
+    #: Secrets Manager secret holding the signing key; read once, it replaces jwt_secret.
+    jwt_secret_arn: str | None = None
+    #: Secrets Manager secret with the catalog's credentials (RDS shape; aws/secrets.py).
+    database_secret_arn: str | None = Field(default=None, validation_alias="DATABASE_SECRET_ARN")
     jwt_algorithm: str = "HS256"
     #: Tokens must name this issuer and audience (``iss``, ``aud``; "" skips the check)
     #: and carry ``exp``.
@@ -40,7 +44,7 @@ class Settings(BaseSettings):
     default_max_retries: int = 2
     default_timeout_seconds: int = 900
     #: Batches of one job in flight at once (the Map's MaxConcurrency, from the template).
-    map_concurrency: int = Field(default=8, ge=1, le=1000)
+    map_concurrency: int = Field(default=5, ge=1, le=1000)
     #: How long a batch message may wait in the queue before a worker takes it: added to
     #: the attempt's budget for the task's backstop timers (the worker times the attempt).
     batch_queue_allowance_seconds: int = Field(default=3600, ge=60)
@@ -57,7 +61,6 @@ class Settings(BaseSettings):
     #: listing's snapshot is served (0: delete at once; snapshots then last until then).
     replaced_file_retention_seconds: int = Field(default=900, ge=0)
 
-
     @property
     def allows_dev_secret(self) -> bool:
         """Whether the published development token secret may sign and verify tokens."""
@@ -69,6 +72,15 @@ class Settings(BaseSettings):
             return False
         allowed = {b.strip() for b in self.source_buckets.split(",") if b.strip()}
         return "*" in allowed or bucket == self.landing_bucket or bucket in allowed
+
+    @model_validator(mode="after")
+    def _jwt_secret_from_secrets_manager(self) -> Settings:
+        # Deployed functions get the key's ARN, never the key, in their environment.
+        if self.jwt_secret_arn:
+            from datalake.aws.secrets import jwt_secret
+
+            self.jwt_secret = jwt_secret(self.jwt_secret_arn)
+        return self
 
 
 @lru_cache(maxsize=1)

@@ -14,10 +14,13 @@ from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
+from datalake.aws import secrets
+from datalake.catalog import connect
 from datalake.catalog.breaker import breaker
 from datalake.errors import ConstraintConflict, DatalakeError, InvalidInput, TransientError
 
 DEFAULT_SQLITE = ".datalake/catalog.db"
+connect.install()  # sslmode/sslrootcert in DATABASE_URL -> pg8000's ssl_context (connect.py)
 #: Execution option marking a read-only transaction.
 READONLY = "datalake_readonly"
 #: Connections per process (and as many again in overflow): a Lambda container serves
@@ -34,6 +37,7 @@ def normalise_url(url: str | None) -> str:
     url:
         ``DATABASE_URL`` as a user writes it; ``None`` means the embedded SQLite file.
     """
+    url = url or secrets.database_url_from_env()  # DATABASE_SECRET_ARN: aws/secrets.py
     if not url:
         path = Path(os.environ.get("DATALAKE_HOME", ".")) / DEFAULT_SQLITE
         path.parent.mkdir(parents=True, exist_ok=True)

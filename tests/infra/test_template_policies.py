@@ -1,0 +1,66 @@
+"""infra/template.yaml grants no IAM action on '*' except where AWS allows nothing else,
+and keeps its concurrency caps as parameters."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+#: Actions AWS authorises on "*" only (CloudWatch Logs delivery, X-Ray).
+STAR_ONLY = ("logs:", "xray:")
+
+
+def _template() -> dict[str, Any]:
+    sys.path.insert(0, str(ROOT / "infra" / "local"))
+    try:
+        import stack
+
+        return stack.load_template(ROOT / "infra" / "template.yaml")
+    finally:
+        sys.path.pop(0)
+
+
+def _statements(node: Any) -> list[dict[str, Any]]:
+    found = []
+    if isinstance(node, dict):
+        if "Effect" in node and "Action" in node:
+            found.append(node)
+        for v in node.values():
+            found += _statements(v)
+    elif isinstance(node, list):
+        for v in node:
+            found += _statements(v)
+    return found
+
+
+def test_no_action_on_star_but_those_aws_allows_on_star_only() -> None:
+    tpl = _template()
+    for st in _statements(tpl["Resources"]):
+        resources = st.get("Resource")
+        resources = resources if isinstance(resources, list) else [resources]
+        if "*" in resources and st["Effect"] == "Allow":
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            assert all(a.startswith(STAR_ONLY) for a in actions), actions
+
+
+def test_concurrency_caps_are_parameters_defaulting_to_five() -> None:
+    tpl = _template()
+    assert tpl["Parameters"]["WorkerConcurrency"]["Default"] == 5
+    assert tpl["Parameters"]["BatchConcurrency"]["Default"] == 5
+    worker = tpl["Resources"]["IngestBatchFunction"]["Properties"]
+    scaling = worker["Events"]["Batches"]["Properties"]["ScalingConfig"]
+    assert scaling["MaximumConcurrency"] == {"Ref": "WorkerConcurrency"}
+    plan_env = tpl["Resources"]["PlanFunction"]["Properties"]["Environment"]["Variables"]
+    assert plan_env["DATALAKE_MAP_CONCURRENCY"] == {"Ref": "BatchConcurrency"}
+    asl = (ROOT / "infra" / "ingest_job.asl.json").read_text()
+    assert '"MaxConcurrencyPath": "$.plan.max_concurrency"' in asl
+
+
+def test_no_secret_in_plain_environment_variables() -> None:
+    tpl = _template()
+    env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    assert "DATALAKE_JWT_SECRET" not in env
+    assert "JwtSecret" not in tpl["Parameters"]
+    assert tpl["Resources"]["JwtSecret"]["Type"] == "AWS::SecretsManager::Secret"
