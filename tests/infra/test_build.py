@@ -101,6 +101,8 @@ def test_every_built_function_imports_with_only_its_layers(
             "DATALAKE_HOME": str(tmp_path),
             "AWS_DEFAULT_REGION": "us-east-1",
             "POWERTOOLS_SERVICE_NAME": "datalake",
+            # The build output is what gets deployed and measured: write nothing into it.
+            "PYTHONDONTWRITEBYTECODE": "1",
         }
         proc = subprocess.run(
             [python, "-c", probe], capture_output=True, text=True, env=env, cwd=f.code
