@@ -244,3 +244,185 @@ def test_each_job_is_one_snapshot_and_every_engine_sees_only_committed_jobs(
         files, _ = tables.committed_files(session, table_id)
         listed = {f"s3://{f.bucket}/{f.key}" for f in files}
     assert listed == {t.file.file_path for t in tbl.scan().plan_files()}
+
+
+def published_jobs(catalog_url: str, endpoint: str) -> list[str | None]:
+    from pyiceberg.exceptions import NoSuchTableError
+
+    try:
+        return snapshot_jobs(load(catalog_url, endpoint))
+    except NoSuchTableError:
+        return []
+
+
+def snapshot_jobs(tbl: Any) -> list[str | None]:
+    return [s.summary.additional_properties.get(iceberg.SUMMARY_JOB) for s in tbl.snapshots()]
+
+
+def test_a_crash_between_the_catalog_commit_and_the_iceberg_commit_is_published_once(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table_id = make_table()
+    job_a = start_job(s3, table_id, HEADER + csv_rows(0, 200), "in/a.csv")
+    plan_and_run(job_a)
+
+    def crash(job: Any) -> None:
+        raise RuntimeError("killed after the catalog commit")
+
+    monkeypatch.setattr(jobs, "_between_commits", crash)
+    with pytest.raises(RuntimeError):
+        jobs.publish_job(job_a, store=store())
+    with session_scope() as session:
+        assert jobs.get_job(session, job_a).status == "SUCCEEDED"
+    assert published_jobs(catalog_url, moto_server) == []  # not yet published
+
+    # The crash of a run whose Iceberg commit went through but never returned.
+    monkeypatch.setattr(jobs, "_between_commits", lambda job: None)
+    real = iceberg.publish_table
+
+    def publish_then_die(table_id: str, **kw: Any) -> Any:
+        real(table_id, **kw)
+        raise RuntimeError("killed after the Iceberg commit")
+
+    monkeypatch.setattr(iceberg, "publish_table", publish_then_die)
+    with pytest.raises(Exception, match="killed after the Iceberg commit"):
+        jobs.publish_job(job_a, store=store())
+    monkeypatch.setattr(iceberg, "publish_table", real)
+
+    jobs.publish_job(job_a, store=store())  # the state machine's retry
+    jobs.publish_job(job_a, store=store())  # and a redundant one
+    tbl = load(catalog_url, moto_server)
+    assert snapshot_jobs(tbl) == [job_a]
+    assert ids_pyiceberg(tbl) == list(range(200))
+
+
+def test_a_job_left_unpublished_is_published_first_by_the_next_commit(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    table_id = make_table()
+    job_a = start_job(s3, table_id, HEADER + csv_rows(0, 100), "in/a.csv")
+    plan_and_run(job_a)
+    monkeypatch.setattr(jobs, "_between_commits", lambda job: (_ for _ in ()).throw(
+        RuntimeError("crash")))
+    with pytest.raises(RuntimeError):
+        jobs.publish_job(job_a, store=store())
+    monkeypatch.setattr(jobs, "_between_commits", lambda job: None)
+    job_b = run_job(s3, table_id, HEADER + csv_rows(500, 100), "in/b.csv")
+    tbl = load(catalog_url, moto_server)
+    assert snapshot_jobs(tbl) == [job_a, job_b]
+    assert ids_pyiceberg(tbl, snapshot_id=tbl.snapshots()[0].snapshot_id) == list(range(100))
+    assert ids_pyiceberg(tbl) == list(range(100)) + list(range(500, 600))
+
+
+def test_compaction_is_one_replace_snapshot_and_time_travel_still_reads_each_job(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    from datalake.services.compaction import compact_table
+
+    table_id = make_table()
+    job_ids = [run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+               for k in range(3)]
+    before = load(catalog_url, moto_server)
+    files_before = len(list(before.scan().plan_files()))
+    summary = compact_table(table_id, store=store())
+    assert summary.files_replaced == files_before and not summary.errors
+
+    tbl = load(catalog_url, moto_server)
+    snaps = tbl.snapshots()
+    assert len(snaps) == len(before.snapshots()) + 1
+    assert snaps[-1].summary.operation.value == "replace"
+    assert snaps[-1].summary.additional_properties[iceberg.SUMMARY_CHANGE] == "compaction"
+    files_after = len(list(tbl.scan().plan_files()))
+    assert files_after < files_before
+    assert files_after == 5  # one per day
+    expected = list(range(300))
+    con = duckdb_connection(moto_server)
+    assert ids_pyiceberg(tbl) == ids_duckdb(con, tbl.metadata_location) == expected
+    assert ids_polars(tbl) == expected
+    for k, snap in enumerate(snaps[:3]):  # time travel to each job's snapshot
+        assert snap.summary.additional_properties[iceberg.SUMMARY_JOB] == job_ids[k]
+        assert ids_pyiceberg(tbl, snapshot_id=snap.snapshot_id) == list(range((k + 1) * 100))
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id)
+        assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
+            t.file.file_path for t in tbl.scan().plan_files()
+        }
+
+
+def test_replaced_files_are_deleted_only_once_the_snapshots_listing_them_expire(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datalake.services.compaction import compact_table, sweep_replaced
+
+    table_id = make_table()
+    for k in range(2):
+        run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+    old = load(catalog_url, moto_server)
+    old_files = {t.file.file_path for t in old.scan().plan_files()}
+    compact_table(table_id, store=store())
+    # Within the retention period: nothing swept, the old snapshots still read.
+    assert sweep_replaced(table_id, store()) == 0
+    tbl = load(catalog_url, moto_server)
+    assert ids_pyiceberg(tbl, snapshot_id=old.current_snapshot().snapshot_id) == list(range(200))
+    # Past it: snapshots expire, then their files go, and only the current one is left.
+    assert sweep_replaced(table_id, store(), retention_seconds=0) == len(old_files)
+    tbl = load(catalog_url, moto_server)
+    assert len(tbl.snapshots()) == 1
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=LAKE).get("Contents", [])}
+    assert not {p.removeprefix(f"s3://{LAKE}/") for p in old_files} & keys
+    assert ids_pyiceberg(tbl) == list(range(200))
+    # and metadata nothing refers to any more is cleaned up too
+    removed = iceberg.delete_orphan_metadata(table_id, older_than_seconds=0)
+    assert removed > 0
+    assert ids_pyiceberg(load(catalog_url, moto_server)) == list(range(200))
+
+
+def test_a_query_on_one_day_plans_only_that_days_files(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
+
+    table_id = make_table(partitioning=[{"column": "ts", "transform": "day"},
+                                        {"column": "carrier", "transform": "bucket[4]"}])
+    for k in range(2):
+        run_job(s3, table_id, HEADER + csv_rows(k * 1000, 1000, days=10), f"in/{k}.csv")
+    tbl = load(catalog_url, moto_server)
+    spec = tbl.spec()
+    assert [(f.name, str(f.transform)) for f in spec.fields] == [
+        ("ts_day", "day"), ("carrier_bucket", "bucket[4]")
+    ]
+    all_files = list(tbl.scan().plan_files())
+    one_day = And(GreaterThanOrEqual("ts", "2013-01-03T00:00:00"),
+                  LessThan("ts", "2013-01-04T00:00:00"))
+    planned = list(tbl.scan(row_filter=one_day).plan_files())
+    # every planned file is that day's, and every file of that day is planned
+    assert {t.file.file_path for t in planned} == {
+        t.file.file_path for t in all_files if "ts_day=2013-01-03/" in t.file.file_path
+    }
+    print(f"\npartition pruning: {len(planned)} of {len(all_files)} files planned")
+    assert 0 < len(planned) < len(all_files) / 5
+    rows = tbl.scan(row_filter=one_day, selected_fields=("id",)).to_arrow()
+    assert sorted(rows["id"].to_pylist()) == [
+        i for i in range(2000) if i % 10 == 2
+    ]
+    # DuckDB prunes the same way (its count agrees with the rows of that day)
+    con = duckdb_connection(moto_server)
+    n = con.execute(
+        f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}') "
+        "WHERE ts >= TIMESTAMP '2013-01-03' AND ts < TIMESTAMP '2013-01-04'"
+    ).fetchone()[0]
+    assert n == 200
+
+
+def test_range_partitions_are_published_without_that_field_and_still_prune_by_bounds(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    from pyiceberg.expressions import GreaterThanOrEqual
+
+    table_id = make_table(partitioning=[{"column": "id", "transform": "range[100,200]"}])
+    run_job(s3, table_id, HEADER + csv_rows(0, 300), "in/a.csv")
+    tbl = load(catalog_url, moto_server)
+    assert tbl.spec().fields == ()  # no Iceberg transform for range[...]
+    assert ids_pyiceberg(tbl) == list(range(300))
+    planned = list(tbl.scan(row_filter=GreaterThanOrEqual("id", 250)).plan_files())
+    assert len(planned) == 1 and "id_range=ge_200/" in planned[0].file.file_path

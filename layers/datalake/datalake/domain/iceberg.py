@@ -92,6 +92,28 @@ def published_required(columns: list[IcebergColumn]) -> list[IcebergColumn]:
     return [IcebergColumn(c.field_id, c.name, c.type, False, c.doc) for c in columns]
 
 
+def widened(current: Schema, history: list[Schema]) -> Schema:
+    """The current schema with each column at the widest type it has had.
+
+    Iceberg only ever widens a column (int->long, float->double, decimal precision up);
+    our rollbacks may narrow one back (under compatibility ``NONE``). Files written
+    under the wider type still hold wide values, so the published type stays wide:
+    every engine can read every file by field id, and our own reader applies the
+    narrower current type itself.
+    """
+    from datalake.domain.types import is_safe_promotion
+
+    fields = []
+    for f in current:
+        widest = f.type
+        for old in history:
+            o = old.by_id(f.id)
+            if o is not None and o.type != widest and is_safe_promotion(widest, o.type):
+                widest = o.type
+        fields.append(f.model_copy(update={"type": widest}))
+    return Schema(fields=tuple(fields))
+
+
 def partition_spec(
     fields: list[PartitionField], schema: Schema
 ) -> tuple[list[IcebergPartitionField], list[PartitionField]]:

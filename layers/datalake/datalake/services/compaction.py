@@ -601,7 +601,7 @@ def sweep_replaced(
 
 
 def _not_in_iceberg(
-    table_id: str, files: list[tuple[str, str, str]], retention_seconds: int
+    table_id: str, files: list[tuple[str, str, str]], retention_seconds: int, through_seq: int
 ) -> list[tuple[str, str, str]]:
     """The files no retained Iceberg snapshot lists, after expiring the snapshots older
     than ``retention_seconds`` (services/iceberg.py; all of them when Iceberg is off)."""
@@ -609,7 +609,9 @@ def _not_in_iceberg(
 
     if not iceberg.enabled():
         return files
-    referenced = iceberg.expire_snapshots(table_id, retention_seconds=retention_seconds)
+    referenced = iceberg.expire_snapshots(
+        table_id, retention_seconds=retention_seconds, before_seq=through_seq
+    )
     if referenced is None:
         return files
     return [f for f in files if f"s3://{f[1]}/{f[2]}" not in referenced]
@@ -628,7 +630,7 @@ def _delete_replaced(
     Iceberg snapshot still lists (one younger than the retention period) stay for a
     later run: a reader of that snapshot can still read them.
     """
-    files = _not_in_iceberg(table_id, files, retention_seconds)
+    files = _not_in_iceberg(table_id, files, retention_seconds, through_seq)
     if not files:
         return 0
     with session_scope() as session:
@@ -699,6 +701,7 @@ def compact_table(
     summary.swept = sweep_replaced(table_id, store, retention_seconds=retention)
     summary.files_before = looked_at
     compacted: set[str] = set()
+    doomed: list[tuple[list[tuple[str, str, str]], int]] = []
     for candidate in units:
         try:
             merges, corrupt = _split_by_schema(candidate, store)
@@ -730,22 +733,12 @@ def compact_table(
                 summary.errors.append(f"{unit.partition_path}: {type(e).__name__}: {e}")
                 _discard(store, outputs[0].bucket if outputs else "", [o.key for o in outputs])
                 continue
-            try:  # one Iceberg replace snapshot: these inputs out, these outputs in
-                publish_iceberg(info.id)
-            except Exception as e:  # committed; the next publish of the table catches up
-                log.warning("Iceberg publish after compacting %s failed", unit.partition_path)
-                summary.errors.append(f"{unit.partition_path}: Iceberg publish: {e}")
             # Committed: the inputs are out of the current snapshot. Readers of older
             # snapshots keep them for the retention period (a later run's sweep removes
-            # them then); only a retention of 0 removes them at once.
+            # them then); only a retention of 0 removes them at once, after the run's
+            # Iceberg publish below (Iceberg's current snapshot lists them until then).
             if retention <= 0:
-                try:
-                    _delete_replaced(
-                        store, info.id, [(i.id, i.bucket, i.key) for i in unit.inputs], seq
-                    )
-                except Exception:  # the next run's sweep finishes it
-                    log.exception("could not delete the replaced files of %s",
-                                  unit.partition_path)
+                doomed.append(([(i.id, i.bucket, i.key) for i in unit.inputs], seq))
             compacted.add(unit.partition_id)
             summary.files_replaced += len(unit.inputs)
             summary.files_written += len(outputs)
@@ -754,6 +747,18 @@ def compact_table(
             summary.bytes_after += sum(o.size_bytes for o in outputs)
         if summary.incomplete:
             break
+    if compacted:
+        try:  # the run's merges, as one Iceberg replace snapshot (services/iceberg.py)
+            publish_iceberg(info.id)
+        except DatalakeError as e:  # committed; the next publish of the table catches up
+            log.warning("Iceberg publish after compacting table %s failed", info.id)
+            summary.errors.append(f"Iceberg publish: {e}")
+            doomed = []
+    for files, seq in doomed:
+        try:
+            _delete_replaced(store, info.id, files, seq)
+        except Exception:  # the next run's sweep finishes it
+            log.exception("could not delete the replaced files of table %s", info.id)
     summary.partitions_compacted = len(compacted)
     summary.files_after = summary.files_before - summary.files_replaced + summary.files_written
     return summary

@@ -369,7 +369,9 @@ def _load_state(session: Session, table_id: str) -> _TableState:
         raise IcebergPublishError(f"table {table_id} not found")
     rows = session.scalars(select(DataLakeSchema).where(DataLakeSchema.table_id == table_id)).all()
     schemas = {r.version: Schema.from_json(r.schema) for r in rows}
-    current = schemas.get(t.current_schema_version or -1, Schema())
+    current = mapping.widened(
+        schemas.get(t.current_schema_version or -1, Schema()), list(schemas.values())
+    )
     return _TableState(
         id=t.id,
         namespace=t.namespace,
@@ -403,8 +405,12 @@ def data_file(
     partition = Record(*mapping.partition_tuple(fields, schema, row.partition_values or {}))
     stats: dict[str, Any] = {"record_count": row.record_count}
     if with_metrics and row.footer:
-        stats = _footer_stats(row.footer, schema)
-    return IDataFile.from_args(
+        try:
+            # bounds serialised as the published (widest) types: int bounds as long
+            stats = _footer_stats(row.footer, state.schema)
+        except (ValueError, TypeError):  # metrics are optional in Iceberg; a file is not
+            log.warning("no Iceberg metrics for %s", row.key, exc_info=True)
+    df = IDataFile.from_args(
         content=DataFileContent.DATA,
         file_path=f"s3://{row.bucket}/{row.key}",
         file_format=FileFormat.PARQUET,
@@ -416,6 +422,8 @@ def data_file(
         key_metadata=None,
         **stats,
     )
+    df.spec_id = spec_id  # not a field of the struct: from_args would drop it
+    return df
 
 
 def _footer_stats(footer: str, schema: Schema) -> dict[str, Any]:
@@ -647,9 +655,9 @@ def _publish_once(catalog: Catalog, table_id: str, result: PublishResult) -> Non
         result.published.append(state.file_seq)
         _note(result, tbl)
         last = state.file_seq
-    for seq in range(last + 1, state.file_seq + 1):
-        tbl = _publish_change(tbl, state, seq)
-        result.published.append(seq)
+    for seqs, job_id in _groups(state, list(range(last + 1, state.file_seq + 1))):
+        tbl = _publish_change(tbl, state, seqs, job_id)
+        result.published.extend(seqs)
         _note(result, tbl)
     tbl = _retract_corrupt(tbl, state)
     updates, requirements = _schema_updates(tbl, state)
@@ -671,30 +679,64 @@ def _spec_for(tbl: Table, state: _TableState, tx_spec_id: int) -> int:
     return tx_spec_id
 
 
-def _publish_change(tbl: Table, state: _TableState, seq: int) -> Table:
-    """One Iceberg snapshot for catalog change ``seq`` (with any schema/spec update)."""
+def _groups(state: _TableState, seqs: list[int]) -> list[tuple[list[int], str | None]]:
+    """The catalog changes ``seqs`` as Iceberg snapshots to make: each job's Commit on
+    its own (with its job id); consecutive changes of no job (the merges of one
+    compaction run, one transaction per partition) together, as one replace."""
+    if not seqs:
+        return []
+    with session_scope() as session:
+        by_seq: dict[int, str] = {
+            int(seq): job_id
+            for seq, job_id in session.execute(
+                select(IngestionJob.file_seq, IngestionJob.id).where(
+                    IngestionJob.table_id == state.id, IngestionJob.file_seq.in_(seqs)
+                )
+            ).all()
+        }
+        # jobs committed before migration 0006 have no file_seq: their files tell
+        for seq, job_id in session.execute(
+            select(DataFile.committed_seq, DataFile.job_id)
+            .where(
+                DataFile.table_id == state.id,
+                DataFile.committed_seq.in_([s for s in seqs if s not in by_seq]),
+                DataFile.job_id.is_not(None),
+            )
+            .distinct()
+        ).all():
+            by_seq.setdefault(int(seq), job_id)
+    groups: list[tuple[list[int], str | None]] = []
+    for seq in seqs:
+        job_id = by_seq.get(seq)
+        if job_id is None and groups and groups[-1][1] is None:
+            groups[-1][0].append(seq)
+        else:
+            groups.append(([seq], job_id))
+    return groups
+
+
+def _publish_change(
+    tbl: Table, state: _TableState, seqs: list[int], job_id: str | None
+) -> Table:
+    """One Iceberg snapshot for the catalog changes ``seqs`` (and any schema update)."""
     from pyiceberg.table.snapshots import Operation
 
     with session_scope() as session:
         added = session.scalars(
             select(DataFile)
-            .where(DataFile.table_id == state.id, DataFile.committed_seq == seq)
+            .where(DataFile.table_id == state.id, DataFile.committed_seq.in_(seqs))
             .order_by(DataFile.key)
         ).all()
         removed = session.scalars(
             select(DataFile)
-            .where(DataFile.table_id == state.id, DataFile.replaced_seq == seq)
+            .where(DataFile.table_id == state.id, DataFile.replaced_seq.in_(seqs))
             .order_by(DataFile.key)
         ).all()
-        job = session.scalar(
-            select(IngestionJob).where(
-                IngestionJob.table_id == state.id, IngestionJob.file_seq == seq
-            )
-        )
-        if job is None:  # a job committed before migration 0006: find it by its files
-            job_id = next((f.job_id for f in added if f.job_id), None)
-            job = session.get(IngestionJob, job_id) if job_id else None
-        job_id = job.id if job is not None else None
+    # a file both added and replaced within the group never shows in Iceberg
+    transient = {f.id for f in added} & {f.id for f in removed}
+    added = [f for f in added if f.id not in transient]
+    removed = [f for f in removed if f.id not in transient]
+    seq = max(seqs)
     tx = tbl.transaction()
     updates, requirements = _schema_updates(tbl, state)
     if updates:
@@ -713,10 +755,11 @@ def _publish_change(tbl: Table, state: _TableState, seq: int) -> Table:
         summary[SUMMARY_CHANGE] = "commit" if job_id else "change"
         operation = Operation.APPEND
     current_paths = _current_paths(tbl) if removed else set()
-    snapshot_update = tx.update_snapshot(snapshot_properties=summary)
-    producer: Any = snapshot_update.overwrite() if removed else snapshot_update.fast_append()
-    if removed:
-        producer._operation = operation  # pyiceberg names it OVERWRITE; it is a REPLACE
+    producer: Any = (
+        _rewrite_producer(tx, summary, operation)
+        if removed
+        else tx.update_snapshot(snapshot_properties=summary).fast_append()
+    )
     with producer:
         for f in removed:
             path = f"s3://{f.bucket}/{f.key}"
@@ -727,6 +770,27 @@ def _publish_change(tbl: Table, state: _TableState, seq: int) -> Table:
         for f in added:
             producer.append_data_file(data_file(f, state, spec_id))
     return tx.commit_transaction()
+
+
+def _rewrite_producer(tx: Any, summary: dict[str, str], operation: Any) -> Any:
+    """pyiceberg's overwrite producer (explicit files out and in), recording the
+    snapshot's real operation: ``replace`` for a compaction (no row changed), ``delete``
+    for files taken out. pyiceberg only computes summaries for append, overwrite and
+    delete, so the totals are computed as an overwrite and the operation set after."""
+    from pyiceberg.table.snapshots import Operation, Summary
+    from pyiceberg.table.update.snapshot import _OverwriteFiles
+
+    class _Rewrite(_OverwriteFiles):
+        def _summary(self, snapshot_properties: dict[str, str] | None = None) -> Summary:
+            computed = super()._summary(snapshot_properties or {})
+            return Summary(operation, **computed.additional_properties)
+
+    return _Rewrite(
+        operation=Operation.OVERWRITE,
+        transaction=tx,
+        io=tx._table.io,
+        snapshot_properties=summary,
+    )
 
 
 def _file_spec(tbl: Table, row: DataFile, state: _TableState) -> int:
@@ -810,9 +874,7 @@ def _retract_corrupt(tbl: Table, state: _TableState) -> Table:
         return tbl
     tx = tbl.transaction()
     summary = {SUMMARY_SEQ: str(last_published_seq(tbl)), SUMMARY_CHANGE: "corrupt"}
-    producer: Any = tx.update_snapshot(snapshot_properties=summary).overwrite()
-    producer._operation = Operation.DELETE
-    with producer:
+    with _rewrite_producer(tx, summary, Operation.DELETE) as producer:
         for df in gone:
             producer.delete_data_file(df)
     return tx.commit_transaction()
@@ -821,12 +883,17 @@ def _retract_corrupt(tbl: Table, state: _TableState) -> Table:
 # ------------------------------------------------------------------- expiry
 
 
-def expire_snapshots(table_id: str, *, retention_seconds: int) -> set[str] | None:
-    """Expire the Iceberg snapshots of a table older than ``retention_seconds`` (the
-    current one always stays) and return the paths of the data files the remaining
-    snapshots still list (None: the table is not published, nothing protects a file).
+def expire_snapshots(
+    table_id: str, *, retention_seconds: int, before_seq: int = 0
+) -> set[str] | None:
+    """Expire the Iceberg snapshots of a table older than ``retention_seconds``, and
+    those publishing a catalog change before ``before_seq`` (the current snapshot always
+    stays); return the paths of the data files the remaining snapshots still list (None:
+    the table is not published, nothing protects a file).
 
-    A replaced file may be deleted once it is not in that set.
+    ``before_seq`` is what the catalog's sweep is about to make its ``swept_seq``: our
+    own listings refuse snapshots older than that from then on, and so does Iceberg.
+    A replaced file may be deleted once it is not in the returned set.
     """
     if not enabled():
         return None
@@ -843,10 +910,15 @@ def expire_snapshots(table_id: str, *, retention_seconds: int) -> set[str] | Non
         return None
     cutoff_ms = int((time.time() - retention_seconds) * 1000)
     current = tbl.current_snapshot()
+    def seq_of(snap: Any) -> int:
+        return int((snap.summary.additional_properties if snap.summary else {}).get(
+            SUMMARY_SEQ, 0))
+
     old = [
         s.snapshot_id
         for s in tbl.metadata.snapshots
-        if s.timestamp_ms < cutoff_ms and (current is None or s.snapshot_id != current.snapshot_id)
+        if (s.timestamp_ms < cutoff_ms or seq_of(s) < before_seq)
+        and (current is None or s.snapshot_id != current.snapshot_id)
     ]
     if old:
         tbl.maintenance.expire_snapshots().by_ids(old).commit()
@@ -863,13 +935,11 @@ def expire_snapshots(table_id: str, *, retention_seconds: int) -> set[str] | Non
     return referenced
 
 
-def delete_orphan_metadata(
-    table_id: str, *, older_than_seconds: int, store: Any
-) -> int:
+def delete_orphan_metadata(table_id: str, *, older_than_seconds: int) -> int:
     """Delete the table's metadata objects (manifest lists, manifests, metadata files)
-    that no retained snapshot or metadata-log entry refers to, and that are older than
-    ``older_than_seconds`` (a commit in flight has written files not referred to yet).
-    Returns how many were deleted."""
+    that neither the current metadata, its metadata log nor a retained snapshot refers
+    to, once older than ``older_than_seconds`` (a commit in flight has written files
+    not referred to yet). Returns how many were deleted."""
     if not enabled():
         return 0
     from pyiceberg.exceptions import NoSuchTableError
@@ -888,15 +958,19 @@ def delete_orphan_metadata(
         keep.add(snap.manifest_list)
         keep.update(m.manifest_path for m in snap.manifests(tbl.io))
     bucket, prefix = _split(tbl.metadata.location.rstrip("/") + "/metadata/")
-    cutoff = datetime.now(UTC).timestamp() - older_than_seconds
+    cutoff = time.time() - older_than_seconds
+    s3 = client("s3")
     doomed = [
-        o.key
-        for o in store.list(bucket, prefix)
-        if f"s3://{bucket}/{o.key}" not in keep
-        and (o.last_modified is None or o.last_modified.timestamp() <= cutoff)
+        o["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+        for o in page.get("Contents", []) or []
+        if f"s3://{bucket}/{o['Key']}" not in keep and o["LastModified"].timestamp() <= cutoff
     ]
-    if doomed:
-        store.delete(bucket, doomed)
+    for start in range(0, len(doomed), 1000):
+        s3.delete_objects(
+            Bucket=bucket,
+            Delete={"Objects": [{"Key": k} for k in doomed[start : start + 1000]], "Quiet": True},
+        )
     return len(doomed)
 
 
