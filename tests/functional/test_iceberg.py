@@ -8,7 +8,6 @@ would from S3. The Iceberg SQL catalog is the project's own database, SQLite and
 from __future__ import annotations
 
 import datetime as dt
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -106,8 +105,8 @@ def make_table(name: str = "t", partitioning: list[dict[str, str]] | None = None
         return table.id
 
 
-def start_job(s3: Any, table_id: str, body: str, key: str, **opts: Any) -> str:
-    s3.put_object(Bucket=LANDING, Key=key, Body=body.encode())
+def start_job(s3: Any, table_id: str, body: str | bytes, key: str, **opts: Any) -> str:
+    s3.put_object(Bucket=LANDING, Key=key, Body=body if isinstance(body, bytes) else body.encode())
     with session_scope() as session:
         job = jobs.create_job(session, table_id=table_id, sources=[f"s3://{LANDING}/{key}"],
                               options=opts or None)
@@ -426,3 +425,128 @@ def test_range_partitions_are_published_without_that_field_and_still_prune_by_bo
     assert ids_pyiceberg(tbl) == list(range(300))
     planned = list(tbl.scan(row_filter=GreaterThanOrEqual("id", 250)).plan_files())
     assert len(planned) == 1 and "id_range=ge_200/" in planned[0].file.file_path
+
+
+def test_schema_evolution_and_rollback_keep_field_ids_for_every_engine(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    """Added column, int -> long, then a rollback that drops the column and narrows the
+    type again: old and new files read by field id, in pyiceberg and in DuckDB."""
+    from datalake.services import schemas
+    from tests.functional.test_schema_evolution_e2e import BASE_SCHEMA, F1, F2, F3, parquet
+
+    with session_scope() as session:
+        table_id = tables.create_table(
+            session, name="evo", schema=BASE_SCHEMA, compatibility="NONE",
+            partitioning=[{"column": "ts", "transform": "day"}],
+        ).id
+    for key, body in (("evo/f1.parquet", F1), ("evo/f2.parquet", F2), ("evo/f3.avro", F3)):
+        job_id = start_job(s3, table_id, body, key)
+        plan_and_run(job_id)
+        jobs.publish_job(job_id, store=store())
+
+    tbl = load(catalog_url, moto_server, "evo")
+    fields = {f.name: (f.field_id, str(f.field_type)) for f in tbl.schema().fields}
+    assert fields == {"id": (1, "long"), "name": (2, "string"), "score": (3, "float"),
+                      "ts": (4, "timestamp"), "city": (5, "string")}
+    assert len(tbl.schemas()) == 3  # base, + city, id long
+    got = tbl.scan(selected_fields=("id", "city")).to_arrow().sort_by("id")
+    assert got["id"].to_pylist() == [1, 2, 3, 4, 3_000_000_000, 4_000_000_000]
+    assert got["city"].to_pylist() == [None, None, "Oslo", "Rome", "Lima", None]
+    con = duckdb_connection(moto_server)
+    assert con.execute(
+        f"SELECT count(*), max(id), count(city) FROM iceberg_scan('{tbl.metadata_location}')"
+    ).fetchone() == (6, 4_000_000_000, 3)
+
+    # Roll back to version 1 (no city, id int) and ingest under it.
+    with session_scope() as session:
+        v1 = next(v for v in schemas.history(session, table_id) if v.version == 1)
+        schemas.apply_version(session, v1.id)
+    f6 = parquet({"id": pa.array([7], pa.int32()), "name": pa.array(["h"]),
+                  "score": pa.array([9.5], pa.float32()),
+                  "ts": pa.array([dt.datetime(2024, 1, 6, 10)], pa.timestamp("us"))})
+    job_id = start_job(s3, table_id, f6, "evo/f6.parquet")
+    plan_and_run(job_id)
+    jobs.publish_job(job_id, store=store())
+    tbl = load(catalog_url, moto_server, "evo")
+    fields = {f.name: (f.field_id, str(f.field_type)) for f in tbl.schema().fields}
+    # the same ids; the type stays long (Iceberg never narrows: the files hold longs)
+    assert fields == {"id": (1, "long"), "name": (2, "string"), "score": (3, "float"),
+                      "ts": (4, "timestamp")}
+    got = tbl.scan().to_arrow().sort_by("id")
+    assert got.column_names == ["id", "name", "score", "ts"]
+    assert got["id"].to_pylist() == [1, 2, 3, 4, 7, 3_000_000_000, 4_000_000_000]
+    assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == sorted(
+        got["id"].to_pylist()
+    )
+    # time travel to the snapshot before the rollback still has city, by its id
+    before = tbl.snapshots()[2]
+    old = tbl.scan(snapshot_id=before.snapshot_id).to_arrow()
+    assert "city" in old.column_names and old.num_rows == 6
+
+
+@pytest.fixture
+def api_server(s3: Any) -> Iterator[str]:
+    """The API over HTTP (uvicorn in a thread), for Iceberg REST clients."""
+    import uvicorn
+
+    from datalake_api.main import create_app
+
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(200):
+        if server.started:
+            break
+        threading.Event().wait(0.05)
+    try:
+        yield f"http://127.0.0.1:{port}/api/v1/iceberg"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def test_the_rest_catalog_serves_the_tables_to_pyiceberg_and_duckdb_with_a_token(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str
+) -> None:
+    import httpx
+    from pyiceberg.catalog.rest import RestCatalog
+    from pyiceberg.exceptions import NoSuchTableError
+
+    from datalake.tokens import make_token
+
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 120), "in/a.csv")
+    token = make_token("engine", ["reader"])
+    assert httpx.get(f"{api_server}/v1/config").status_code == 401
+    assert httpx.get(f"{api_server}/v1/config",
+                     headers={"Authorization": "Bearer x"}).status_code == 401
+
+    rest = RestCatalog("lake", uri=api_server, token=token, **{
+        "s3.endpoint": moto_server, "s3.access-key-id": "testing",
+        "s3.secret-access-key": "testing", "s3.region": "us-east-1"})
+    assert rest.list_namespaces() == [("default",)]
+    assert rest.load_namespace_properties("default") == {}
+    assert rest.list_tables("default") == [("default", "t")]
+    assert rest.table_exists(("default", "t"))
+    tbl = rest.load_table(("default", "t"))
+    assert ids_pyiceberg(tbl) == list(range(120))
+    with pytest.raises(NoSuchTableError):
+        rest.load_table(("default", "nope"))
+
+    # GET /tables/{id} names the same metadata file
+    admin = make_token("admin", ["admin"])
+    got = httpx.get(api_server.removesuffix("/iceberg") + f"/tables/{table_id}",
+                    headers={"Authorization": f"Bearer {admin}"}).json()
+    assert got["iceberg"] == {"identifier": "default.t",
+                              "metadata_location": tbl.metadata_location}
+
+    con = duckdb_connection(moto_server)
+    con.execute(f"CREATE SECRET lake_rest (TYPE iceberg, TOKEN '{token}')")
+    con.execute(
+        f"ATTACH 'lake' AS lake (TYPE iceberg, ENDPOINT '{api_server}', SECRET lake_rest)"
+    )
+    rows = con.execute("SELECT id FROM lake.default.t ORDER BY id").fetchall()
+    assert [r[0] for r in rows] == list(range(120))

@@ -10,7 +10,16 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datalake.errors import DatalakeError
-from datalake_api.routes import audit, health, jobs, partitions, schemas, sources, tables
+from datalake_api.routes import (
+    audit,
+    health,
+    iceberg_rest,
+    jobs,
+    partitions,
+    schemas,
+    sources,
+    tables,
+)
 
 log = logging.getLogger("datalake.api")
 PREFIX = "/api/v1"
@@ -29,6 +38,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router, prefix=PREFIX)
     for module in (tables, sources, jobs, schemas, partitions, audit):
         app.include_router(module.router, prefix=PREFIX)
+    app.include_router(iceberg_rest.router, prefix=PREFIX)  # the Iceberg REST catalog (reads)
 
     @app.exception_handler(DatalakeError)
     async def _domain_error(_: Request, exc: DatalakeError) -> JSONResponse:

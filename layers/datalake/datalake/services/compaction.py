@@ -82,6 +82,7 @@ from datalake.engine.writer import (
 )
 from datalake.errors import CommitConflict, DatalakeError, NotFound
 from datalake.services import audit
+from datalake.services.jobs import publish_iceberg
 from datalake.services.partitions import (
     SMALL_FILE_FRACTION,
     get_partition,
@@ -89,7 +90,6 @@ from datalake.services.partitions import (
     target_bytes,
     validate_target_mb,
 )
-from datalake.services.jobs import publish_iceberg
 from datalake.services.tables import get_table
 from datalake.services.verify import mark_corrupt
 

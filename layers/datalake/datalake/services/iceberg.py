@@ -39,18 +39,18 @@ lists (:func:`expire_snapshots`), then the metadata files nothing refers to any 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
+import re
 import time
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from datalake.aws.clients import client
@@ -68,6 +68,7 @@ from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
 from datalake.engine.writer import decode_footer
 from datalake.errors import CommitConflict, DatalakeError
+from datalake.services.iceberg_refs import CATALOG_NAME
 
 if TYPE_CHECKING:
     from pyiceberg.catalog import Catalog
@@ -78,8 +79,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: The Iceberg catalog's name (the JDBC catalog's ``catalog_name`` column).
-CATALOG_NAME = "datalake"
 #: Snapshot summary keys: the catalog change a snapshot publishes, and its job.
 SUMMARY_SEQ = "datalake.file-seq"
 SUMMARY_JOB = "datalake.job-id"
@@ -303,19 +302,36 @@ def to_iceberg_schema(schema: Schema, schema_id: int = 0) -> IcebergSchema:
     from pyiceberg.schema import Schema as ISchema
     from pyiceberg.types import NestedField
 
-    from pyiceberg.types import IcebergType  # noqa: I001  (pydantic-parsed type strings)
-
     fields = [
         NestedField(
             field_id=c.field_id,
             name=c.name,
-            field_type=IcebergType.handle_primitive_type(c.type, None),
+            field_type=_primitive(c.type),
             required=c.required,
             doc=c.doc,
         )
         for c in mapping.published_required(mapping.iceberg_schema(schema))
     ]
     return ISchema(*fields, schema_id=schema_id)
+
+
+def _primitive(type_string: str) -> Any:
+    """pyiceberg's type object for an Iceberg type string (``long``, ``decimal(9, 2)``)."""
+    from pyiceberg import types as t
+
+    simple = {
+        "boolean": t.BooleanType, "int": t.IntegerType, "long": t.LongType,
+        "float": t.FloatType, "double": t.DoubleType, "date": t.DateType, "time": t.TimeType,
+        "timestamp": t.TimestampType, "timestamptz": t.TimestamptzType,
+        "string": t.StringType, "uuid": t.UUIDType, "binary": t.BinaryType,
+    }
+    if type_string in simple:
+        return simple[type_string]()
+    if m := re.fullmatch(r"decimal\((\d+),\s*(\d+)\)", type_string):
+        return t.DecimalType(int(m.group(1)), int(m.group(2)))
+    if m := re.fullmatch(r"fixed\[(\d+)\]", type_string):
+        return t.FixedType(int(m.group(1)))
+    raise ValueError(f"no Iceberg type for {type_string!r}")
 
 
 def to_partition_spec(table: DataLakeTable, schema: Schema, spec_id: int = 0) -> PartitionSpec:
@@ -467,10 +483,8 @@ def _load_or_register(catalog: Catalog, state: _TableState) -> Table:
         return catalog.load_table(ident)
     except NoSuchTableError:
         pass
-    try:
+    with contextlib.suppress(NamespaceAlreadyExistsError):
         catalog.create_namespace(state.namespace)
-    except NamespaceAlreadyExistsError:
-        pass
     location = _write_initial_metadata(catalog, state)
     try:
         return catalog.register_table(ident, location)
@@ -494,22 +508,23 @@ def _write_initial_metadata(catalog: Catalog, state: _TableState) -> str:
     spec = to_partition_spec(state.table, state.schema)
     props = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version"}
     props["datalake.table-id"] = state.id
-    metadata = TableMetadataV2(
-        location=table_location(state.namespace, state.name),
-        table_uuid=uuid.uuid4(),
-        last_updated_ms=int(time.time() * 1000),
-        last_column_id=max(schema.highest_field_id, 0),
-        schemas=[schema],
-        current_schema_id=schema.schema_id,
-        partition_specs=[spec],
-        default_spec_id=spec.spec_id,
-        last_partition_id=max(
+    fields: dict[str, Any] = {  # pydantic model, populated by field name
+        "location": table_location(state.namespace, state.name),
+        "table_uuid": uuid.uuid4(),
+        "last_updated_ms": int(time.time() * 1000),
+        "last_column_id": max(schema.highest_field_id, 0),
+        "schemas": [schema],
+        "current_schema_id": schema.schema_id,
+        "partition_specs": [spec],
+        "default_spec_id": spec.spec_id,
+        "last_partition_id": max(
             (f.field_id for f in spec.fields), default=mapping.PARTITION_FIELD_ID_START - 1
         ),
-        sort_orders=[UNSORTED_SORT_ORDER],
-        default_sort_order_id=UNSORTED_SORT_ORDER.order_id,
-        properties=props,
-    )
+        "sort_orders": [UNSORTED_SORT_ORDER],
+        "default_sort_order_id": UNSORTED_SORT_ORDER.order_id,
+        "properties": props,
+    }
+    metadata = TableMetadataV2(**fields)
     path = (
         f"{metadata.location}/metadata/00000-{uuid.uuid4()}.metadata.json"
     )
@@ -534,30 +549,37 @@ def _schema_updates(tbl: Table, state: _TableState) -> tuple[tuple[Any, ...], tu
     requirements: list[Any] = []
     want = to_iceberg_schema(state.schema)
     if not _same_fields(md.schema(), want):
-        requirements.append(AssertCurrentSchemaId(current_schema_id=md.current_schema_id))
+        requirements.append(
+            AssertCurrentSchemaId.model_validate({"current-schema-id": md.current_schema_id})
+        )
         # A rollback goes back to an Iceberg schema that exists: the same ids, reused.
         existing = next((s for s in md.schemas if _same_fields(s, want)), None)
         if existing is not None:
-            updates.append(SetCurrentSchemaUpdate(schema_id=existing.schema_id))
+            updates.append(SetCurrentSchemaUpdate.model_validate({"schema-id": existing.schema_id}))
         else:
             new_id = max(s.schema_id for s in md.schemas) + 1
             updates += [
                 AddSchemaUpdate(schema=to_iceberg_schema(state.schema, new_id)),
-                SetCurrentSchemaUpdate(schema_id=-1),
+                SetCurrentSchemaUpdate.model_validate({"schema-id": -1}),
             ]
     want_spec = to_partition_spec(state.table, state.schema)
     if _spec_key(md.spec()) != _spec_key(want_spec):
-        requirements.append(AssertDefaultSpecId(default_spec_id=md.default_spec_id))
+        requirements.append(
+            AssertDefaultSpecId.model_validate({"default-spec-id": md.default_spec_id})
+        )
         existing_spec = next(
             (s for s in md.partition_specs if _spec_key(s) == _spec_key(want_spec)), None
         )
         if existing_spec is not None:
-            updates.append(SetDefaultSpecUpdate(spec_id=existing_spec.spec_id))
+            updates.append(SetDefaultSpecUpdate.model_validate({"spec-id": existing_spec.spec_id}))
         else:
             new_spec = to_partition_spec(
                 state.table, state.schema, max(s.spec_id for s in md.partition_specs) + 1
             )
-            updates += [AddPartitionSpecUpdate(spec=new_spec), SetDefaultSpecUpdate(spec_id=-1)]
+            updates += [
+                AddPartitionSpecUpdate(spec=new_spec),
+                SetDefaultSpecUpdate.model_validate({"spec-id": -1}),
+            ]
     return tuple(updates), tuple(requirements)
 
 
@@ -604,10 +626,6 @@ class PublishResult:
     snapshot_ids: list[int] = field(default_factory=list)
     metadata_location: str | None = None
     seq: int = 0
-
-
-#: Called between the catalog's commit and the Iceberg publish (tests inject faults).
-_before_publish_hook: list[Any] = []
 
 
 def publish_table(table_id: str, *, settings: Settings | None = None) -> PublishResult:
@@ -675,10 +693,6 @@ def _note(result: PublishResult, tbl: Table) -> None:
         result.seq = last_published_seq(tbl)
 
 
-def _spec_for(tbl: Table, state: _TableState, tx_spec_id: int) -> int:
-    return tx_spec_id
-
-
 def _groups(state: _TableState, seqs: list[int]) -> list[tuple[list[int], str | None]]:
     """The catalog changes ``seqs`` as Iceberg snapshots to make: each job's Commit on
     its own (with its job id); consecutive changes of no job (the merges of one
@@ -687,7 +701,7 @@ def _groups(state: _TableState, seqs: list[int]) -> list[tuple[list[int], str | 
         return []
     with session_scope() as session:
         by_seq: dict[int, str] = {
-            int(seq): job_id
+            int(seq or 0): job_id
             for seq, job_id in session.execute(
                 select(IngestionJob.file_seq, IngestionJob.id).where(
                     IngestionJob.table_id == state.id, IngestionJob.file_seq.in_(seqs)
@@ -704,7 +718,8 @@ def _groups(state: _TableState, seqs: list[int]) -> list[tuple[list[int], str | 
             )
             .distinct()
         ).all():
-            by_seq.setdefault(int(seq), job_id)
+            if job_id is not None:
+                by_seq.setdefault(int(seq or 0), job_id)
     groups: list[tuple[list[int], str | None]] = []
     for seq in seqs:
         job_id = by_seq.get(seq)
@@ -972,34 +987,3 @@ def delete_orphan_metadata(table_id: str, *, older_than_seconds: int) -> int:
             Delete={"Objects": [{"Key": k} for k in doomed[start : start + 1000]], "Quiet": True},
         )
     return len(doomed)
-
-
-def files_by_table(rows: Iterable[DataFile]) -> dict[str, list[DataFile]]:
-    """Group file rows by table id."""
-    out: dict[str, list[DataFile]] = defaultdict(list)
-    for r in rows:
-        out[r.table_id].append(r)
-    return out
-
-
-__all__ = [
-    "CATALOG_NAME",
-    "SUMMARY_JOB",
-    "SUMMARY_SEQ",
-    "IcebergPublishError",
-    "PublishResult",
-    "data_file",
-    "delete_orphan_metadata",
-    "enabled",
-    "expire_snapshots",
-    "find_job_snapshot",
-    "get_catalog",
-    "identifier",
-    "last_published_seq",
-    "publish_table",
-    "reset",
-    "to_iceberg_schema",
-    "to_partition_spec",
-    "_before_publish_hook",
-    "or_",
-]
