@@ -550,3 +550,35 @@ def test_the_rest_catalog_serves_the_tables_to_pyiceberg_and_duckdb_with_a_token
     )
     rows = con.execute("SELECT id FROM lake.default.t ORDER BY id").fetchall()
     assert [r[0] for r in rows] == list(range(120))
+
+
+def test_a_corrupt_file_leaves_iceberg_and_the_rebuild_is_one_overwrite(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    from datalake.services import rebuild, verify
+
+    table_id = make_table()
+    job_id = run_job(s3, table_id, HEADER + csv_rows(0, 500), "in/a.csv")
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id)
+        bad = files[0]
+        bad_path, bad_rows, bad_id = f"s3://{bad.bucket}/{bad.key}", bad.record_count, bad.id
+    s3.put_object(Bucket=bad.bucket, Key=bad.key, Body=b"not parquet any more")
+    verify.mark_corrupt(table_id, [bad_id])
+    iceberg.publish_table(table_id)  # the next publish (Commit, compaction, schedule)
+    tbl = load(catalog_url, moto_server)
+    assert tbl.current_snapshot().summary.operation.value == "delete"
+    assert bad_path not in {t.file.file_path for t in tbl.scan().plan_files()}
+    assert len(ids_pyiceberg(tbl)) == 500 - bad_rows
+
+    with session_scope() as session:
+        new_id = rebuild.retry_job(session, job_id).id
+        jobs.start_job(session, new_id, orchestrator=FakeOrchestrator())
+    plan_and_run(new_id)
+    jobs.publish_job(new_id, store=store())
+    tbl = load(catalog_url, moto_server)
+    last = tbl.current_snapshot()
+    assert last.summary.operation.value == "overwrite"
+    assert last.summary.additional_properties[iceberg.SUMMARY_JOB] == new_id
+    assert ids_pyiceberg(tbl) == list(range(500))
+    assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(500))
