@@ -751,9 +751,9 @@ def _publish_change(
     transient = {f.id for f in added} & {f.id for f in removed}
     added = [f for f in added if f.id not in transient]
     removed = [f for f in removed if f.id not in transient]
+    updates, requirements = _schema_updates(tbl, state)
     seq = max(seqs)
     tx = tbl.transaction()
-    updates, requirements = _schema_updates(tbl, state)
     if updates:
         tx._apply(updates, requirements)
     spec_id = tx.table_metadata.default_spec_id
@@ -769,7 +769,32 @@ def _publish_change(
     else:
         summary[SUMMARY_CHANGE] = "commit" if job_id else "change"
         operation = Operation.APPEND
-    current_paths = _current_paths(tbl) if removed else set()
+    from pyiceberg.exceptions import ValidationException
+
+    try:
+        return _commit_files(tx, tbl, state, summary, operation, spec_id, added, removed, None)
+    except ValidationException:
+        # A file to remove that Iceberg does not list (it left already, e.g. as corrupt):
+        # remove only the ones it lists (this reads every manifest, hence not by default).
+        tx = tbl.transaction()
+        if updates:
+            tx._apply(updates, requirements)
+        return _commit_files(
+            tx, tbl, state, summary, operation, spec_id, added, removed, _current_paths(tbl)
+        )
+
+
+def _commit_files(
+    tx: Any,
+    tbl: Table,
+    state: _TableState,
+    summary: dict[str, str],
+    operation: Any,
+    spec_id: int,
+    added: list[DataFile],
+    removed: list[DataFile],
+    only: set[str] | None,
+) -> Table:
     producer: Any = (
         _rewrite_producer(tx, summary, operation)
         if removed
@@ -777,8 +802,7 @@ def _publish_change(
     )
     with producer:
         for f in removed:
-            path = f"s3://{f.bucket}/{f.key}"
-            if path in current_paths:  # a file that was never published is not removed
+            if only is None or f"s3://{f.bucket}/{f.key}" in only:
                 producer.delete_data_file(
                     data_file(f, state, _file_spec(tbl, f, state), with_metrics=False)
                 )
