@@ -582,3 +582,29 @@ def test_a_corrupt_file_leaves_iceberg_and_the_rebuild_is_one_overwrite(
     assert last.summary.additional_properties[iceberg.SUMMARY_JOB] == new_id
     assert ids_pyiceberg(tbl) == list(range(500))
     assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(500))
+
+
+def test_a_partitioning_change_is_a_new_spec_and_files_of_both_read_and_compact(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    from datalake.services.compaction import compact_table
+
+    table_id = make_table()
+    for k in range(2):
+        run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/d{k}.csv")
+    with session_scope() as session:
+        tables.update_table(session, table_id,
+                            {"partitioning": [{"column": "ts", "transform": "month"}]})
+    for k in range(2, 4):
+        run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/m{k}.csv")
+    tbl = load(catalog_url, moto_server)
+    specs = {s.spec_id: [(f.field_id, f.name, str(f.transform)) for f in s.fields]
+             for s in tbl.metadata.partition_specs}
+    assert specs == {0: [(1000, "ts_day", "day")], 1: [(1001, "ts_month", "month")]}
+    assert {t.file.spec_id for t in tbl.scan().plan_files()} == {0, 1}
+    assert ids_pyiceberg(tbl) == list(range(400))
+    compact_table(table_id, store=store())  # merges within each spec's partitions
+    tbl = load(catalog_url, moto_server)
+    assert tbl.current_snapshot().summary.operation.value == "replace"
+    assert ids_pyiceberg(tbl) == list(range(400))
+    assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(400))

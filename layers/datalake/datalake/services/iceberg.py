@@ -64,7 +64,7 @@ from datalake.catalog.models import (
 from datalake.config import Settings, get_settings
 from datalake.domain import iceberg as mapping
 from datalake.domain.layout import table_prefix
-from datalake.domain.partitioning import parse_partitioning
+from datalake.domain.partitioning import PartitionField, parse_partitioning
 from datalake.domain.schema import Schema
 from datalake.engine.writer import decode_footer
 from datalake.errors import CommitConflict, DatalakeError
@@ -402,9 +402,9 @@ def _load_state(session: Session, table_id: str) -> _TableState:
 
 
 def data_file(
-    row: DataFile, state: _TableState, spec_id: int, *, with_metrics: bool = True
+    row: DataFile, state: _TableState, spec: PartitionSpec, *, with_metrics: bool = True
 ) -> IcebergDataFile:
-    """A catalog file row described as an Iceberg data file.
+    """A catalog file row described as an Iceberg data file of partition spec ``spec``.
 
     Metrics (record count, column sizes, value, null and NaN counts, lower and upper
     bounds, split offsets) come from the file's own Parquet footer as the writer kept
@@ -417,8 +417,9 @@ def data_file(
     from pyiceberg.typedef import Record
 
     schema = state.schemas.get(row.schema_version or -1, state.schema)
-    fields = parse_partitioning(state.partitioning)
-    partition = Record(*mapping.partition_tuple(fields, schema, row.partition_values or {}))
+    partition = Record(*mapping.partition_tuple(
+        _spec_fields(spec, state), schema, row.partition_values or {}
+    ))
     stats: dict[str, Any] = {"record_count": row.record_count}
     if with_metrics and row.footer:
         try:
@@ -433,13 +434,38 @@ def data_file(
         partition=partition,
         file_size_in_bytes=row.size_bytes,
         sort_order_id=None,
-        spec_id=spec_id,
+        spec_id=spec.spec_id,
         equality_ids=None,
         key_metadata=None,
         **stats,
     )
-    df.spec_id = spec_id  # not a field of the struct: from_args would drop it
+    df.spec_id = spec.spec_id  # not a field of the struct: from_args would drop it
     return df
+
+
+def _spec_fields(spec: PartitionSpec, state: _TableState) -> list[PartitionField]:
+    """An Iceberg spec's fields as our partition fields (source columns by field id)."""
+    out = []
+    for f in spec.fields:
+        col = next((s.by_id(f.source_id) for s in (state.schema, *state.schemas.values())
+                    if s.by_id(f.source_id) is not None), None)
+        if col is None:
+            raise IcebergPublishError(f"partition source column {f.source_id} is unknown")
+        out.append(PartitionField(column=col.name, transform=str(f.transform), name=f.name))
+    return out
+
+
+def _file_spec(tbl_metadata: Any, row: DataFile) -> PartitionSpec:
+    """The spec a file was written under: the one whose fields its partition values
+    name (the default one unless the table's partitioning changed since)."""
+    keys = set(row.partition_values or {})
+    specs = [tbl_metadata.spec(), *tbl_metadata.partition_specs]
+    exact = [s for s in specs if {f.name for f in s.fields} == keys]
+    if exact:
+        return exact[0]
+    # range fields are not in any spec: the spec whose fields are all among the keys
+    within = [s for s in specs if {f.name for f in s.fields} <= keys]
+    return max(within, key=lambda s: len(s.fields)) if within else tbl_metadata.spec()
 
 
 def _footer_stats(footer: str, schema: Schema) -> dict[str, Any]:
@@ -573,14 +599,34 @@ def _schema_updates(tbl: Table, state: _TableState) -> tuple[tuple[Any, ...], tu
         if existing_spec is not None:
             updates.append(SetDefaultSpecUpdate.model_validate({"spec-id": existing_spec.spec_id}))
         else:
-            new_spec = to_partition_spec(
-                state.table, state.schema, max(s.spec_id for s in md.partition_specs) + 1
-            )
+            new_spec = _evolved_spec(md, want_spec)
             updates += [
                 AddPartitionSpecUpdate(spec=new_spec),
                 SetDefaultSpecUpdate.model_validate({"spec-id": -1}),
             ]
     return tuple(updates), tuple(requirements)
+
+
+def _evolved_spec(md: Any, want: PartitionSpec) -> PartitionSpec:
+    """``want`` as the table's next spec: a field that some spec had already keeps its
+    partition field id, a new one gets the next unused id (Iceberg's rule)."""
+    from pyiceberg.partitioning import PartitionField as IField
+    from pyiceberg.partitioning import PartitionSpec as ISpec
+
+    known = {
+        (f.source_id, str(f.transform), f.name): f.field_id
+        for s in md.partition_specs
+        for f in s.fields
+    }
+    next_id = max([md.last_partition_id or 999, *known.values()]) + 1
+    fields = []
+    for f in want.fields:
+        fid = known.get((f.source_id, str(f.transform), f.name))
+        if fid is None:
+            fid, next_id = next_id, next_id + 1
+        fields.append(IField(source_id=f.source_id, field_id=fid, transform=f.transform,
+                             name=f.name))
+    return ISpec(*fields, spec_id=max(s.spec_id for s in md.partition_specs) + 1)
 
 
 def last_published_seq(tbl: Table) -> int:
@@ -756,7 +802,6 @@ def _publish_change(
     tx = tbl.transaction()
     if updates:
         tx._apply(updates, requirements)
-    spec_id = tx.table_metadata.default_spec_id
     summary = {SUMMARY_SEQ: str(seq)}
     if job_id is not None:
         summary[SUMMARY_JOB] = job_id
@@ -772,7 +817,7 @@ def _publish_change(
     from pyiceberg.exceptions import ValidationException
 
     try:
-        return _commit_files(tx, tbl, state, summary, operation, spec_id, added, removed, None)
+        return _commit_files(tx, tbl, state, summary, operation, added, removed, None)
     except ValidationException:
         # A file to remove that Iceberg does not list (it left already, e.g. as corrupt):
         # remove only the ones it lists (this reads every manifest, hence not by default).
@@ -780,7 +825,7 @@ def _publish_change(
         if updates:
             tx._apply(updates, requirements)
         return _commit_files(
-            tx, tbl, state, summary, operation, spec_id, added, removed, _current_paths(tbl)
+            tx, tbl, state, summary, operation, added, removed, _current_paths(tbl)
         )
 
 
@@ -790,7 +835,6 @@ def _commit_files(
     state: _TableState,
     summary: dict[str, str],
     operation: Any,
-    spec_id: int,
     added: list[DataFile],
     removed: list[DataFile],
     only: set[str] | None,
@@ -804,10 +848,10 @@ def _commit_files(
         for f in removed:
             if only is None or f"s3://{f.bucket}/{f.key}" in only:
                 producer.delete_data_file(
-                    data_file(f, state, _file_spec(tbl, f, state), with_metrics=False)
+                    data_file(f, state, _file_spec(tbl.metadata, f), with_metrics=False)
                 )
         for f in added:
-            producer.append_data_file(data_file(f, state, spec_id))
+            producer.append_data_file(data_file(f, state, _file_spec(tx.table_metadata, f)))
     return tx.commit_transaction()
 
 
@@ -830,12 +874,6 @@ def _rewrite_producer(tx: Any, summary: dict[str, str], operation: Any) -> Any:
         io=tx._table.io,
         snapshot_properties=summary,
     )
-
-
-def _file_spec(tbl: Table, row: DataFile, state: _TableState) -> int:
-    """The spec id a published file was written under (the current one unless the
-    table's partitioning changed since)."""
-    return tbl.metadata.default_spec_id
 
 
 def _current_paths(tbl: Table) -> set[str]:
@@ -870,14 +908,13 @@ def _replace_files(
     updates, requirements = _schema_updates(tbl, state)
     if updates:
         tx._apply(updates, requirements)
-    spec_id = tx.table_metadata.default_spec_id
     with tx.update_snapshot(snapshot_properties=summary).overwrite() as producer:
         for path, df in current.items():
             if path not in wanted_by_path:
                 producer.delete_data_file(df)
         for path, f in wanted_by_path.items():
             if path not in current:
-                producer.append_data_file(data_file(f, state, spec_id))
+                producer.append_data_file(data_file(f, state, _file_spec(tx.table_metadata, f)))
     return tx.commit_transaction()
 
 
