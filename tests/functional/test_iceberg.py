@@ -341,6 +341,9 @@ def test_compaction_is_one_replace_snapshot_and_time_travel_still_reads_each_job
     for k, snap in enumerate(snaps[:3]):  # time travel to each job's snapshot
         assert snap.summary.additional_properties[iceberg.SUMMARY_JOB] == job_ids[k]
         assert ids_pyiceberg(tbl, snapshot_id=snap.snapshot_id) == list(range((k + 1) * 100))
+        n = con.execute(f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}', "
+                        f"snapshot_from_id = {snap.snapshot_id})").fetchone()[0]
+        assert n == (k + 1) * 100
     with session_scope() as session:
         files, _ = tables.committed_files(session, table_id)
         assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
