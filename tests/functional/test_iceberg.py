@@ -611,3 +611,17 @@ def test_a_partitioning_change_is_a_new_spec_and_files_of_both_read_and_compact(
     assert tbl.current_snapshot().summary.operation.value == "replace"
     assert ids_pyiceberg(tbl) == list(range(400))
     assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(400))
+
+
+def test_the_job_id_in_the_summary_keeps_a_job_from_being_appended_twice(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Even when the change numbers say otherwise (a catalog restored from a backup):
+    a job whose id is in the table's history is not appended again."""
+    table_id = make_table()
+    job_id = run_job(s3, table_id, HEADER + csv_rows(0, 50), "in/a.csv")
+    monkeypatch.setattr(iceberg, "last_published_seq", lambda tbl: 0)
+    iceberg.publish_table(table_id)
+    tbl = load(catalog_url, moto_server)
+    assert snapshot_jobs(tbl) == [job_id]
+    assert ids_pyiceberg(tbl) == list(range(50))

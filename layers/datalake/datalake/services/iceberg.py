@@ -720,6 +720,11 @@ def _publish_once(catalog: Catalog, table_id: str, result: PublishResult) -> Non
         _note(result, tbl)
         last = state.file_seq
     for seqs, job_id in _groups(state, list(range(last + 1, state.file_seq + 1))):
+        if job_id is not None and find_job_snapshot(tbl, job_id) is not None:
+            # Published already (the catalog's numbers went back: a restored backup);
+            # the job id in the summary keeps it from being appended twice.
+            log.warning("job %s is in the Iceberg table already; not appended again", job_id)
+            continue
         tbl = _publish_change(tbl, state, seqs, job_id)
         result.published.extend(seqs)
         _note(result, tbl)
