@@ -8,6 +8,7 @@ would from S3. The Iceberg SQL catalog is the project's own database, SQLite and
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -23,8 +24,6 @@ from datalake.catalog.db import normalise_url, session_scope
 from datalake.config import get_settings
 from datalake.services import iceberg, jobs, tables
 from tests.fakes import LAKE, LANDING, FakeOrchestrator
-
-pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _free_port() -> int:
@@ -188,6 +187,9 @@ def ids_duckdb(con: Any, metadata_location: str) -> list[int]:
 
 def ids_polars(tbl: Any) -> list[int]:
     import polars as pl
+
+    # polars plans Iceberg scans with pyiceberg unless its optional planner is installed
+    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
 
     return sorted(pl.scan_iceberg(tbl).select("id").collect()["id"].to_list())
 
