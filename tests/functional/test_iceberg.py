@@ -627,3 +627,33 @@ def test_the_job_id_in_the_summary_keeps_a_job_from_being_appended_twice(
     tbl = load(catalog_url, moto_server)
     assert snapshot_jobs(tbl) == [job_id]
     assert ids_pyiceberg(tbl) == list(range(50))
+
+
+def test_the_optimize_schedule_expires_old_snapshots_and_orphaned_metadata(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from datalake.services.compaction import sweep_replaced
+
+    table_id = make_table()
+    for k in range(3):
+        run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+    assert len(load(catalog_url, moto_server).snapshots()) == 3
+
+    def metadata_keys() -> set[str]:
+        listing = s3.list_objects_v2(Bucket=LAKE, Prefix="default/t/metadata/")
+        return {o["Key"] for o in listing.get("Contents", [])}
+
+    before = metadata_keys()
+    time.sleep(1.2)
+    monkeypatch.setattr(iceberg, "ORPHAN_MIN_AGE_SECONDS", 0)
+    assert sweep_replaced(table_id, store(), retention_seconds=1) == 0  # no data file goes
+    tbl = load(catalog_url, moto_server)
+    assert len(tbl.snapshots()) == 1
+    after = metadata_keys()
+    manifest_lists = [{k for k in keys if "/snap-" in k} for keys in (before, after)]
+    assert len(manifest_lists[0]) == 3 and len(manifest_lists[1]) == 1  # expired ones went
+    assert manifest_lists[1] < manifest_lists[0]
+    assert ids_pyiceberg(tbl) == list(range(300))
+    assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(300))

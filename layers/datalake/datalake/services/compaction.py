@@ -578,6 +578,7 @@ def sweep_replaced(
         log.warning("Iceberg publish of table %s failed; nothing swept", table_id,
                     exc_info=True)
         return 0
+    _maintain_iceberg(table_id, retention_seconds)
     query = select(DataFile.id, DataFile.bucket, DataFile.key, DataFile.replaced_seq).where(
         DataFile.table_id == table_id, DataFile.status == "REPLACED"
     )
@@ -598,6 +599,18 @@ def sweep_replaced(
             retention_seconds,
         )
     return 0
+
+
+def _maintain_iceberg(table_id: str, retention_seconds: int) -> None:
+    """Expire old Iceberg snapshots and delete orphaned metadata (best effort)."""
+    from datalake.services import iceberg
+
+    try:
+        removed = iceberg.maintain_table(table_id, retention_seconds=retention_seconds)
+        if removed:
+            log.info("deleted %d orphaned Iceberg metadata files of %s", removed, table_id)
+    except Exception:  # upkeep only: the next run tries again
+        log.warning("Iceberg upkeep of table %s failed", table_id, exc_info=True)
 
 
 def _not_in_iceberg(

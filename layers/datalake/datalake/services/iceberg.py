@@ -965,7 +965,7 @@ def _retract_corrupt(tbl: Table, state: _TableState) -> Table:
 
 
 def expire_snapshots(
-    table_id: str, *, retention_seconds: int, before_seq: int = 0
+    table_id: str, *, retention_seconds: int, before_seq: int = 0, referenced: bool = True
 ) -> set[str] | None:
     """Expire the Iceberg snapshots of a table older than ``retention_seconds``, and
     those publishing a catalog change before ``before_seq`` (the current snapshot always
@@ -1004,7 +1004,9 @@ def expire_snapshots(
     if old:
         tbl.maintenance.expire_snapshots().by_ids(old).commit()
         tbl = tbl.refresh()
-    referenced: set[str] = set()
+    if not referenced:
+        return set()
+    paths: set[str] = set()
     seen: set[str] = set()
     for snap in tbl.metadata.snapshots:
         for manifest in snap.manifests(tbl.io):
@@ -1012,8 +1014,8 @@ def expire_snapshots(
                 continue
             seen.add(manifest.manifest_path)
             for entry in manifest.fetch_manifest_entry(tbl.io, discard_deleted=True):
-                referenced.add(entry.data_file.file_path)
-    return referenced
+                paths.add(entry.data_file.file_path)
+    return paths
 
 
 def delete_orphan_metadata(table_id: str, *, older_than_seconds: int) -> int:
@@ -1053,3 +1055,21 @@ def delete_orphan_metadata(table_id: str, *, older_than_seconds: int) -> int:
             Delete={"Objects": [{"Key": k} for k in doomed[start : start + 1000]], "Quiet": True},
         )
     return len(doomed)
+
+
+#: Metadata files younger than this are never orphans: a commit in flight in another
+#: process may have written them and not yet swapped the catalog's pointer.
+ORPHAN_MIN_AGE_SECONDS = 900
+
+
+def maintain_table(table_id: str, *, retention_seconds: int) -> int:
+    """The optimize schedule's Iceberg upkeep of a (published) table: expire snapshots
+    older than the retention period, then delete the metadata files nothing refers to
+    any more; returns how many metadata files were deleted. Data files are the sweep's
+    (``services/compaction.py``): it deletes only those no retained snapshot lists."""
+    if not enabled():
+        return 0
+    expire_snapshots(table_id, retention_seconds=retention_seconds, referenced=False)
+    return delete_orphan_metadata(
+        table_id, older_than_seconds=max(retention_seconds, ORPHAN_MIN_AGE_SECONDS)
+    )
