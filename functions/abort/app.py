@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 
 from datalake.aws.s3 import S3ObjectStore
 from datalake.catalog.db import session_scope
-from datalake.services.jobs import abort_job
+from datalake.services.jobs import abort_job, publish_iceberg
 
 logger = Logger()
 
@@ -32,5 +32,12 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with session_scope() as session:
         job = abort_job(session, event["job_id"], error=_error_text(event), store=S3ObjectStore())
         out = {"job_id": job.id, "status": job.status, "error": job.error}
+    if job.status == "SUCCEEDED":
+        # Commit committed and then failed for good (its Iceberg publish): publish now,
+        # best effort (the next change of the table or the optimize schedule would).
+        try:
+            publish_iceberg(job.table_id)
+        except Exception:
+            logger.warning("Iceberg publish after a failed Commit failed", extra=out)
     logger.info("aborted", extra=out)
     return out

@@ -1035,6 +1035,21 @@ def _read_extras(p: Path) -> dict[str, str]:
         tmp.unlink(missing_ok=True)
 
 
+def iceberg_env(env: Mapping[str, str]) -> dict[str, str]:
+    """Where readers find the Iceberg tables: the SQL catalog (the catalog database, as a
+    SQLAlchemy URL) and the API's Iceberg REST catalog."""
+    out: dict[str, str] = {}
+    url = env.get("DATABASE_URL")
+    if url:
+        for prefix in ("postgres://", "postgresql://"):
+            if url.startswith(prefix):
+                url = "postgresql+pg8000://" + url[len(prefix) :]
+        out["DATALAKE_ICEBERG_CATALOG_URI"] = url
+    if env.get("DATALAKE_API_URL"):
+        out["DATALAKE_ICEBERG_REST_URL"] = env["DATALAKE_API_URL"].rstrip("/") + "/api/v1/iceberg"
+    return out
+
+
 def write_local_env(
     extra: Mapping[str, str] | None = None,
     stack_name: str = DEFAULT_STACK,
@@ -1060,6 +1075,7 @@ def write_local_env(
     for k in extras:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k):
             raise StackError(f"not an environment variable name: {k!r}")
+    managed.update(iceberg_env({**managed, **extras}))
     lines = [
         f"# written by infra/local/stack.py for stack {stack_name}; "
         "`source` it or load it with python-dotenv",

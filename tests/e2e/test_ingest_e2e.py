@@ -179,6 +179,29 @@ def test_upload_to_landing_ingests_exactly_once(deployed: Deployed, tmp_path: Pa
     rows, distinct, days = read_lake(deployed, files["items"], tmp_path)
     assert (rows, distinct, days) == (5994, 5994, 3)
 
+    # The deployed Commit and Compact published the same table as Iceberg: pyiceberg
+    # attaches to the API's REST catalog with a reader token (no database credentials).
+    from pyiceberg.catalog.rest import RestCatalog
+
+    ice = deployed.api.call("GET", f"/api/v1/tables/{table['id']}")["iceberg"]
+    assert ice["identifier"] == f"{table['namespace']}.uploads" and ice["metadata_location"]
+    rest = RestCatalog(
+        "lake",
+        uri=deployed.outputs["ApiUrl"].rstrip("/") + "/api/v1/iceberg",
+        token=make_token("e2e-reader", ["reader"]),
+        **{"s3.endpoint": deployed.stack.ENDPOINT, "s3.access-key-id": "test",
+           "s3.secret-access-key": "test", "s3.region": "us-east-1"},
+    )
+    tbl = rest.load_table((table["namespace"], "uploads"))
+    assert tbl.metadata_location == ice["metadata_location"]
+    assert {t.file.file_path for t in tbl.scan().plan_files()} == {
+        f["path"] for f in files["items"]
+    }
+    assert tbl.scan().to_arrow().num_rows == 5994
+    snaps = tbl.snapshots()
+    assert [s.summary.operation.value for s in snaps] == ["append", "replace"]
+    assert snaps[0].summary.additional_properties["datalake.job-id"] == job["id"]
+
     batches = deployed.api.call("GET", f"/api/v1/ingestion/jobs/{job['id']}/batches")["items"]
     quarantined = [b["quarantine_key"] for b in batches if b["quarantine_key"]]
     assert quarantined

@@ -14,7 +14,16 @@ from datalake.config import get_settings
 from datalake.errors import DatalakeError, TransientError
 from datalake_api.guard import EdgeGuard
 from datalake_api.models import ErrorOut
-from datalake_api.routes import audit, health, jobs, partitions, schemas, sources, tables
+from datalake_api.routes import (
+    audit,
+    health,
+    iceberg_rest,
+    jobs,
+    partitions,
+    schemas,
+    sources,
+    tables,
+)
 from datalake_api.stage import StagePrefix
 
 log = logging.getLogger("datalake.api")
@@ -54,6 +63,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router, prefix=PREFIX, responses={503: ERROR_RESPONSES[503]})
     for module in (tables, sources, jobs, schemas, partitions, audit):
         app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
+    app.include_router(iceberg_rest.router, prefix=PREFIX)  # the Iceberg REST catalog (reads)
 
     @app.exception_handler(DatalakeError)
     async def _domain_error(_: Request, exc: DatalakeError) -> JSONResponse:

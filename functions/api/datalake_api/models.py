@@ -101,6 +101,7 @@ class TableOut(_Out):
     current_schema_version: int | None
     schema_: dict[str, Any] | None = Field(default=None, serialization_alias="schema")
     location: str | None = None
+    iceberg: dict[str, Any] | None = None  # {"identifier", "metadata_location"}
     created_at: datetime
     updated_at: datetime
 

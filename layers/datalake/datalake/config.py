@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -60,6 +61,12 @@ class Settings(BaseSettings):
     #: How long compaction keeps the objects of the files it replaced, and how long a file
     #: listing's snapshot is served (0: delete at once; snapshots then last until then).
     replaced_file_retention_seconds: int = Field(default=900, ge=0)
+    #: Where tables are published as Apache Iceberg: ``sql`` (the JDBC catalog's tables
+    #: in ``iceberg_catalog_uri``, by default this deployment's own database), ``glue``
+    #: (the AWS Glue Data Catalog) or ``none``. Iceberg snapshots are expired after
+    #: ``replaced_file_retention_seconds`` too (time travel reaches back that far).
+    iceberg_catalog: Literal["sql", "glue", "none"] = "sql"
+    iceberg_catalog_uri: str | None = None
 
     @property
     def allows_dev_secret(self) -> bool:

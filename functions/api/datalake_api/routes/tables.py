@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
-from datalake.services import tables, verify
+from datalake.services import iceberg_refs, tables, verify
 from datalake_api.deps import AuditDep, PrincipalDep, ReaderDep, SessionDep
 from datalake_api.models import (
     DataFileOut,
@@ -32,6 +32,7 @@ def table_out(session: SessionDep, table: DataLakeTable) -> TableOut:
     schema = tables.current_schema(session, table)
     out.schema_ = schema.to_json() if len(schema) else None
     out.location = f"s3://{get_settings().lake_bucket}/{table.namespace}/{table.name}/"
+    out.iceberg = iceberg_refs.reference(session, table)
     return out
 
 

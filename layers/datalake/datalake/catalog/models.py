@@ -16,6 +16,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Column,
     DateTime,
     Float,
     ForeignKey,
@@ -23,6 +24,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
     UniqueConstraint,
 )
@@ -169,6 +171,9 @@ class DataFile(Base):
     committed_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     replaced_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # The Parquet footer as written (zlib, base64): Commit describes the file to Iceberg
+    # from it (counts, sizes, bounds by field id) without reading the object.
+    footer: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class DataSource(TimestampMixin, Base):
@@ -226,6 +231,9 @@ class IngestionJob(Base):
     # committed by that job (and by the jobs it retried in turn) are retired, so a rebuild
     # never doubles rows.
     retry_of: Mapped[str | None] = mapped_column(String(36), index=True, nullable=True)
+    # The table's file_seq of this job's Commit (catalog.snapshots): the Iceberg snapshot
+    # that publishes that change carries this job's id.
+    file_seq: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     created_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
@@ -271,3 +279,26 @@ class AuditEvent(Base):
     entity_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     correlation_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+# The Iceberg JDBC catalog's layout (migration 0006), in the project's own database. Only
+# pyiceberg's SqlCatalog writes these rows; they are declared here so that the migrations
+# and the test fixtures (which truncate every table of this metadata) know them.
+ICEBERG_TABLES = Table(
+    "iceberg_tables",
+    Base.metadata,
+    Column("catalog_name", String(255), primary_key=True),
+    Column("table_namespace", String(255), primary_key=True),
+    Column("table_name", String(255), primary_key=True),
+    Column("metadata_location", String(1000), nullable=True),
+    Column("previous_metadata_location", String(1000), nullable=True),
+    Column("iceberg_type", String(5), nullable=True),
+)
+ICEBERG_NAMESPACE_PROPERTIES = Table(
+    "iceberg_namespace_properties",
+    Base.metadata,
+    Column("catalog_name", String(255), primary_key=True),
+    Column("namespace", String(255), primary_key=True),
+    Column("property_key", String(255), primary_key=True),
+    Column("property_value", String(1000), nullable=False),
+)

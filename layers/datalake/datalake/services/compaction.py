@@ -74,9 +74,15 @@ from datalake.catalog.models import (
 from datalake.catalog.snapshots import begin_change, mark_swept
 from datalake.config import get_settings
 from datalake.engine.store import ObjectStore
-from datalake.engine.writer import MIN_ROW_GROUP_ROWS, column_stats, sha256_file
+from datalake.engine.writer import (
+    MIN_ROW_GROUP_ROWS,
+    column_stats,
+    encode_footer,
+    sha256_file,
+)
 from datalake.errors import CommitConflict, ConstraintConflict, DatalakeError, NotFound
 from datalake.services import audit
+from datalake.services.jobs import publish_iceberg
 from datalake.services.partitions import (
     SMALL_FILE_FRACTION,
     get_partition,
@@ -177,6 +183,7 @@ class _Output:
     size_bytes: int
     checksum: str
     column_stats: dict[str, Any]
+    footer: str | None = None
 
 
 @dataclass(frozen=True)
@@ -394,11 +401,12 @@ class _RollingWriter:
         key = self._key(len(self.outputs))
         size = os.path.getsize(self._path)
         checksum = sha256_file(self._path)
-        stats = column_stats(pq.read_metadata(self._path))
+        md = pq.read_metadata(self._path)
         self.store.put_file(self.bucket, key, self._path)
         os.unlink(self._path)
         self.outputs.append(
-            _Output(self.bucket, key, self._rows_in_file, size, checksum, stats)
+            _Output(self.bucket, key, self._rows_in_file, size, checksum, column_stats(md),
+                    encode_footer(md))
         )
 
 
@@ -493,6 +501,7 @@ def _commit(unit: _Unit, outputs: list[_Output], *, table_id: str, actor: str) -
                             checksum=o.checksum,
                             schema_version=unit.schema_version,
                             column_stats=o.column_stats,
+                            footer=o.footer,
                             status="COMMITTED",
                             committed_at=now,
                             committed_seq=change.seq,
@@ -561,6 +570,15 @@ def sweep_replaced(
     """
     if retention_seconds is None:
         retention_seconds = get_settings().replaced_file_retention_seconds
+    # Iceberg first: every change up to now published (the sweep removes the rows a
+    # late publish would need), and snapshots past the retention expired.
+    try:
+        publish_iceberg(table_id)
+    except DatalakeError:
+        log.warning("Iceberg publish of table %s failed; nothing swept", table_id,
+                    exc_info=True)
+        return 0
+    _maintain_iceberg(table_id, retention_seconds)
     query = select(DataFile.id, DataFile.bucket, DataFile.key, DataFile.replaced_seq).where(
         DataFile.table_id == table_id, DataFile.status == "REPLACED"
     )
@@ -573,22 +591,61 @@ def sweep_replaced(
     with session_scope() as session:
         rows = session.execute(query).all()
     if rows:
-        _delete_replaced(
+        return _delete_replaced(
             store,
             table_id,
             [(r.id, r.bucket, r.key) for r in rows],
             max(r.replaced_seq or 0 for r in rows),
+            retention_seconds,
         )
-    return len(rows)
+    return 0
+
+
+def _maintain_iceberg(table_id: str, retention_seconds: int) -> None:
+    """Expire old Iceberg snapshots and delete orphaned metadata (best effort)."""
+    from datalake.services import iceberg
+
+    try:
+        removed = iceberg.maintain_table(table_id, retention_seconds=retention_seconds)
+        if removed:
+            log.info("deleted %d orphaned Iceberg metadata files of %s", removed, table_id)
+    except Exception:  # upkeep only: the next run tries again
+        log.warning("Iceberg upkeep of table %s failed", table_id, exc_info=True)
+
+
+def _not_in_iceberg(
+    table_id: str, files: list[tuple[str, str, str]], retention_seconds: int, through_seq: int
+) -> list[tuple[str, str, str]]:
+    """The files no retained Iceberg snapshot lists, after expiring the snapshots older
+    than ``retention_seconds`` (services/iceberg.py; all of them when Iceberg is off)."""
+    from datalake.services import iceberg
+
+    if not iceberg.enabled():
+        return files
+    referenced = iceberg.expire_snapshots(
+        table_id, retention_seconds=retention_seconds, before_seq=through_seq
+    )
+    if referenced is None:
+        return files
+    return [f for f in files if f"s3://{f[1]}/{f[2]}" not in referenced]
 
 
 def _delete_replaced(
-    store: ObjectStore, table_id: str, files: list[tuple[str, str, str]], through_seq: int
-) -> None:
+    store: ObjectStore,
+    table_id: str,
+    files: list[tuple[str, str, str]],
+    through_seq: int,
+    retention_seconds: int = 0,
+) -> int:
     """Delete replaced files (objects, then rows), once snapshots that list them are refused.
 
-    ``through_seq`` is the highest ``replaced_seq`` among ``files``.
+    ``through_seq`` is the highest ``replaced_seq`` among ``files``. Files that an
+    Iceberg snapshot still lists (one younger than the retention period) stay for a
+    later run: a reader of that snapshot can still read them.
     """
+    files = _not_in_iceberg(table_id, files, retention_seconds, through_seq)
+    if not files:
+        return 0
     with session_scope() as session:
         mark_swept(session, table_id, through_seq)
     by_bucket: dict[str, list[str]] = defaultdict(list)
@@ -604,6 +661,7 @@ def _delete_replaced(
                 .where(DataFile.id.in_(ids[start : start + 500]), DataFile.status == "REPLACED")
                 .execution_options(synchronize_session=False)
             )
+    return len(ids)
 
 
 # ------------------------------------------------------------------------- entry points
@@ -656,6 +714,7 @@ def compact_table(
     summary.swept = sweep_replaced(table_id, store, retention_seconds=retention)
     summary.files_before = looked_at
     compacted: set[str] = set()
+    doomed: list[tuple[list[tuple[str, str, str]], int]] = []
     for candidate in units:
         try:
             merges, corrupt = _split_by_schema(candidate, store)
@@ -689,15 +748,10 @@ def compact_table(
                 continue
             # Committed: the inputs are out of the current snapshot. Readers of older
             # snapshots keep them for the retention period (a later run's sweep removes
-            # them then); only a retention of 0 removes them at once.
+            # them then); only a retention of 0 removes them at once, after the run's
+            # Iceberg publish below (Iceberg's current snapshot lists them until then).
             if retention <= 0:
-                try:
-                    _delete_replaced(
-                        store, info.id, [(i.id, i.bucket, i.key) for i in unit.inputs], seq
-                    )
-                except Exception:  # the next run's sweep finishes it
-                    log.exception("could not delete the replaced files of %s",
-                                  unit.partition_path)
+                doomed.append(([(i.id, i.bucket, i.key) for i in unit.inputs], seq))
             compacted.add(unit.partition_id)
             summary.files_replaced += len(unit.inputs)
             summary.files_written += len(outputs)
@@ -706,6 +760,18 @@ def compact_table(
             summary.bytes_after += sum(o.size_bytes for o in outputs)
         if summary.incomplete:
             break
+    if compacted:
+        try:  # the run's merges, as one Iceberg replace snapshot (services/iceberg.py)
+            publish_iceberg(info.id)
+        except DatalakeError as e:  # committed; the next publish of the table catches up
+            log.warning("Iceberg publish after compacting table %s failed", info.id)
+            summary.errors.append(f"Iceberg publish: {e}")
+            doomed = []
+    for files, seq in doomed:
+        try:
+            _delete_replaced(store, info.id, files, seq)
+        except Exception:  # the next run's sweep finishes it
+            log.exception("could not delete the replaced files of table %s", info.id)
     summary.partitions_compacted = len(compacted)
     summary.files_after = summary.files_before - summary.files_replaced + summary.files_written
     return summary

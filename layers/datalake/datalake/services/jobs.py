@@ -558,6 +558,7 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
         batches_total=len(batches),
         batches_succeeded=len(batches),
         batches_failed=0,
+        file_seq=change.seq,
     )
     return job
 
@@ -579,13 +580,45 @@ def check_quality(max_rejected_ratio: float | None, *, read: int, rejected: int)
         )
 
 
-def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
-    """Commit a job (:func:`commit_job`, in its own transaction), then sweep what attempts
-    that crashed after uploading left behind (only when some batch needed a retry).
+def _between_commits(job: IngestionJob) -> None:
+    """Runs after the catalog's commit of a job and before its Iceberg publish: nothing
+    in production; the crash-consistency tests put a fault here."""
+
+
+def publish_iceberg(table_id: str) -> None:
+    """Publish the table's committed changes as Iceberg snapshots (services/iceberg.py).
 
     Raises
     ------
-    As :func:`commit_job`; a failed sweep is only logged (the job is committed).
+    TransientError
+        When Iceberg could not be brought up to date: the state machine retries Commit,
+        whose retry publishes what this one did not (the catalog's commit stands).
+    """
+    from datalake.services import iceberg
+
+    if not iceberg.enabled():
+        return
+    try:
+        iceberg.publish_table(table_id)
+    except Exception as e:
+        raise TransientError(
+            f"committed, but not yet published as Iceberg ({type(e).__name__}: {e}); "
+            "a retry publishes it"
+        ) from e
+
+
+def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
+    """Commit a job (:func:`commit_job`, in its own transaction), publish it as one
+    Iceberg snapshot (:func:`publish_iceberg`), then sweep what attempts that crashed
+    after uploading left behind (only when some batch needed a retry).
+
+    A re-run after any crash commits nothing twice (a SUCCEEDED job is left as it is)
+    and publishes the job's snapshot if the crashed run had not.
+
+    Raises
+    ------
+    As :func:`commit_job`; TransientError when the Iceberg publish failed (retry);
+    a failed sweep is only logged (the job is committed).
     """
     with session_scope() as session:
         job = commit_job(session, job_id)
@@ -594,6 +627,8 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
             .where(IngestionBatch.job_id == job_id, IngestionBatch.attempts > 1)
             .limit(1)
         )
+    _between_commits(job)
+    publish_iceberg(job.table_id)
     if store is None:
         return job
     try:

@@ -292,6 +292,7 @@ def _claim(
             checksum=wf.checksum,
             schema_version=ctx.schema_version,
             column_stats=wf.column_stats,
+            footer=wf.footer,
             status="PENDING",
         )
         for wf in result.files

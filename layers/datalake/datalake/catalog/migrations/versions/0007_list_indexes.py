@@ -4,7 +4,7 @@ Listing pages sort by ``created_at DESC``; without an index every page sorted th
 table (5 ms for 10,000 jobs on Postgres, growing with the table).
 
 Revision ID: 0007
-Revises: 0005
+Revises: 0006
 Create Date: 2026-12-02 01:30:00
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 from alembic import op
 
 revision = "0007"
-down_revision = "0005"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,88 @@
+"""Where a table's Iceberg metadata is, without pyiceberg (the API's import path).
+
+The API answers ``GET /tables/{id}`` and the Iceberg REST catalog's read endpoints from
+the catalog's pointer (the JDBC catalog's ``iceberg_tables`` row, or Glue's table
+parameter) and the metadata JSON itself, read with boto3: no pyiceberg, no pyarrow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from datalake.aws.clients import client
+from datalake.catalog.db import get_engine, normalise_url
+from datalake.catalog.models import ICEBERG_TABLES, DataLakeTable
+from datalake.config import Settings, get_settings
+from datalake.errors import NotFound
+
+log = logging.getLogger(__name__)
+
+#: The Iceberg catalog's name (as services/iceberg.py names it).
+CATALOG_NAME = "datalake"
+
+
+def identifier(table: DataLakeTable) -> str:
+    """``<namespace>.<name>``, the table's Iceberg identifier."""
+    return f"{table.namespace}.{table.name}"
+
+
+def metadata_location(
+    session: Session, namespace: str, name: str, settings: Settings | None = None
+) -> str | None:
+    """The current metadata file of an Iceberg table (None: not published yet)."""
+    settings = settings or get_settings()
+    if settings.iceberg_catalog == "none":
+        return None
+    if settings.iceberg_catalog == "glue":
+        try:
+            got = client("glue").get_table(DatabaseName=namespace, Name=name)
+        except Exception:  # not published yet, or Glue unreachable: nothing to show
+            log.info("no Glue table %s.%s", namespace, name, exc_info=True)
+            return None
+        params = got.get("Table", {}).get("Parameters", {}) or {}
+        return params.get("metadata_location")
+    query = select(ICEBERG_TABLES.c.metadata_location).where(
+        ICEBERG_TABLES.c.catalog_name == CATALOG_NAME,
+        ICEBERG_TABLES.c.table_namespace == namespace,
+        ICEBERG_TABLES.c.table_name == name,
+    )
+    own = normalise_url(settings.database_url)
+    uri = normalise_url(settings.iceberg_catalog_uri or settings.database_url)
+    if uri == own:
+        return session.scalar(query)
+    with get_engine(uri).connect() as conn:
+        return conn.scalar(query)
+
+
+def reference(session: Session, table: DataLakeTable) -> dict[str, Any] | None:
+    """``{"identifier", "metadata_location"}`` of a table (None when Iceberg is off)."""
+    settings = get_settings()
+    if settings.iceberg_catalog == "none":
+        return None
+    return {
+        "identifier": identifier(table),
+        "metadata_location": metadata_location(session, table.namespace, table.name, settings),
+    }
+
+
+def read_metadata(location: str) -> dict[str, Any]:
+    """The table metadata JSON at ``location`` (an ``s3://`` URI), as stored.
+
+    Raises
+    ------
+    NotFound
+        When the object is not there.
+    """
+    bucket, _, key = location.removeprefix("s3://").partition("/")
+    s3 = client("s3")
+    try:
+        body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as e:
+        raise NotFound(f"Iceberg metadata {location} not found") from e
+    data: dict[str, Any] = json.loads(body)
+    return data
