@@ -1,5 +1,5 @@
 """Every route of the OpenAPI document x (no token, reader, writer, admin), on both
-catalogs, against the contract's roles: reader (GET), writer (+ jobs, sources,
+catalogs, against the contract's roles: reader (GET, HEAD), writer (+ jobs, sources,
 partitions, optimize, verify), admin (+ tables, schemas, audit, delete)."""
 
 from __future__ import annotations
@@ -82,6 +82,8 @@ def _entities(api: TestClient, admin: dict[str, str], n: int) -> dict[str, str]:
     ).json()
     version = api.get(f"/api/v1/schema/versions/table/{table['id']}/current", headers=admin).json()
     return {
+        "namespace": table["namespace"],
+        "table": table["name"],
         "table_id": table["id"],
         "job_id": job["id"],
         "partition_id": part["id"],
@@ -102,7 +104,7 @@ def test_every_route_against_every_role(api: TestClient) -> None:
         ids = _entities(api, tokens["admin"], n)
         url = path.format(**ids)
         body = bodies(ids, n).get((method, path))
-        needed = NEEDS.get((method, path), "reader" if method == "GET" else None)
+        needed = NEEDS.get((method, path), "reader" if method in ("GET", "HEAD") else None)
         assert needed is not None, f"{method} {path} is not in the contract's role table"
         for role in ("none", "reader", "writer", "admin"):
             headers = tokens.get(role, {})

@@ -13,7 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from datalake.config import get_settings
 from datalake.errors import DatalakeError, TransientError
 from datalake_api.guard import EdgeGuard
-from datalake_api.models import ErrorOut
+from datalake_api.models import ErrorOut, IcebergErrorOut
 from datalake_api.routes import (
     audit,
     health,
@@ -63,7 +63,13 @@ def create_app() -> FastAPI:
     app.include_router(health.router, prefix=PREFIX, responses={503: ERROR_RESPONSES[503]})
     for module in (tables, sources, jobs, schemas, partitions, audit):
         app.include_router(module.router, prefix=PREFIX, responses=ERROR_RESPONSES)
-    app.include_router(iceberg_rest.router, prefix=PREFIX)  # the Iceberg REST catalog (reads)
+    # The Iceberg REST catalog (reads): its 404s take the specification's error model.
+    iceberg_errors = {
+        **{c: r for c, r in ERROR_RESPONSES.items() if c != 404},
+        404: {"model": IcebergErrorOut, "description": "No such namespace or table."},
+        204: {"description": "HEAD: the namespace or table exists."},
+    }
+    app.include_router(iceberg_rest.router, prefix=PREFIX, responses=iceberg_errors)
 
     @app.exception_handler(DatalakeError)
     async def _domain_error(_: Request, exc: DatalakeError) -> JSONResponse:

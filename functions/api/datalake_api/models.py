@@ -58,6 +58,18 @@ class ErrorOut(BaseModel):
     detail: str | list[FieldError] | ErrorDetails
 
 
+class IcebergError(BaseModel):
+    message: str
+    type: str
+    code: int
+
+
+class IcebergErrorOut(BaseModel):
+    """The Iceberg REST specification's error answer (its own routes' 404s)."""
+
+    error: IcebergError
+
+
 class Page[T](BaseModel):
     items: list[T]
     total: int

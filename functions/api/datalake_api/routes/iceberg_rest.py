@@ -100,7 +100,14 @@ def load_namespace(
     return {"namespace": [ns], "properties": {}}
 
 
-@router.head("/namespaces/{namespace}", response_model=None)
+#: HEAD answers carry no body, so their 404 has no error model.
+_HEAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    204: {"description": "It exists."},
+    404: {"description": "It does not exist (no body)."},
+}
+
+
+@router.head("/namespaces/{namespace}", response_model=None, responses=_HEAD_RESPONSES)
 def namespace_exists(namespace: str, session: SessionDep, who: PrincipalDep) -> Response:
     """``HEAD /v1/namespaces/{namespace}``: 204 or 404."""
     who.require("reader")
@@ -152,7 +159,9 @@ def load_table(
     }
 
 
-@router.head("/namespaces/{namespace}/tables/{table}", response_model=None)
+@router.head(
+    "/namespaces/{namespace}/tables/{table}", response_model=None, responses=_HEAD_RESPONSES
+)
 def table_exists(namespace: str, table: str, session: SessionDep, who: PrincipalDep) -> Response:
     """``HEAD /v1/namespaces/{namespace}/tables/{table}``: 204 or 404."""
     who.require("reader")
