@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     #: How long compaction keeps the objects of the files it replaced, and how long a file
     #: listing's snapshot is served (0: delete at once; snapshots then last until then).
     replaced_file_retention_seconds: int = Field(default=900, ge=0)
+    #: X-Ray tracing of the functions (Powertools Tracer): None = on for ``aws`` only.
+    #: ``POWERTOOLS_TRACE_DISABLED=true`` switches it off whatever this says.
+    tracing: bool | None = None
 
 
     @property

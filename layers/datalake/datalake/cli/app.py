@@ -360,8 +360,12 @@ def _load_json_arg(value: str, what: str) -> Any:
 def _partitioning(specs: list[str] | None) -> list[dict[str, str]]:
     fields = []
     for spec in specs or []:
-        column, _, transform = spec.partition(":")
-        fields.append({"column": column, "transform": transform or "identity"})
+        column, _, rest = spec.partition(":")
+        transform, _, name = rest.partition(":")
+        field = {"column": column, "transform": transform or "identity"}
+        if name:
+            field["name"] = name
+        fields.append(field)
     return fields
 
 
@@ -375,8 +379,8 @@ def tables_create(
     ] = None,
     partition: Annotated[
         list[str] | None,
-        typer.Option(help="A partition field COLUMN:TRANSFORM (day, month, bucket[16], ...); "
-                     "repeat for several."),
+        typer.Option(help="A partition field COLUMN:TRANSFORM[:NAME] (transforms: identity, day, "
+                     "month, bucket[16], ...); repeat for several."),
     ] = None,
     policy: Annotated[
         str | None, typer.Option(help="Schema policy: evolve, freeze or discard_columns.")
