@@ -25,6 +25,7 @@ import contextlib
 import functools
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -78,11 +79,24 @@ def tracing_enabled() -> bool:
     return settings.environment == "aws"
 
 
+class _StdoutHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stdout`` is now, not to the one present at creation
+    (test runners swap it per test; Lambda never does)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def get_logger() -> Logger:
     """The process's Powertools Logger (created on first use)."""
     global _LOGGER
     if _LOGGER is None:
-        _LOGGER = Logger(service=service_name())
+        _LOGGER = Logger(service=service_name(), logger_handler=_StdoutHandler())
     return _LOGGER
 
 
