@@ -215,6 +215,28 @@ def test_a_failed_job_exits_1_with_its_error_and_json_stays_parseable(
     assert captured.err.splitlines() == ["error: job j1 FAILED: ParquetError: not a parquet file"]
 
 
+def test_ctrl_c_off_a_terminal_leaves_the_job_running_and_says_how_to_cancel(
+    capsys: pytest.CaptureFixture[str], api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.routes[("GET", "/api/v1/ingestion/jobs/j1")] = (200, job("RUNNING"))
+
+    def interrupt(seconds: float) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("datalake.cli.progress.time.sleep", interrupt)
+    assert run(["jobs", "watch", "j1", "--json"]) == 130
+    assert "datalake jobs cancel j1" in one_error_line(capsys)
+    assert not [r for r in api.requests if r["path"].endswith("/cancel")]
+    # From a terminal it asks, and cancels when told to.
+    api.routes[("POST", "/api/v1/ingestion/jobs/j1/cancel")] = (202, job("CANCELLED"))
+    monkeypatch.setattr("sys.stdin.isatty", lambda: True)
+    monkeypatch.setattr("sys.stderr.isatty", lambda: True)
+    monkeypatch.setattr("typer.confirm", lambda *a, **k: True)
+    assert run(["jobs", "watch", "j1", "--json"]) == 130
+    assert one_error_line(capsys) == "error: job j1 cancelled"
+    assert [r for r in api.requests if r["path"].endswith("/cancel")]
+
+
 def test_profiles_flags_then_environment_then_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -140,12 +140,16 @@ def note(msg: str) -> None:
 
 
 # ================================================================================ helpers
+class TableNotFound(CliError):
+    """No live table has the name or id given."""
+
+
 def resolve_table(api: ApiClient, ref: str) -> dict[str, Any]:
     """The table ``ref`` names (``NAMESPACE.NAME`` or an id).
 
     Raises
     ------
-    CliError
+    TableNotFound
         When no live table has that name or id.
     """
     if "." in ref:
@@ -154,12 +158,14 @@ def resolve_table(api: ApiClient, ref: str) -> dict[str, Any]:
         for t in page["items"]:
             if t["name"] == name:
                 return dict(t)
-        raise CliError(f"no table {ref} (namespace {namespace!r} has no table {name!r})")
+        raise TableNotFound(f"no table {ref} (namespace {namespace!r} has no table {name!r})")
     try:
         return dict(api.call("GET", f"{API}/tables/{ref}"))
     except ApiError as e:
         if e.status in (404, 422):
-            raise CliError(f"no table {ref} (name a table as NAMESPACE.NAME or by its id)") from e
+            raise TableNotFound(
+                f"no table {ref} (name a table as NAMESPACE.NAME or by its id)"
+            ) from e
         raise
 
 
@@ -556,7 +562,7 @@ def ingest(
             raise CliError(f"no such file or folder: {p}")
     try:
         t = resolve_table(api, table)
-    except CliError:
+    except TableNotFound:
         if not create:
             raise
         ns, name = split_name(table)

@@ -57,7 +57,7 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     CliError
         When DuckDB is missing, a table is unknown or empty, or the SQL fails.
     """
-    from datalake.cli.app import committed_files, resolve_table, s3_client
+    from datalake.cli.app import TableNotFound, committed_files, resolve_table, s3_client
 
     duckdb = _duckdb()
     explicit = bool(tables)
@@ -68,7 +68,7 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     for ref in refs:
         try:
             resolved.append((ref, resolve_table(api, ref)))
-        except CliError:
+        except TableNotFound:
             if explicit:
                 raise
             # A dotted word that is not a table (alias.column): DuckDB will judge it.
