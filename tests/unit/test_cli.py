@@ -189,9 +189,15 @@ def test_tables_resolve_by_namespace_and_name(
 def test_watch_prints_progress_lines_off_a_terminal(
     capsys: pytest.CaptureFixture[str], api: FakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    states = iter([job("RUNNING", 0, 0), job("RUNNING", 1, 2, 500),
+    states = iter([job("RUNNING", 0, 0), job("RUNNING", 0, 2, 0),
                    {**job("SUCCEEDED", 2, 2, 1000), "finished_at": "2026-01-01T00:00:07"}])
     api.routes[("GET", "/api/v1/ingestion/jobs/j1")] = lambda req, body: (200, next(states))
+    # While it runs, the job row's counters are not rolled up yet: its batches say how far.
+    api.routes[("GET", "/api/v1/ingestion/jobs/j1/batches")] = (200, {"items": [
+        {"status": "SUCCEEDED", "records_read": 500, "records_written": 500,
+         "records_rejected": 0},
+        {"status": "RUNNING", "records_read": 0, "records_written": 0, "records_rejected": 0},
+    ], "total": 2})
     monkeypatch.setattr("datalake.cli.progress.POLL_S", 0.0)
     monkeypatch.setattr("datalake.cli.progress.time.sleep", lambda s: None)
     assert run(["jobs", "watch", "j1"]) == 0

@@ -259,6 +259,16 @@ def _local_modules() -> tuple[Any, Any]:
         raise CliError("up/down/status need a checkout of the repository (infra/local not found)")
     if str(local) not in sys.path:
         sys.path.insert(0, str(local))
+    if not os.environ.get("DATALAKE_LOCALSTACK_PORT"):
+        # A stack started on another port (DATALAKE_LOCALSTACK_PORT=... make up) wrote
+        # its endpoint into local.env: status and down must look there, not at 4566.
+        from urllib.parse import urlsplit
+
+        from datalake.cli.client import load_local_env
+
+        port = urlsplit(load_local_env().get("AWS_ENDPOINT_URL", "")).port
+        if port:
+            os.environ["DATALAKE_LOCALSTACK_PORT"] = str(port)
     import project
     import stack
 

@@ -10,15 +10,48 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from datalake.cli.client import ApiClient
+from datalake.cli.client import ApiClient, ApiError
 
 FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
 #: Seconds between two reads of the job.
 POLL_S = 1.0
 
 
+#: Pages of batches read per poll while a job runs (1,000 each).
+MAX_BATCH_PAGES = 10
+
+
 def _done(job: dict[str, Any]) -> int:
     return int(job.get("batches_succeeded") or 0) + int(job.get("batches_failed") or 0)
+
+
+def with_batch_progress(api: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
+    """The job, with its counters summed from its batches while it runs.
+
+    The job row's own counters are rolled up at Commit; until then the finished batches
+    say how far it is.
+    """
+    if job["status"] != "RUNNING" or not job.get("batches_total"):
+        return job
+    path = f"/api/v1/ingestion/jobs/{job['id']}/batches"
+    batches: list[dict[str, Any]] = []
+    try:
+        for page in range(MAX_BATCH_PAGES):
+            items = api.get(path, limit=1000, offset=page * 1000)["items"]
+            batches.extend(items)
+            if len(items) < 1000:
+                break
+    except ApiError:
+        return job  # progress is best effort; the job itself still says where it is
+    finished = [b for b in batches if b["status"] == "SUCCEEDED"]
+    return {
+        **job,
+        "batches_succeeded": len(finished),
+        "batches_failed": sum(1 for b in batches if b["status"] == "FAILED"),
+        "records_read": sum(b["records_read"] for b in finished),
+        "records_written": sum(b["records_written"] for b in finished),
+        "records_rejected": sum(b["records_rejected"] for b in finished),
+    }
 
 
 def progress_line(job: dict[str, Any]) -> str:
@@ -63,7 +96,11 @@ def follow(
         Seconds between reads of the job.
     """
     path = f"/api/v1/ingestion/jobs/{job_id}"
-    job = dict(api.call("GET", path))
+
+    def read() -> dict[str, Any]:
+        return with_batch_progress(api, dict(api.call("GET", path)))
+
+    job = read()
     if quiet or not console.is_terminal:
         last = ""
         while True:
@@ -74,7 +111,7 @@ def follow(
             if job["status"] in FINISHED:
                 return job
             time.sleep(poll_seconds)
-            job = dict(api.call("GET", path))
+            job = read()
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -99,7 +136,7 @@ def follow(
             if job["status"] in FINISHED:
                 return job
             time.sleep(poll_seconds)
-            job = dict(api.call("GET", path))
+            job = read()
 
 
 def _duration(job: dict[str, Any]) -> str:
