@@ -797,8 +797,15 @@ def schema_history(table: TableArg, as_json: JsonOpt = False) -> None:
     """List a table's schema versions and their changes."""
     t = resolve_table(STATE.api, table)
     items = _versions(STATE.api, t["id"])
+    def summary(v: dict[str, Any]) -> dict[str, Any]:
+        from collections import Counter
+
+        kinds = Counter(str(c.get("type", "?")) for c in v.get("changes", []))
+        return {**v, "created_at": str(v.get("created_at", ""))[:19].replace("T", " "),
+                "changes": ", ".join(f"{n} {kind}" for kind, n in kinds.items())}
+
     emit({"items": items, "total": len(items)}, as_json, lambda d: out.print(list_table(
-        [{**v, "changes": [c.get("type", c) for c in v.get("changes", [])]} for v in d["items"]],
+        [summary(v) for v in d["items"]],
         ["version", "source", "created_by", "created_at", "job_id", "changes"])))
 
 
