@@ -353,3 +353,4 @@ def test_typer_is_importable_lazily() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert typer  # imported above for the CliRunner tests
+
