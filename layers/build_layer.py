@@ -38,6 +38,10 @@ PLATFORMS = (
 )
 PYTHON_VERSION = "3.13"
 
+#: Shipped by Lambda's python3.13 runtime itself: a layer copy would only shadow it and
+#: cost ~90 MB unzipped (botocore's data), pulled in by e.g. aws-xray-sdk.
+RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
+
 #: layer name -> the ``.in`` files resolved into ``requirements/<layer>.txt``.
 LAYERS: dict[str, tuple[str, ...]] = {
     "api": ("core.in", "api.in"),
@@ -232,6 +236,8 @@ def resolve(inputs: Sequence[Path], constraints: Iterable[Path], python: str) ->
         item["metadata"]["name"].lower().replace("_", "-"): item["metadata"]["version"]
         for item in data["install"]
     }
+    for name in RUNTIME_PROVIDED:
+        pins.pop(name, None)
     return [f"{name}=={version}" for name, version in sorted(pins.items())]
 
 

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from datalake.aws.observability import emit_job_metrics, get_logger, instrument
 from datalake.aws.s3 import S3ObjectStore
 from datalake.catalog.db import session_scope
 from datalake.services.jobs import abort_job, publish_iceberg
 
-logger = Logger()
+logger = get_logger()
 
 
 def _error_text(event: dict[str, Any]) -> str:
@@ -27,7 +26,7 @@ def _error_text(event: dict[str, Any]) -> str:
     return str(err)
 
 
-@logger.inject_lambda_context
+@instrument("abort")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     with session_scope() as session:
         job = abort_job(session, event["job_id"], error=_error_text(event), store=S3ObjectStore())
@@ -40,4 +39,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         except Exception:
             logger.warning("Iceberg publish after a failed Commit failed", extra=out)
     logger.info("aborted", extra=out)
+    if out["status"] == "FAILED":  # a cancelled job is not a failure to alarm on
+        emit_job_metrics(job.id, correlation_id=event.get("correlation_id"))
     return out

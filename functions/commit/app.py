@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from datalake.aws.observability import emit_job_metrics, get_logger, instrument
 from datalake.aws.s3 import S3ObjectStore
 from datalake.services.jobs import publish_job
 
-logger = Logger()
+logger = get_logger()
 
 
-@logger.inject_lambda_context
+@instrument("commit")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     job = publish_job(event["job_id"], store=S3ObjectStore())
     out = {
@@ -29,4 +28,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "files": job.files_written,
     }
     logger.info("committed", extra=out)
+    emit_job_metrics(job.id, correlation_id=event.get("correlation_id"))
     return out

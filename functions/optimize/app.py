@@ -9,16 +9,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
 from datalake.aws.clients import client
+from datalake.aws.observability import get_logger, instrument
 from datalake.aws.s3 import S3ObjectStore
 from datalake.errors import DatalakeError, NotFound
 from datalake.services.compaction import compact_all, compact_table, live_table_ids
 from datalake.services.jobs import clean_up_finished_jobs
 from datalake.services.verify import verify_tables
 
-logger = Logger()
+logger = get_logger()
 #: Stop starting new merges this long before the function's timeout.
 SAFETY_MARGIN_S = 90.0
 
@@ -30,7 +29,7 @@ def _deadline(context: Any) -> float | None:
     return time.monotonic() + max(remaining() / 1000.0 - SAFETY_MARGIN_S, 1.0)
 
 
-@logger.inject_lambda_context
+@instrument("optimize")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     store = S3ObjectStore(client("s3"))
     table_id = event.get("table_id")
@@ -63,7 +62,7 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
                               actor=actor)
     out = {"table_id": table_id, "status": "PARTIAL" if summary.incomplete else "DONE",
            **summary.to_json()}
-    logger.info("optimized", extra={"summary": out, "correlation_id": event.get("correlation_id")})
+    logger.info("optimized", extra={"summary": out})
     if summary.errors:
         # Lambda retries a failed asynchronous invocation; a re-run is idempotent.
         raise DatalakeError(f"compaction failed for {len(summary.errors)} merge(s)",

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger
-
+from datalake.aws.observability import get_logger, instrument
 from datalake.aws.s3 import S3ObjectStore
 from datalake.services.planning import plan_job
 
-logger = Logger()
+logger = get_logger()
 
 
-@logger.inject_lambda_context
+@instrument("plan")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     result = plan_job(event["job_id"], store=S3ObjectStore())
     logger.info("planned", extra={"job_id": event["job_id"], "batches": result["batch_count"]})

@@ -47,7 +47,8 @@ async def correlation_id(request: Request) -> str:
     if not cid:
         event = request.scope.get("aws.event") or {}
         cid = (event.get("requestContext") or {}).get("requestId")
-    cid = str(cid or uuid.uuid4())
+    # The one the request middleware chose (and logs with), when nothing else names one.
+    cid = str(cid or getattr(request.state, "correlation_id", None) or uuid.uuid4())
     # Refused up front: the audit row written with it commits with the change itself.
     if len(cid) > CORRELATION_ID_MAX or text_problem(cid):
         raise InvalidInput(

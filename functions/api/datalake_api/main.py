@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from datalake.config import get_settings
 from datalake.errors import DatalakeError, TransientError
+from datalake_api.correlation import Correlation
 from datalake_api.guard import EdgeGuard
 from datalake_api.models import ErrorOut, IcebergErrorOut
 from datalake_api.routes import (
@@ -106,6 +107,7 @@ def create_app() -> FastAPI:
     _add_cors(app)
     app.add_middleware(EdgeGuard)
     app.add_middleware(StagePrefix)
+    app.add_middleware(Correlation)  # outermost: every answer, refusals included
     return app
 
 

@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     #: ``replaced_file_retention_seconds`` too (time travel reaches back that far).
     iceberg_catalog: Literal["sql", "glue", "none"] = "sql"
     iceberg_catalog_uri: str | None = None
+    #: X-Ray tracing of the functions (Powertools Tracer): None = on for ``aws`` only.
+    #: ``POWERTOOLS_TRACE_DISABLED=true`` switches it off whatever this says.
+    tracing: bool | None = None
 
     @property
     def allows_dev_secret(self) -> bool:

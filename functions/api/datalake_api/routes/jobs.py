@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response, status
@@ -20,6 +21,7 @@ from datalake_api.models import BatchOut, JobCreate, JobOut, Page
 from datalake_api.params import BigLimit, IdFilter, Instant, Limit, NameFilter, Offset, PathId
 
 router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
+log = logging.getLogger("datalake.api.jobs")
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -100,8 +102,12 @@ def start_job(
     orchestrator: OrchestratorDep,
 ) -> JobOut:
     who.require("writer")
-    job = jobs.start_job(session, job_id, orchestrator=orchestrator, actor=who.subject)
+    job = jobs.start_job(
+        session, job_id, orchestrator=orchestrator, actor=who.subject,
+        correlation_id=record.correlation_id,
+    )
     record("job.start", "job", job.id, {"execution_arn": job.execution_arn})
+    log.info("job started", extra={"job_id": job.id, "execution_arn": job.execution_arn})
     return JobOut.model_validate(job)
 
 

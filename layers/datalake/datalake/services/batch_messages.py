@@ -48,6 +48,8 @@ class BatchMessage(BaseModel):
     batch_id: str
     task_token: str
     timeout_seconds: float | None = None
+    #: The job's correlation id (logs); absent in messages from before it was added.
+    correlation_id: str | None = None
 
 
 class TokenHeartbeat:

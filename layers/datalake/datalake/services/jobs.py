@@ -248,9 +248,18 @@ def transition(
 
 
 def start_job(
-    session: Session, job_id: str, *, orchestrator: Orchestrator, actor: str = "system"
+    session: Session,
+    job_id: str,
+    *,
+    orchestrator: Orchestrator,
+    actor: str = "system",
+    correlation_id: str | None = None,
 ) -> IngestionJob:
     """Start a PENDING job's workflow; it becomes RUNNING.
+
+    ``correlation_id`` (default: the job's id) goes into the execution's input: the state
+    machine hands it to Plan, every batch message, Commit and Abort, whose log lines
+    carry it, so one request's job can be followed through every function's logs.
 
     Raises
     ------
@@ -267,7 +276,12 @@ def start_job(
     session.commit()
     try:
         arn = orchestrator.start(
-            job.id, {"job_id": job.id, "timeout_seconds": job.timeout_seconds}
+            job.id,
+            {
+                "job_id": job.id,
+                "timeout_seconds": job.timeout_seconds,
+                "correlation_id": correlation_id or job.id,
+            },
         )
     except Exception as e:
         transition(session, job, expect=("RUNNING",), to="PENDING", started_at=None)

@@ -1,0 +1,27 @@
+"""Observability costs nothing it need not: tracing is off locally, and then the X-Ray
+SDK is never imported (it would add about half a second to every cold start)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_tracing_is_off_locally_and_costs_no_import() -> None:
+    # The Tracer imports aws_xray_sdk (about 0.5 s of every cold start): not unless enabled.
+    code = (
+        "import sys, app\n"
+        "from datalake.aws import observability as o\n"
+        "assert 'aws_xray_sdk.core' not in sys.modules, 'xray imported'\n"
+        "assert o._TRACER is None and not o.tracing_enabled()\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={"PYTHONPATH": f"{ROOT / 'functions' / 'api'}:{ROOT / 'layers' / 'datalake'}",
+             "PATH": "/usr/bin:/bin"},
+        cwd=ROOT / "functions" / "api",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
