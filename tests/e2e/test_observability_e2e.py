@@ -25,10 +25,20 @@ __all__ = ["deployed"]
 FUNCTIONS = ("Api", "Plan", "IngestBatch", "Commit")
 
 
+#: Functions the template names itself (``${AWS::StackName}-api``); the others get
+#: CloudFormation's generated ``<stack>-<LogicalId>-<suffix>`` names.
+FIXED_NAMES = {"Api": f"{STACK}-api"}
+
+
 def log_lines(log_dir: Path, function: str, correlation_id: str) -> list[dict[str, Any]]:
     """The JSON documents of one function's log that carry ``correlation_id``."""
     found = []
-    for path in log_dir.glob(f"{STACK}-{function}Function-*.log"):
+    pattern = (
+        f"{FIXED_NAMES[function]}.log"
+        if function in FIXED_NAMES
+        else (f"{STACK}-{function}Function-*.log")
+    )
+    for path in log_dir.glob(pattern):
         for line in path.read_text(errors="replace").splitlines():
             if correlation_id not in line or not line.startswith("{"):
                 continue
@@ -50,8 +60,11 @@ def test_one_jobs_correlation_id_runs_through_api_plan_worker_and_commit(
     cid = f"e2e-corr-{uuid.uuid4().hex}"
     api = ApiClient(d.outputs["ApiUrl"], make_token("e2e", ["admin"]), timeout=120)
     api.correlation_id = cid  # sent as X-Correlation-Id
-    job = api.call("POST", "/api/v1/ingestion/jobs", {
-        "table_id": table["id"], "sources": [f"s3://{d.landing}/correlated/a.csv"]})
+    job = api.call(
+        "POST",
+        "/api/v1/ingestion/jobs",
+        {"table_id": table["id"], "sources": [f"s3://{d.landing}/correlated/a.csv"]},
+    )
     status, body = api.request("POST", f"/api/v1/ingestion/jobs/{job['id']}/start")
     assert status == 202, body
     done = wait_job(d, job["id"])
@@ -62,9 +75,7 @@ def test_one_jobs_correlation_id_runs_through_api_plan_worker_and_commit(
     lines: dict[str, list[dict[str, Any]]] = {}
     while time.monotonic() < deadline:  # the executor appends output as it comes
         lines = {f: log_lines(log_dir, f, cid) for f in FUNCTIONS}
-        if all(lines.values()) and any(
-            m.get("message") == "committed" for m in lines["Commit"]
-        ):
+        if all(lines.values()) and any(m.get("message") == "committed" for m in lines["Commit"]):
             break
         time.sleep(1)
     missing = [f for f in FUNCTIONS if not lines.get(f)]
