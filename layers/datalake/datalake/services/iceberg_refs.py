@@ -14,7 +14,6 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from datalake.aws.clients import client
 from datalake.catalog.db import get_engine, normalise_url
 from datalake.catalog.models import ICEBERG_TABLES, DataLakeTable
 from datalake.config import Settings, get_settings
@@ -40,6 +39,8 @@ def metadata_location(
         return None
     if settings.iceberg_catalog == "glue":
         try:
+            from datalake.aws.clients import client  # lazy: boto3 costs the API's cold start
+
             got = client("glue").get_table(DatabaseName=namespace, Name=name)
         except Exception:  # not published yet, or Glue unreachable: nothing to show
             log.info("no Glue table %s.%s", namespace, name, exc_info=True)
@@ -79,6 +80,8 @@ def read_metadata(location: str) -> dict[str, Any]:
         When the object is not there.
     """
     bucket, _, key = location.removeprefix("s3://").partition("/")
+    from datalake.aws.clients import client  # lazy: boto3 costs the API's cold start
+
     s3 = client("s3")
     try:
         body = s3.get_object(Bucket=bucket, Key=key)["Body"].read()
