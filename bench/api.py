@@ -151,6 +151,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--imports", type=int, default=10)
+    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
     args = ap.parse_args()
 
     imports = import_times(args.imports)
@@ -189,6 +190,8 @@ def main() -> None:
                 "--log-level",
                 "warning",
                 "--no-access-log",
+                "--workers",
+                str(args.workers),
             ],
             env=env,
         )
