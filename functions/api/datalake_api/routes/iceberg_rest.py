@@ -35,6 +35,10 @@ def _error(status: int, kind: str, message: str) -> JSONResponse:
     )
 
 
+def _no_namespace(ns: str) -> JSONResponse:
+    return _error(404, "NoSuchNamespaceException", f"Namespace does not exist: {ns}")
+
+
 def _namespace(raw: str) -> str:
     return ".".join(part for part in raw.split(SEPARATOR) if part)
 
@@ -96,7 +100,7 @@ def load_namespace(
     who.require("reader")
     ns = _namespace(namespace)
     if not _live(session, ns):
-        return _error(404, "NoSuchNamespaceException", f"Namespace does not exist: {ns}")
+        return _no_namespace(ns)
     return {"namespace": [ns], "properties": {}}
 
 
@@ -123,7 +127,7 @@ def list_tables(
     ns = _namespace(namespace)
     live = _live(session, ns)
     if not live:
-        return _error(404, "NoSuchNamespaceException", f"Namespace does not exist: {ns}")
+        return _no_namespace(ns)
     return {
         "identifiers": [
             {"namespace": [ns], "name": t.name}
