@@ -1,0 +1,109 @@
+"""The product's words, written once: statuses, policies, formats, codecs and defaults.
+
+Every layer (catalog models, services, engine, handlers, the API's models) names these
+members instead of restating the strings, so a new status or format is added here and
+nowhere else. They are :class:`~enum.StrEnum` members: they compare equal to, and
+serialise as, the plain strings stored in the catalog and shown by the API.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "DEFAULT_COMPRESSION",
+    "DEFAULT_SPLIT_SIZE_MB",
+    "DEFAULT_TARGET_FILE_SIZE_MB",
+    "BatchStatus",
+    "Compression",
+    "FileStatus",
+    "JobStatus",
+    "SchemaPolicy",
+    "SourceFormat",
+]
+
+
+class JobStatus(StrEnum):
+    """An ingestion job's life: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        """True for the statuses a job never leaves."""
+        return self in _JOB_FINISHED
+
+
+_JOB_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})
+
+
+class BatchStatus(StrEnum):
+    """A batch's life: PENDING -> RUNNING -> SUCCEEDED | FAILED."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+
+
+class FileStatus(StrEnum):
+    """A data file's life.
+
+    PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away, or
+    retired by the commit of a retry of its job); COMMITTED -> CORRUPT when verification
+    finds the object missing or altered.
+    """
+
+    PENDING = "PENDING"
+    COMMITTED = "COMMITTED"
+    REPLACED = "REPLACED"
+    CORRUPT = "CORRUPT"
+
+
+class SchemaPolicy(StrEnum):
+    """What an ingestion does with columns the table does not have."""
+
+    EVOLVE = "evolve"
+    FREEZE = "freeze"
+    DISCARD_COLUMNS = "discard_columns"
+
+
+class SourceFormat(StrEnum):
+    """The source file formats the engine reads."""
+
+    CSV = "csv"
+    JSONL = "jsonl"
+    PARQUET = "parquet"
+    AVRO = "avro"
+
+
+#: Other names users write for a :class:`SourceFormat`.
+SOURCE_FORMAT_ALIASES: dict[str, SourceFormat] = {
+    "json": SourceFormat.JSONL,
+    "ndjson": SourceFormat.JSONL,
+    "jsonlines": SourceFormat.JSONL,
+    "tsv": SourceFormat.CSV,
+}
+
+
+class Compression(StrEnum):
+    """Parquet codecs a table's files may be written with."""
+
+    SNAPPY = "snappy"
+    ZSTD = "zstd"
+    GZIP = "gzip"
+    BROTLI = "brotli"
+    LZ4 = "lz4"
+    NONE = "none"
+
+
+#: The codec of a table created without one.
+DEFAULT_COMPRESSION = Compression.SNAPPY
+#: The size a table's files are written and compacted towards.
+DEFAULT_TARGET_FILE_SIZE_MB = 128
+#: The size of one source slice a batch reads.
+DEFAULT_SPLIT_SIZE_MB = 128
