@@ -1,0 +1,1 @@
+"""The catalog's questions, one module per aggregate, composed into :class:`SqlCatalog`."""

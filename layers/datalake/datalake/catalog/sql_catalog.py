@@ -1,0 +1,24 @@
+"""The SQL implementation of the :class:`datalake.ports.Catalog` port.
+
+Services ask the catalog questions ("schema at version", "files of a job") and make
+changes through this object; it is the only place outside ``datalake.catalog`` where
+SQL is spelled, and it holds no transaction of its own: it works inside the session it
+is given (``session_scope``), which commits or rolls back the whole change.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.orm import Session
+
+
+class SqlCatalog:
+    """The catalog over one SQLAlchemy session.
+
+    Parameters
+    ----------
+    session:
+        The session of the change or read; the caller owns its transaction.
+    """
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
