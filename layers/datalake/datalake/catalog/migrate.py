@@ -37,6 +37,16 @@ def upgrade(url: str | None = None, revision: str = "head") -> None:
     )
 
 
+def display_url(url: str) -> str:
+    """The database URL as it may be shown: any password masked."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url
+
+
 def revision(message: str, url: str | None = None) -> None:
     """Autogenerate a new migration from the models (a developer command)."""
     command.revision(alembic_config(url), message=message, autogenerate=True)

@@ -22,9 +22,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datalake.cli.client import REPO_ROOT, ApiClient, ApiError, CliError, Profile, resolve_profile
+from datalake.cli.client import REPO_ROOT, ApiClient, CliError, Profile, resolve_profile
+from datalake.cli.lookups import (
+    API,
+    TableNotFound,
+    committed_files,
+    parse_options,
+    resolve_table,
+    s3_client,
+    s3_error,
+    split_name,
+)
 
-API = "/api/v1"
 #: Options that belong to the whole program but may be written after the command too
 #: (``datalake tables list --api-url ...``): :func:`_hoist` moves them to the front.
 GLOBAL_VALUED = ("--api-url", "--token", "--profile")
@@ -140,77 +149,6 @@ def note(msg: str) -> None:
 
 
 # ================================================================================ helpers
-class TableNotFound(CliError):
-    """No live table has the name or id given."""
-
-
-def resolve_table(api: ApiClient, ref: str) -> dict[str, Any]:
-    """The table ``ref`` names (``NAMESPACE.NAME`` or an id).
-
-    Raises
-    ------
-    TableNotFound
-        When no live table has that name or id.
-    """
-    if "." in ref:
-        namespace, name = ref.split(".", 1)
-        page = api.get(f"{API}/tables/", namespace=namespace, limit=1000)
-        for t in page["items"]:
-            if t["name"] == name:
-                return dict(t)
-        raise TableNotFound(f"no table {ref} (namespace {namespace!r} has no table {name!r})")
-    try:
-        return dict(api.call("GET", f"{API}/tables/{ref}"))
-    except ApiError as e:
-        if e.status in (404, 422):
-            raise TableNotFound(
-                f"no table {ref} (name a table as NAMESPACE.NAME or by its id)"
-            ) from e
-        raise
-
-
-def split_name(ref: str) -> tuple[str, str]:
-    """``NAMESPACE.NAME`` -> (namespace, name); a CliError for anything else."""
-    if ref.count(".") != 1 or not all(ref.split(".")):
-        raise CliError(f"name the table as NAMESPACE.NAME, not {ref!r}")
-    ns, name = ref.split(".")
-    return ns, name
-
-
-def parse_options(pairs: list[str] | None) -> dict[str, Any]:
-    """``key=value`` pairs; values are JSON when they parse (numbers, booleans)."""
-    result: dict[str, Any] = {}
-    for pair in pairs or []:
-        if "=" not in pair:
-            raise CliError(f"--option wants key=value, not {pair!r}")
-        key, raw = pair.split("=", 1)
-        try:
-            result[key] = json.loads(raw)
-        except ValueError:
-            result[key] = raw
-    return result
-
-
-def s3_client(profile: Profile) -> Any:
-    """A boto3 S3 client for the profile (LocalStack's endpoint for the local stack)."""
-    import boto3
-    from botocore.config import Config
-
-    kwargs: dict[str, Any] = {"config": Config(retries={"max_attempts": 3, "mode": "standard"})}
-    if profile.aws_endpoint_url:
-        kwargs["endpoint_url"] = profile.aws_endpoint_url
-        # LocalStack takes any credentials; real AWS uses the normal chain.
-        kwargs.setdefault("aws_access_key_id", os.environ.get("AWS_ACCESS_KEY_ID") or "test")
-        kwargs.setdefault(
-            "aws_secret_access_key", os.environ.get("AWS_SECRET_ACCESS_KEY") or "test"
-        )
-    kwargs["region_name"] = profile.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-    return boto3.client("s3", **kwargs)
-
-
-def _s3_error(e: Exception, what: str) -> CliError:
-    return CliError(f"{what}: {type(e).__name__}: {' '.join(str(e).split())}")
-
 
 # ================================================================================ root
 def _version_callback(value: bool) -> None:
@@ -451,16 +389,6 @@ def files(table: TableArg, as_json: JsonOpt = False) -> None:
                    f"{p['total']} file(s)")))
 
 
-def committed_files(api: ApiClient, table_id: str) -> list[dict[str, Any]]:
-    """Every committed file of one snapshot of the table (all pages)."""
-    page = api.get(f"{API}/tables/{table_id}/files", limit=10000)
-    items = list(page["items"])
-    while page.get("next"):
-        page = api.get(f"{API}/tables/{table_id}/files", cursor=page["next"], limit=10000)
-        items.extend(page["items"])
-    return items
-
-
 # ================================================================================ sources
 @sources_app.callback(invoke_without_command=True)
 def sources_root(ctx: typer.Context, as_json: JsonOpt = False) -> None:
@@ -533,7 +461,7 @@ def upload_paths(profile: Profile, paths: list[Path], ns: str, name: str) -> lis
         try:
             s3.upload_file(str(f), bucket, prefix + rel)
         except Exception as e:
-            raise _s3_error(e, f"cannot upload {f} to s3://{bucket}/{prefix}{rel}") from e
+            raise s3_error(e, f"cannot upload {f} to s3://{bucket}/{prefix}{rel}") from e
     if len(files) == 1:
         return [f"s3://{bucket}/{prefix}{files[0][1]}"]
     return [f"s3://{bucket}/{prefix}"]
@@ -750,7 +678,7 @@ def rejects(
             try:
                 body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
             except Exception as e:
-                raise _s3_error(e, f"cannot read s3://{bucket}/{key}") from e
+                raise s3_error(e, f"cannot read s3://{bucket}/{key}") from e
             for line in body.splitlines():
                 if line.strip():
                     records.append(json.loads(line))
@@ -939,7 +867,7 @@ def migrate(
     Without --database-url or DATABASE_URL it migrates only the local stack's own
     catalog (the DATABASE_URL of .datalake/local.env), and says so.
     """
-    from datalake.catalog.migrate import upgrade
+    from datalake.catalog.migrate import display_url, upgrade
 
     url = database_url or os.environ.get("DATABASE_URL")
     origin = "--database-url" if database_url else "DATABASE_URL"
@@ -951,23 +879,13 @@ def migrate(
         if not url:
             raise CliError("no database to migrate: pass --database-url or set DATABASE_URL "
                            "(outside the local stack nothing is migrated by default)")
-        note(f"migrating the local stack's own catalog: {_safe_url(url)}")
+        note(f"migrating the local stack's own catalog: {display_url(url)}")
     try:
         upgrade(url)
     except Exception as e:
-        raise CliError(f"migration of {_safe_url(url)} failed: {type(e).__name__}: {e}") from e
-    emit({"migrated": _safe_url(url), "from": origin}, as_json,
+        raise CliError(f"migration of {display_url(url)} failed: {type(e).__name__}: {e}") from e
+    emit({"migrated": display_url(url), "from": origin}, as_json,
          lambda d: out.print(f"catalog migrated: {d['migrated']}"))
-
-
-def _safe_url(url: str) -> str:
-    """The URL with any password masked."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return url
 
 
 # ================================================================================ running

@@ -57,7 +57,7 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     CliError
         When DuckDB is missing, a table is unknown or empty, or the SQL fails.
     """
-    from datalake.cli.app import TableNotFound, committed_files, resolve_table, s3_client
+    from datalake.cli.lookups import TableNotFound, committed_files, resolve_table, s3_client
 
     duckdb = _duckdb()
     explicit = bool(tables)
