@@ -20,7 +20,7 @@ State lives under ``<repo>/.datalake`` (``DATALAKE_STATE_DIR`` overrides it):
 ``localstack.log``, ``lambda-logs/<function>.log``, ``local.env``.
 
 Environment knobs: ``DATALAKE_LAMBDA_PYTHON`` (interpreter running the Lambda handlers;
-default ``<repo>/.venv/bin/python``, else this interpreter), ``DATALAKE_LOCALSTACK_PORT``
+default ``.datalake/lambda-runtime``, Python 3.13 with boto3 only), ``DATALAKE_LOCALSTACK_PORT``
 (default 4566), ``DATALAKE_PARAM_<NAME>`` or ``<NAME>`` in UPPER_SNAKE (template
 parameter values, e.g. ``DATABASE_URL`` for ``DatabaseUrl``).
 """
