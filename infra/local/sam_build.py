@@ -14,8 +14,6 @@ Importable: ``build()``, ``function_sizes()``, ``ensure_sam()``, ``LAMBDA_UNZIPP
 
 from __future__ import annotations
 
-import fcntl
-import glob
 import hashlib
 import os
 import shutil
@@ -28,8 +26,13 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[1]
-STATE = Path(os.environ.get("DATALAKE_STATE_DIR") or REPO / ".datalake").resolve()
+if str(HERE) not in sys.path:  # run as a script from elsewhere, or loaded by path
+    sys.path.insert(0, str(HERE))
+
+from dl_stack import host  # noqa: E402
+from dl_stack.settings import REPO, STATE  # noqa: E402
+from dl_stack.template import load_template  # noqa: E402
+
 TOOLS = STATE / "tools"
 BUILDS = STATE / "sam-build"
 TEMPLATE = REPO / "infra" / "template.yaml"
@@ -55,25 +58,8 @@ def _say(msg: str) -> None:
     print(f"[sam-build] {msg}", file=sys.stderr, flush=True)
 
 
-_PROBE = "import sys; assert sys.version_info[:2] == (3, 13); print(sys.executable)"
-
-
 def _python313() -> str:
-    """A Python 3.13 interpreter (pyenv's shim needs PYENV_VERSION; find the binary)."""
-    cands = [shutil.which("python3.13") or ""]
-    roots = [os.environ.get("PYENV_ROOT", ""), os.path.expanduser("~/.pyenv")]
-    for root in filter(None, roots):
-        cands += sorted(glob.glob(f"{root}/versions/3.13*/bin/python3.13"), reverse=True)
-    for cand in filter(None, cands):
-        # the real binary, not a pyenv shim: shims resolve by the caller's folder
-        probe = subprocess.run(
-            [cand, "-c", _PROBE],
-            capture_output=True,
-            text=True,
-        )
-        if probe.returncode == 0 and probe.stdout.strip():
-            return probe.stdout.strip()
-    raise BuildError("Python 3.13 not found (python3.13 on PATH, or pyenv install 3.13)")
+    return host.find_python313(BuildError)
 
 
 def ensure_tool(name: str = "sam") -> Path:
@@ -88,10 +74,10 @@ def ensure_tool(name: str = "sam") -> Path:
     venv = TOOLS / name
     exe = venv / "bin" / name
     stamp = venv / ".datalake-stamp"
-    if exe.exists() and stamp.exists() and stamp.read_text() == pin:
+    if host.is_current(exe, stamp, pin):
         return exe
-    with _lock(TOOLS / f"{name}.lock"):
-        if exe.exists() and stamp.exists() and stamp.read_text() == pin:
+    with host.FileLock(TOOLS / f"{name}.lock"):
+        if host.is_current(exe, stamp, pin):
             return exe
         _say(f"installing {pin} into {venv}")
         if not (venv / "bin" / "python").exists():
@@ -107,28 +93,7 @@ def ensure_sam() -> Path:
 
 
 def _run(cmd: list[str], env: Mapping[str, str] | None = None, cwd: Path | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=cwd)
-    if proc.returncode != 0:
-        raise BuildError(
-            f"command failed ({proc.returncode}): {' '.join(cmd)}\n"
-            f"{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
-        )
-    return proc.stdout + proc.stderr
-
-
-class _lock:  # lower case: used as a context manager, it reads like one
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.fd = -1
-
-    def __enter__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+    return host.run(cmd, BuildError, env=env, cwd=cwd)
 
 
 def _inputs(template: Path) -> Iterator[Path]:
@@ -179,7 +144,7 @@ def build(template: Path = TEMPLATE, force: bool = False) -> Path:
     if done.exists() and not force:
         return out
     sam = ensure_sam()
-    with _lock(BUILDS / "build.lock"):
+    with host.FileLock(BUILDS / "build.lock"):
         if done.exists() and not force:
             return out
         shutil.rmtree(out, ignore_errors=True)
@@ -259,19 +224,10 @@ class FunctionSize:
         return self.code_bytes + sum(self.layers.values())
 
 
-def _load(path: Path) -> dict[str, Any]:
-    sys.path.insert(0, str(HERE))
-    try:
-        import stack  # the CloudFormation-tag-aware YAML loader
-    finally:
-        sys.path.remove(str(HERE))
-    return stack.load_template(path)
-
-
 def function_sizes(out: Path) -> list[FunctionSize]:
     """Every function of a build with its layers (Globals' first, as SAM merges them)."""
     tpl_path = built_template(out)
-    tpl = _load(tpl_path)
+    tpl = load_template(tpl_path)
     resources = tpl.get("Resources") or {}
     global_layers = ((tpl.get("Globals") or {}).get("Function") or {}).get("Layers") or []
     sizes = []
