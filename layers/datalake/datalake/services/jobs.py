@@ -44,7 +44,7 @@ from datalake.errors import (
     QualityGateFailed,
     TransientError,
 )
-from datalake.ports import ObjectDeleter, ObjectSweeper, Orchestrator
+from datalake.ports import Catalog, ObjectDeleter, ObjectSweeper, Orchestrator
 from datalake.services import audit
 from datalake.services.tables import get_table
 
@@ -379,7 +379,7 @@ def cancel_job(
 
 def discard_uncommitted(session: Session, job: IngestionJob, deleter: ObjectDeleter | None) -> int:
     """Delete a job's written-but-uncommitted files, objects first, then their rows."""
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     files = catalog.job_files(job.id, status=FileStatus.PENDING)
     by_bucket: dict[str, list[str]] = defaultdict(list)
     for f in files:
@@ -405,7 +405,7 @@ def sweep_job_objects(
     settings = settings or get_settings()
     bucket = settings.lake_bucket
     table = get_table(session, job.table_id, include_deleted=True)
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     keep = catalog.job_file_keys(job.id)
     if job.status == JobStatus.SUCCEEDED:
         keep.update(catalog.batch_quarantine_keys(job.id))
@@ -479,7 +479,7 @@ def clean_up_finished_jobs(store: ObjectSweeper, *, limit: int = 100) -> list[st
 
 
 def _rollup_batches(session: Session, job: IngestionJob) -> None:
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     batches = catalog.batches_of(job.id)
     job.batches_total = len(batches)
     job.batches_succeeded = sum(1 for b in batches if b.status == BatchStatus.SUCCEEDED)
@@ -509,7 +509,7 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     CommitConflict
         When a concurrent commit touched the same rows; the caller retries.
     """
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     job = get_job(session, job_id)
     if job.status == JobStatus.SUCCEEDED:
         return job
@@ -675,7 +675,7 @@ def job_for_object(
     settings: Settings | None = None,
 ) -> tuple[IngestionJob, bool]:
     """Create (once) the job for an uploaded object; returns (job, created)."""
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     idem = s3_event_key(bucket, key, etag, sequencer) + ":" + source.id
     existing = catalog.job_by_idempotency_key(idem)
     if existing is not None:

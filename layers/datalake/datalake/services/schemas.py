@@ -42,6 +42,7 @@ from datalake.domain.compat import (
 from datalake.domain.evolution import rollback_changes
 from datalake.domain.schema import Schema
 from datalake.errors import CommitConflict, Conflict, IncompatibleSchema, InvalidInput, NotFound
+from datalake.ports import Catalog
 from datalake.services import audit
 from datalake.services.tables import get_table
 
@@ -103,7 +104,7 @@ def record_version(
     CommitConflict
         When the table row changed since it was loaded.
     """
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     old_version = table.current_schema_version
     old = schema_at(session, table.id, old_version)
     new_version = catalog.last_schema_version(table.id) + 1

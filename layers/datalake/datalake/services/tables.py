@@ -15,6 +15,7 @@ from datalake.domain.compat import validate_mode
 from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
 from datalake.errors import InvalidInput, NotFound
+from datalake.ports import Catalog
 from datalake.services import audit
 
 POLICIES = ("evolve", "freeze", "discard_columns")
@@ -106,7 +107,7 @@ def create_table(
         max_rejected_ratio=validate_ratio(max_rejected_ratio),
         last_column_id=parsed.max_id,
     )
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     catalog.insert(table, conflict=f"table {namespace}.{name} already exists")
     if len(parsed):
         catalog.add(
@@ -220,7 +221,7 @@ def delete_table(
     dead-letter queue takes them). ``actor`` and ``correlation_id`` go on the
     ``table.delete`` audit event.
     """
-    catalog = SqlCatalog(session)
+    catalog: Catalog = SqlCatalog(session)
     table = get_table(session, table_id)
     table.deleted_at = utcnow()
     table.live_name = None
