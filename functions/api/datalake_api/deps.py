@@ -9,9 +9,8 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy.orm import Session
 
-from datalake.catalog.db import session_scope
+from datalake.catalog.db import Session, session_scope
 from datalake.config import get_settings
 from datalake.domain.limits import CORRELATION_ID_MAX, text_problem
 from datalake.errors import InvalidInput

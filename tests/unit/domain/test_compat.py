@@ -288,6 +288,23 @@ def test_schema_input_ids_are_explicit() -> None:
     assert [(f.id, f.name) for f in out] == [(2, "renamed"), (9, "new")]
 
 
+def test_a_comparison_keeps_an_explicit_id_absent_from_the_reference() -> None:
+    # Comparing is not changing the table: id 3 is simply a column the reference lacks.
+    proposed = {
+        "fields": [{"id": 3, "name": "x", "type": "int"}, {"name": "name", "type": "string"}]
+    }
+    out = assign_ids(CURRENT, proposed, 0, refuse_dropped=False)
+    assert [(f.id, f.name) for f in out] == [(3, "x"), (2, "name")]
+    with pytest.raises(InvalidInput, match="never reused"):
+        assign_ids(CURRENT, proposed, 0)
+
+
+def test_a_comparison_numbers_unmatched_fields_above_both_sides() -> None:
+    proposed = {"fields": [{"id": 7, "name": "a", "type": "int"}, {"name": "b", "type": "int"}]}
+    out = assign_ids(CURRENT, proposed, 0, refuse_dropped=False)
+    assert [(f.id, f.name) for f in out] == [(7, "a"), (8, "b")]
+
+
 def test_invalid_proposed_schema() -> None:
     with pytest.raises(InvalidInput):
         assign_ids(CURRENT, {"fields": "nope"}, 4)

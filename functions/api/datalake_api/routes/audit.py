@@ -6,10 +6,8 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter
-from sqlalchemy import select
 
-from datalake.catalog.models import AuditEvent
-from datalake.catalog.paging import page
+from datalake.services import audit
 from datalake_api.deps import PrincipalDep, SessionDep
 from datalake_api.models import Page, _Out
 from datalake_api.params import IdFilter, Instant, Limit, NameFilter, Offset
@@ -41,14 +39,8 @@ def list_audit(
     offset: Offset = 0,
 ) -> Page[AuditEventOut]:
     who.require("admin")
-    query = select(AuditEvent)
-    if actor:
-        query = query.where(AuditEvent.actor == actor)
-    if action:
-        query = query.where(AuditEvent.action == action)
-    if entity_id:
-        query = query.where(AuditEvent.entity_id == entity_id)
-    if since:
-        query = query.where(AuditEvent.at >= since)
-    rows, total = page(session, query, order_by=AuditEvent.at.desc(), limit=limit, offset=offset)
+    rows, total = audit.list_events(
+        session, actor=actor, action=action, entity_id=entity_id, since=since, limit=limit,
+        offset=offset,
+    )
     return Page(items=[AuditEventOut.model_validate(r) for r in rows], total=total)

@@ -18,10 +18,9 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from datalake.catalog.models import DataLakeTable
-from datalake.services import iceberg_refs
+from datalake.services import iceberg_refs, tables
 from datalake_api.deps import PrincipalDep, SessionDep
 
 router = APIRouter(prefix="/iceberg/v1", tags=["iceberg"])
@@ -44,10 +43,7 @@ def _namespace(raw: str) -> str:
 
 
 def _live(session: SessionDep, namespace: str | None = None) -> list[DataLakeTable]:
-    query = select(DataLakeTable).where(DataLakeTable.deleted_at.is_(None))
-    if namespace is not None:
-        query = query.where(DataLakeTable.namespace == namespace)
-    return list(session.scalars(query.order_by(DataLakeTable.namespace, DataLakeTable.name)))
+    return tables.live_tables(session, namespace)
 
 
 def _client_config() -> dict[str, str]:

@@ -12,6 +12,7 @@ from datalake.services import jobs, rebuild
 from datalake.services.idempotency import create_job_once
 from datalake_api.deps import (
     AuditDep,
+    CorrelationDep,
     OrchestratorDep,
     PrincipalDep,
     SessionDep,
@@ -30,22 +31,24 @@ def create_job(
     body: JobCreate,
     session: SessionDep,
     who: PrincipalDep,
-    record: AuditDep,
+    cid: CorrelationDep,
     response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=HEADER_VALUE_MAX)] = None,
 ) -> JobOut:
     """Create a PENDING job; with ``Idempotency-Key``, once per key (200 on a replay)."""
     who.require("writer")
     if idempotency_key is None:
-        job = jobs.create_job(session, actor=who.subject, **body.model_dump())
+        job = jobs.create_job(session, actor=who.subject, correlation_id=cid, **body.model_dump())
     else:
         job, created = create_job_once(
-            session, idempotency_key=idempotency_key, actor=who.subject, **body.model_dump()
+            session,
+            idempotency_key=idempotency_key,
+            actor=who.subject,
+            correlation_id=cid,
+            **body.model_dump(),
         )
         if not created:
             response.status_code = status.HTTP_200_OK
-            return JobOut.model_validate(job)
-    record("job.create", "job", job.id, {"table_id": job.table_id, "sources": job.sources})
     return JobOut.model_validate(job)
 
 
@@ -98,15 +101,13 @@ def start_job(
     job_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
-    record: AuditDep,
+    cid: CorrelationDep,
     orchestrator: OrchestratorDep,
 ) -> JobOut:
     who.require("writer")
     job = jobs.start_job(
-        session, job_id, orchestrator=orchestrator, actor=who.subject,
-        correlation_id=record.correlation_id,
+        session, job_id, orchestrator=orchestrator, actor=who.subject, correlation_id=cid
     )
-    record("job.start", "job", job.id, {"execution_arn": job.execution_arn})
     log.info("job started", extra={"job_id": job.id, "execution_arn": job.execution_arn})
     return JobOut.model_validate(job)
 
@@ -116,15 +117,15 @@ def cancel_job(
     job_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
-    record: AuditDep,
+    cid: CorrelationDep,
     orchestrator: OrchestratorDep,
     store: SweeperDep,
 ) -> JobOut:
     who.require("writer")
     job = jobs.cancel_job(
-        session, job_id, orchestrator=orchestrator, store=store, actor=who.subject
+        session, job_id, orchestrator=orchestrator, store=store, actor=who.subject,
+        correlation_id=cid,
     )
-    record("job.cancel", "job", job.id)
     return JobOut.model_validate(job)
 
 

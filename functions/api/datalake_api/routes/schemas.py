@@ -9,13 +9,12 @@ with one violation per breaking change and checked version).
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter, Response, status
-from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataLakeSchema
+from datalake.catalog.sql_catalog import Session
 from datalake.services import schemas
+from datalake_api import presenters
 from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     Page,
@@ -32,9 +31,7 @@ router = APIRouter(prefix="/schema", tags=["schemas"])
 
 def version_out(session: Session, row: DataLakeSchema) -> SchemaVersionOut:
     changes = schemas.changes_by_version(session, row.table_id, [row.version])
-    data: dict[str, Any] = schemas.version_json(row, changes.get(row.version, []))
-    data["schema_"] = data.pop("schema")
-    return SchemaVersionOut.model_validate(data)
+    return presenters.version_out(row, changes.get(row.version, []))
 
 
 @router.post("/versions", status_code=status.HTTP_201_CREATED)
@@ -68,11 +65,7 @@ def list_versions(
     who.require("reader")
     rows, total = schemas.list_versions(session, table_id, limit=limit, offset=offset)
     changes = schemas.changes_by_version(session, table_id, [r.version for r in rows])
-    items = []
-    for row in rows:
-        data: dict[str, Any] = schemas.version_json(row, changes.get(row.version, []))
-        data["schema_"] = data.pop("schema")
-        items.append(SchemaVersionOut.model_validate(data))
+    items = [presenters.version_out(row, changes.get(row.version, [])) for row in rows]
     return Page(items=items, total=total)
 
 
@@ -117,6 +110,6 @@ def apply_version(
 def compare(body: SchemaCompare, session: SessionDep, who: PrincipalDep) -> SchemaCompareOut:
     """Compare two schemas or versions; ``breaking`` is relative to ``mode``."""
     who.require("admin")
-    return SchemaCompareOut.model_validate(
+    return presenters.comparison_out(
         schemas.compare_schemas(session, body.old, body.new, mode=body.mode)
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from datalake.services import sources
-from datalake_api.deps import AuditDep, PrincipalDep, SessionDep
+from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import Page, SourceCreate, SourceOut
 from datalake_api.params import IdFilter, Limit, Offset
 
@@ -15,15 +15,11 @@ router = APIRouter(prefix="/sources", tags=["sources"])
 @router.post("", status_code=status.HTTP_201_CREATED)
 @router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 def create_source(
-    body: SourceCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
+    body: SourceCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> SourceOut:
     who.require("writer")
-    source = sources.create_source(session, **body.model_dump())
-    record(
-        "source.create",
-        "source",
-        source.id,
-        {"bucket": source.bucket, "prefix": source.prefix, "table_id": source.table_id},
+    source = sources.create_source(
+        session, actor=who.subject, correlation_id=cid, **body.model_dump()
     )
     return SourceOut.model_validate(source)
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, status
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
 from datalake.services import iceberg_refs, tables, verify
-from datalake_api.deps import AuditDep, PrincipalDep, ReaderDep, SessionDep
+from datalake_api.deps import AuditDep, CorrelationDep, PrincipalDep, ReaderDep, SessionDep
 from datalake_api.models import (
     DataFileOut,
     FilePage,
@@ -59,7 +59,7 @@ def file_out(f: DataFile) -> DataFileOut:
     include_in_schema=False,
 )
 def create_table(
-    body: TableCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
+    body: TableCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> TableOut:
     who.require("admin")
     table = tables.create_table(
@@ -74,8 +74,8 @@ def create_table(
         description=body.description,
         max_rejected_ratio=body.max_rejected_ratio,
         actor=who.subject,
+        correlation_id=cid,
     )
-    record("table.create", "table", table.id, {"name": table.name, "namespace": table.namespace})
     return table_out(session, table)
 
 
@@ -101,22 +101,24 @@ def get_table(table_id: PathId, session: SessionDep, who: PrincipalDep) -> Table
 
 @router.put("/{table_id}")
 def update_table(
-    table_id: PathId, body: TableUpdate, session: SessionDep, who: PrincipalDep, record: AuditDep
+    table_id: PathId,
+    body: TableUpdate,
+    session: SessionDep,
+    who: PrincipalDep,
+    cid: CorrelationDep,
 ) -> TableOut:
     who.require("admin")
     changes = body.model_dump(exclude_unset=True)
-    table = tables.update_table(session, table_id, changes, actor=who.subject)
-    record("table.update", "table", table.id, {"changes": changes})
+    table = tables.update_table(session, table_id, changes, actor=who.subject, correlation_id=cid)
     return table_out(session, table)
 
 
 @router.delete("/{table_id}")
 def delete_table(
-    table_id: PathId, session: SessionDep, who: PrincipalDep, record: AuditDep
+    table_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> TableOut:
     who.require("admin")
-    table = tables.delete_table(session, table_id)
-    record("table.delete", "table", table.id)
+    table = tables.delete_table(session, table_id, actor=who.subject, correlation_id=cid)
     return table_out(session, table)
 
 

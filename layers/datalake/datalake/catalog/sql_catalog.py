@@ -10,8 +10,26 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from datalake.catalog.queries.audit import AuditQueries
+from datalake.catalog.queries.jobs import JobQueries
+from datalake.catalog.queries.rows import RowQueries
+from datalake.catalog.queries.schemas import SchemaQueries
+from datalake.catalog.queries.sources import SourceQueries
+from datalake.catalog.queries.tables import TableQueries
 
-class SqlCatalog:
+#: ``Session`` is re-exported: services and the API type their sessions with it, so that
+#: nothing outside ``datalake.catalog`` imports SQLAlchemy.
+__all__ = ["Session", "SqlCatalog"]
+
+
+class SqlCatalog(
+    AuditQueries,
+    JobQueries,
+    RowQueries,
+    SchemaQueries,
+    SourceQueries,
+    TableQueries,
+):
     """The catalog over one SQLAlchemy session.
 
     Parameters

@@ -542,7 +542,11 @@ def _explicit_fields(proposed: Schema | Mapping[str, Any]) -> list[dict[str, Any
 
 
 def assign_ids(
-    current: Schema, proposed: Schema | Mapping[str, Any], last_column_id: int
+    current: Schema,
+    proposed: Schema | Mapping[str, Any],
+    last_column_id: int,
+    *,
+    refuse_dropped: bool = True,
 ) -> Schema:
     """Give a user-proposed schema the field ids it means relative to ``current``.
 
@@ -558,6 +562,10 @@ def assign_ids(
     last_column_id:
         The highest id the table has ever used (kept by the catalog; ids of dropped
         columns are never reused).
+    refuse_dropped:
+        Refuse an explicit id that belonged to a dropped column (a change of the table).
+        A comparison of two schemas passes False (and 0 for ``last_column_id``): there an
+        id absent from ``current`` is simply another column.
 
     Returns
     -------
@@ -572,8 +580,8 @@ def assign_ids(
     ------
     InvalidInput
         When an explicit id belonged to a dropped column (it is at most
-        ``last_column_id`` but not in ``current``), appears twice, or the result is not
-        a valid schema.
+        ``last_column_id`` but not in ``current``; only with ``refuse_dropped``), appears
+        twice, or the result is not a valid schema.
     """
     items = _explicit_fields(proposed)
     floor = max(last_column_id, current.max_id)
@@ -588,7 +596,7 @@ def assign_ids(
             raise InvalidInput(f"field id {raw_id!r} is not an integer") from e
         if fid in claimed:
             raise InvalidInput(f"field id {fid} appears twice")
-        if current.by_id(fid) is None and fid <= floor:
+        if refuse_dropped and current.by_id(fid) is None and fid <= floor:
             raise InvalidInput(
                 f"field id {fid} belonged to a dropped column; ids are never reused "
                 f"(new columns take ids above {floor})"

@@ -1,12 +1,16 @@
-"""Audit trail: who did what, when, with which correlation id."""
+"""Audit trail: who did what, when, with which correlation id.
+
+One rule: a service records the audit event of a change it makes, in the change's own
+transaction (committed with it, or not at all); routes and handlers never record one.
+"""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from datalake.catalog.models import AuditEvent
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 
 
 def record(
@@ -28,5 +32,21 @@ def record(
         details=details or {},
         correlation_id=correlation_id,
     )
-    session.add(event)
+    SqlCatalog(session).add(event)
     return event
+
+
+def list_events(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    entity_id: str | None = None,
+    since: datetime | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> tuple[list[AuditEvent], int]:
+    """Audit events matching the filters, newest first, and their total count."""
+    return SqlCatalog(session).audit_events_page(
+        actor=actor, action=action, entity_id=entity_id, since=since, limit=limit, offset=offset
+    )

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from datalake.catalog.models import IngestionJob
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
 from datalake.errors import Conflict, DatalakeError, InvalidInput
 from datalake.services.jobs import create_job, validate_options
@@ -59,7 +57,7 @@ def _same_request(job: IngestionJob, request: dict[str, Any], settings: Settings
 def _replay(session: Session, key: str, request: dict[str, Any], settings: Settings) -> (
     IngestionJob | None
 ):
-    job = session.scalar(select(IngestionJob).where(IngestionJob.idempotency_key == key))
+    job = SqlCatalog(session).job_by_idempotency_key(key)
     if job is None:
         return None
     if not _same_request(job, request, settings):
@@ -75,6 +73,7 @@ def create_job_once(
     *,
     idempotency_key: str,
     actor: str = "system",
+    correlation_id: str | None = None,
     settings: Settings | None = None,
     **request: Any,
 ) -> tuple[IngestionJob, bool]:
@@ -84,6 +83,8 @@ def create_job_once(
     ----------
     idempotency_key:
         The client's key (``Idempotency-Key`` header).
+    actor, correlation_id:
+        Recorded on the job and its ``job.create`` audit event (a replay records none).
     request:
         The arguments of :func:`datalake.services.jobs.create_job`: ``table_id``,
         ``sources``, ``format``, ``options``, ``max_retries``, ``timeout_seconds``.
@@ -103,9 +104,10 @@ def create_job_once(
     if found is not None:
         return found, False
     try:
-        with session.begin_nested():
+        with SqlCatalog(session).savepoint():
             job = create_job(
-                session, idempotency_key=key, actor=actor, settings=settings, **request
+                session, idempotency_key=key, actor=actor, correlation_id=correlation_id,
+                settings=settings, **request,
             )
     except Conflict:  # a concurrent request with the same key won the insert
         found = _replay(session, key, request, settings)

@@ -14,10 +14,6 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import (
     DataFile,
@@ -27,8 +23,8 @@ from datalake.catalog.models import (
     IngestionJob,
     utcnow,
 )
-from datalake.catalog.paging import page
 from datalake.catalog.snapshots import begin_change
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
 from datalake.domain.layout import (
     job_file_marker,
@@ -38,6 +34,8 @@ from datalake.domain.layout import (
 )
 from datalake.domain.limits import bucket_problem, key_problem
 from datalake.domain.partitioning import hive_path
+from datalake.domain.stats import merge_stats
+from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus
 from datalake.errors import (
     CommitConflict,
     Conflict,
@@ -46,12 +44,16 @@ from datalake.errors import (
     QualityGateFailed,
     TransientError,
 )
-from datalake.ports import ObjectDeleter, ObjectSweeper, Orchestrator
+from datalake.ports import Catalog, ObjectDeleter, ObjectSweeper, Orchestrator
+from datalake.services import audit
 from datalake.services.tables import get_table
 
 FORMATS = ("csv", "jsonl", "parquet", "avro")
-STATUSES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+# Plain strings: they are shown in error messages as a list.
+STATUSES = tuple(s.value for s in JobStatus)
+FINISHED = tuple(s.value for s in JobStatus if s.finished)
+#: A job not yet finished: what a cancel or an abort stops.
+UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 
 log = logging.getLogger(__name__)
 
@@ -130,12 +132,14 @@ def create_job(
     idempotency_key: str | None = None,
     source_etags: dict[str, str] | None = None,
     actor: str = "system",
+    correlation_id: str | None = None,
     settings: Settings | None = None,
 ) -> IngestionJob:
     """Create a PENDING job for a live table.
 
     ``source_etags`` pins exact-key sources to the object an upload event named: Plan
-    refuses an object overwritten since (its own event starts its own job).
+    refuses an object overwritten since (its own event starts its own job). ``actor``
+    and ``correlation_id`` go on the job and its ``job.create`` audit event.
 
     Raises
     ------
@@ -172,17 +176,24 @@ def create_job(
         source_etags=dict(source_etags) if source_etags else None,
         created_by=actor,
     )
-    session.add(job)
-    try:
-        session.flush()
-    except IntegrityError as e:
-        raise Conflict(f"a job with idempotency key {idempotency_key!r} exists") from e
+    SqlCatalog(session).insert(
+        job, conflict=f"a job with idempotency key {idempotency_key!r} exists"
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="job.create",
+        entity_type="job",
+        entity_id=job.id,
+        details={"table_id": job.table_id, "sources": job.sources},
+        correlation_id=correlation_id,
+    )
     return job
 
 
 def get_job(session: Session, job_id: str) -> IngestionJob:
     """Return a job by id; raise NotFound otherwise."""
-    job = session.get(IngestionJob, job_id)
+    job = SqlCatalog(session).job(job_id)
     if job is None:
         raise NotFound(f"ingestion job {job_id} not found")
     return job
@@ -199,18 +210,19 @@ def list_jobs(
     offset: int = 0,
 ) -> tuple[list[IngestionJob], int]:
     """Jobs matching the filters, newest first, and their total count."""
-    query = select(IngestionJob)
+    wanted: JobStatus | None = None
     if status:
         if status.upper() not in STATUSES:
             raise InvalidInput(f"status must be one of {list(STATUSES)}")
-        query = query.where(IngestionJob.status == status.upper())
-    if table_id:
-        query = query.where(IngestionJob.table_id == table_id)
-    if created_after:
-        query = query.where(IngestionJob.created_at >= created_after)
-    if created_before:
-        query = query.where(IngestionJob.created_at < created_before)
-    return page(session, query, order_by=IngestionJob.created_at.desc(), limit=limit, offset=offset)
+        wanted = JobStatus(status.upper())
+    return SqlCatalog(session).jobs_page(
+        status=wanted,
+        table_id=table_id,
+        created_after=created_after,
+        created_before=created_before,
+        limit=limit,
+        offset=offset,
+    )
 
 
 def list_batches(
@@ -218,12 +230,16 @@ def list_batches(
 ) -> tuple[list[IngestionBatch], int]:
     """A job's batches in plan order, and their total count."""
     get_job(session, job_id)
-    query = select(IngestionBatch).where(IngestionBatch.job_id == job_id)
-    return page(session, query, order_by=IngestionBatch.seq, limit=limit, offset=offset)
+    return SqlCatalog(session).batches_page(job_id, limit=limit, offset=offset)
 
 
 def transition(
-    session: Session, job: IngestionJob, *, expect: tuple[str, ...], to: str, **fields: Any
+    session: Session,
+    job: IngestionJob,
+    *,
+    expect: tuple[JobStatus, ...],
+    to: JobStatus,
+    **fields: Any,
 ) -> None:
     """Move a job to status ``to`` if it is in one of ``expect``, optimistically.
 
@@ -232,19 +248,9 @@ def transition(
     CommitConflict
         When the job changed underneath (another process moved it first).
     """
-    result = session.execute(
-        update(IngestionJob)
-        .where(
-            IngestionJob.id == job.id,
-            IngestionJob.version == job.version,
-            IngestionJob.status.in_(expect),
-        )
-        .values(status=to, version=job.version + 1, updated_at=utcnow(), **fields)
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
-        raise CommitConflict(f"job {job.id} changed concurrently (wanted {expect} -> {to})")
-    session.refresh(job)
+    if not SqlCatalog(session).set_job_status(job, expect=expect, to=to, **fields):
+        wanted = tuple(str(s) for s in expect)
+        raise CommitConflict(f"job {job.id} changed concurrently (wanted {wanted} -> {to})")
 
 
 def start_job(
@@ -254,12 +260,15 @@ def start_job(
     orchestrator: Orchestrator,
     actor: str = "system",
     correlation_id: str | None = None,
+    details: dict[str, Any] | None = None,
 ) -> IngestionJob:
     """Start a PENDING job's workflow; it becomes RUNNING.
 
     ``correlation_id`` (default: the job's id) goes into the execution's input: the state
     machine hands it to Plan, every batch message, Commit and Abort, whose log lines
     carry it, so one request's job can be followed through every function's logs.
+    ``actor`` and ``correlation_id`` go on the ``job.start`` audit event, whose details
+    are the execution's ARN and ``details`` (e.g. the upload that started the job).
 
     Raises
     ------
@@ -267,10 +276,12 @@ def start_job(
         When the job is not PENDING.
     """
     job = get_job(session, job_id)
-    if job.status != "PENDING":
+    if job.status != JobStatus.PENDING:
         raise Conflict(f"job {job_id} is {job.status}; only a PENDING job can be started")
     get_table(session, job.table_id)
-    transition(session, job, expect=("PENDING",), to="RUNNING", started_at=utcnow())
+    transition(
+        session, job, expect=(JobStatus.PENDING,), to=JobStatus.RUNNING, started_at=utcnow()
+    )
     # RUNNING is committed before the workflow starts, so a fast Plan on another
     # connection never reads PENDING; a start that fails puts the job back to PENDING.
     session.commit()
@@ -284,14 +295,25 @@ def start_job(
             },
         )
     except Exception as e:
-        transition(session, job, expect=("RUNNING",), to="PENDING", started_at=None)
+        transition(
+            session, job, expect=(JobStatus.RUNNING,), to=JobStatus.PENDING, started_at=None
+        )
         session.commit()
         raise TransientError(
             f"could not start the workflow of job {job_id} ({type(e).__name__}: {e}); "
             "it is PENDING again and can be started again"
         ) from e
     job.execution_arn = arn
-    session.flush()
+    SqlCatalog(session).flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="job.start",
+        entity_type="job",
+        entity_id=job.id,
+        details={"execution_arn": arn, **(details or {})},
+        correlation_id=correlation_id,
+    )
     return job
 
 
@@ -302,6 +324,7 @@ def cancel_job(
     orchestrator: Orchestrator | None,
     store: ObjectSweeper | None,
     actor: str = "system",
+    correlation_id: str | None = None,
 ) -> IngestionJob:
     """Cancel a PENDING or RUNNING job: nothing of it will be committed.
 
@@ -310,7 +333,8 @@ def cancel_job(
     Stopping the workflow and deleting the job's objects come after, best effort: a
     failure of either leaves the job CANCELLED (the catalog is the authority; workers
     and Commit refuse it) and its objects for the Abort step or, where no Abort runs,
-    the optimize schedule (:func:`clean_up_finished_jobs`).
+    the optimize schedule (:func:`clean_up_finished_jobs`). The ``job.cancel`` audit
+    event (``actor``, ``correlation_id``) is committed with the cancel.
 
     Raises
     ------
@@ -323,10 +347,18 @@ def cancel_job(
     transition(
         session,
         job,
-        expect=("PENDING", "RUNNING"),
-        to="CANCELLED",
+        expect=UNFINISHED,
+        to=JobStatus.CANCELLED,
         finished_at=utcnow(),
         error="cancelled by " + actor,
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="job.cancel",
+        entity_type="job",
+        entity_id=job.id,
+        correlation_id=correlation_id,
     )
     session.commit()
     if orchestrator is not None and job.execution_arn:
@@ -347,9 +379,8 @@ def cancel_job(
 
 def discard_uncommitted(session: Session, job: IngestionJob, deleter: ObjectDeleter | None) -> int:
     """Delete a job's written-but-uncommitted files, objects first, then their rows."""
-    files = session.scalars(
-        select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
-    ).all()
+    catalog: Catalog = SqlCatalog(session)
+    files = catalog.job_files(job.id, status=FileStatus.PENDING)
     by_bucket: dict[str, list[str]] = defaultdict(list)
     for f in files:
         by_bucket[f.bucket].append(f.key)
@@ -357,8 +388,8 @@ def discard_uncommitted(session: Session, job: IngestionJob, deleter: ObjectDele
         for bucket, keys in by_bucket.items():
             deleter.delete(bucket, keys)
     for f in files:
-        session.delete(f)
-    session.flush()
+        catalog.delete(f)
+    catalog.flush()
     return len(files)
 
 
@@ -374,15 +405,10 @@ def sweep_job_objects(
     settings = settings or get_settings()
     bucket = settings.lake_bucket
     table = get_table(session, job.table_id, include_deleted=True)
-    keep = set(session.scalars(select(DataFile.key).where(DataFile.job_id == job.id)).all())
-    if job.status == "SUCCEEDED":
-        keep.update(
-            k
-            for k in session.scalars(
-                select(IngestionBatch.quarantine_key).where(IngestionBatch.job_id == job.id)
-            ).all()
-            if k
-        )
+    catalog: Catalog = SqlCatalog(session)
+    keep = catalog.job_file_keys(job.id)
+    if job.status == JobStatus.SUCCEEDED:
+        keep.update(catalog.batch_quarantine_keys(job.id))
     marker = job_file_marker(job.id)
     doomed = [
         o.key
@@ -393,7 +419,7 @@ def sweep_job_objects(
         settings.quarantine_prefix, table.namespace, table.name, job.id
     )
     doomed += [o.key for o in store.list(bucket, quarantine + "/") if o.key not in keep]
-    if job.status != "RUNNING":
+    if job.status != JobStatus.RUNNING:
         doomed.append(job_plan_key(job.id))
     if doomed:
         store.delete(bucket, doomed)
@@ -414,16 +440,16 @@ def abort_job(
     left as it is (a re-run Catch).
     """
     job = get_job(session, job_id)
-    if job.status == "RUNNING" or job.status == "PENDING":
+    if job.status in UNFINISHED:
         transition(
             session,
             job,
-            expect=("PENDING", "RUNNING"),
-            to="FAILED",
+            expect=UNFINISHED,
+            to=JobStatus.FAILED,
             finished_at=utcnow(),
             error=error[:4000],
         )
-    if job.status != "SUCCEEDED":
+    if job.status != JobStatus.SUCCEEDED:
         discard_uncommitted(session, job, store)
         if store is not None:
             sweep_job_objects(session, job, store, settings)
@@ -437,18 +463,7 @@ def clean_up_finished_jobs(store: ObjectSweeper, *, limit: int = 100) -> list[st
     uncommitted file rows say so. Run by the optimize schedule; returns the jobs cleaned.
     """
     with session_scope() as session:
-        ids = list(
-            session.scalars(
-                select(IngestionJob.id)
-                .where(
-                    IngestionJob.status.in_(("FAILED", "CANCELLED")),
-                    IngestionJob.id.in_(
-                        select(DataFile.job_id).where(DataFile.status == "PENDING")
-                    ),
-                )
-                .limit(limit)
-            ).all()
-        )
+        ids = SqlCatalog(session).unclean_finished_jobs(limit=limit)
     cleaned = []
     for job_id in ids:
         try:
@@ -464,14 +479,15 @@ def clean_up_finished_jobs(store: ObjectSweeper, *, limit: int = 100) -> list[st
 
 
 def _rollup_batches(session: Session, job: IngestionJob) -> None:
-    batches = session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job.id)).all()
+    catalog: Catalog = SqlCatalog(session)
+    batches = catalog.batches_of(job.id)
     job.batches_total = len(batches)
-    job.batches_succeeded = sum(1 for b in batches if b.status == "SUCCEEDED")
-    job.batches_failed = sum(1 for b in batches if b.status == "FAILED")
+    job.batches_succeeded = sum(1 for b in batches if b.status == BatchStatus.SUCCEEDED)
+    job.batches_failed = sum(1 for b in batches if b.status == BatchStatus.FAILED)
     job.records_read = sum(b.records_read for b in batches)
     job.records_rejected = sum(b.records_rejected for b in batches)
     job.bytes_read = sum(b.bytes_read for b in batches)
-    session.flush()
+    catalog.flush()
 
 
 def partition_path(values: dict[str, Any]) -> str:
@@ -493,13 +509,14 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     CommitConflict
         When a concurrent commit touched the same rows; the caller retries.
     """
+    catalog: Catalog = SqlCatalog(session)
     job = get_job(session, job_id)
-    if job.status == "SUCCEEDED":
+    if job.status == JobStatus.SUCCEEDED:
         return job
-    if job.status != "RUNNING":
+    if job.status != JobStatus.RUNNING:
         raise JobCancelled(f"job {job_id} is {job.status}; refusing to commit")
-    batches = session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job.id)).all()
-    unfinished = [b.seq for b in batches if b.status != "SUCCEEDED"]
+    batches = catalog.batches_of(job.id)
+    unfinished = [b.seq for b in batches if b.status != BatchStatus.SUCCEEDED]
     if unfinished:
         raise Conflict(f"job {job_id} has batches not succeeded: {unfinished[:20]}")
     check_quality(
@@ -507,9 +524,7 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
         read=sum(b.records_read for b in batches),
         rejected=sum(b.records_rejected for b in batches),
     )
-    files = session.scalars(
-        select(DataFile).where(DataFile.job_id == job.id, DataFile.status == "PENDING")
-    ).all()
+    files = catalog.job_files(job.id, status=FileStatus.PENDING)
     # The table's next file sequence number (and its row lock, taken before any partition
     # row's): snapshots up to the previous number never see these files.
     change = begin_change(session, job.table_id)
@@ -525,43 +540,33 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     for f in files:
         grouped[f.partition_path].append(f)
     for path, group in sorted(grouped.items()):
-        part = session.scalar(
-            select(DataLakePartition).where(
-                DataLakePartition.table_id == job.table_id, DataLakePartition.path == path
-            )
-        )
+        part = catalog.partition_by_path(job.table_id, path)
         if part is None:
             part = DataLakePartition(
                 table_id=job.table_id, path=path, values=group[0].partition_values, stats={}
             )
-            session.add(part)
-            session.flush()
-        merged = merge_stats(part.stats, [f.column_stats for f in group])
-        result = session.execute(
-            update(DataLakePartition)
-            .where(DataLakePartition.id == part.id, DataLakePartition.version == part.version)
-            .values(
-                record_count=DataLakePartition.record_count + sum(f.record_count for f in group),
-                file_count=DataLakePartition.file_count + len(group),
-                size_bytes=DataLakePartition.size_bytes + sum(f.size_bytes for f in group),
-                stats=merged,
-                version=part.version + 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
+            catalog.add(part)
+            catalog.flush()
+        # The version check makes the counts read here the row's current ones.
+        if not catalog.compare_and_set(
+            part,
+            record_count=part.record_count + sum(f.record_count for f in group),
+            file_count=part.file_count + len(group),
+            size_bytes=part.size_bytes + sum(f.size_bytes for f in group),
+            stats=merge_stats(part.stats, [f.column_stats for f in group]),
+            updated_at=now,
+        ):
             raise CommitConflict(f"partition {path} changed concurrently")
         for f in group:
-            f.status = "COMMITTED"
+            f.status = FileStatus.COMMITTED
             f.committed_at = now
             f.committed_seq = change.seq
             f.partition_id = part.id
     transition(
         session,
         job,
-        expect=("RUNNING",),
-        to="SUCCEEDED",
+        expect=(JobStatus.RUNNING,),
+        to=JobStatus.SUCCEEDED,
         finished_at=now,
         records_read=sum(b.records_read for b in batches),
         records_written=sum(b.records_written for b in batches),
@@ -636,17 +641,13 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
     """
     with session_scope() as session:
         job = commit_job(session, job_id)
-        retried = session.scalar(
-            select(IngestionBatch.id)
-            .where(IngestionBatch.job_id == job_id, IngestionBatch.attempts > 1)
-            .limit(1)
-        )
+        retried = SqlCatalog(session).has_retried_batch(job_id)
     _between_commits(job)
     publish_iceberg(job.table_id)
     if store is None:
         return job
     try:
-        if retried is None:  # nothing to sweep but the batch list
+        if not retried:  # nothing to sweep but the batch list
             store.delete(get_settings().lake_bucket, [job_plan_key(job_id)])
         else:  # the sweep takes the batch list too
             with session_scope() as session:
@@ -655,26 +656,6 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
     except Exception:
         log.warning("clean-up after the commit of job %s failed", job_id, exc_info=True)
     return job
-
-
-def merge_stats(current: dict[str, Any], new: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge per-column ``{"min", "max", "null_count"}`` statistics."""
-    out: dict[str, Any] = {k: dict(v) for k, v in (current or {}).items()}
-    for stats in new:
-        for column, s in (stats or {}).items():
-            if not isinstance(s, dict):
-                continue
-            cur = out.setdefault(column, {"min": None, "max": None, "null_count": 0})
-            cur["null_count"] = int(cur.get("null_count") or 0) + int(s.get("null_count") or 0)
-            for key, pick in (("min", min), ("max", max)):
-                value = s.get(key)
-                if value is None:
-                    continue
-                try:
-                    cur[key] = value if cur.get(key) is None else pick(cur[key], value)
-                except TypeError:
-                    cur[key] = value
-    return out
 
 
 def s3_event_key(bucket: str, key: str, etag: str | None, sequencer: str | None) -> str:
@@ -694,12 +675,13 @@ def job_for_object(
     settings: Settings | None = None,
 ) -> tuple[IngestionJob, bool]:
     """Create (once) the job for an uploaded object; returns (job, created)."""
+    catalog: Catalog = SqlCatalog(session)
     idem = s3_event_key(bucket, key, etag, sequencer) + ":" + source.id
-    existing = session.scalar(select(IngestionJob).where(IngestionJob.idempotency_key == idem))
+    existing = catalog.job_by_idempotency_key(idem)
     if existing is not None:
         return existing, False
     try:
-        with session.begin_nested():
+        with catalog.savepoint():
             job = create_job(
                 session,
                 table_id=source.table_id,
@@ -713,7 +695,7 @@ def job_for_object(
                 settings=settings,
             )
     except Conflict:
-        found = session.scalar(select(IngestionJob).where(IngestionJob.idempotency_key == idem))
+        found = catalog.job_by_idempotency_key(idem)
         assert found is not None
         return found, False
     return job, True

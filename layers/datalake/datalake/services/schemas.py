@@ -18,21 +18,18 @@ Rules (see ``docs/schema-evolution.md`` and ``docs/schema-api.md``):
   ``rollback`` when the applied version is older than the one the current schema came
   from, ``apply`` otherwise), checked against the mode like any other change.
 
-Nothing here imports pyarrow: the API function uses this module.
+Nothing here imports pyarrow: the API function uses this module. The API's forms of
+these rows are the API's own (``datalake_api.presenters``).
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
-from datalake.catalog.models import DataLakeSchema, DataLakeTable, SchemaChange, utcnow
-from datalake.catalog.paging import page
+from datalake.catalog.models import DataLakeSchema, DataLakeTable, SchemaChange
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain.compat import (
     Change,
     ChangeType,
@@ -43,12 +40,14 @@ from datalake.domain.compat import (
     validate_mode,
 )
 from datalake.domain.evolution import rollback_changes
-from datalake.domain.schema import Schema, SchemaField
+from datalake.domain.schema import Schema
 from datalake.errors import CommitConflict, Conflict, IncompatibleSchema, InvalidInput, NotFound
+from datalake.ports import Catalog
 from datalake.services import audit
 from datalake.services.tables import get_table
 
 __all__ = [
+    "SchemaComparison",
     "SchemaResult",
     "apply_version",
     "changes_by_version",
@@ -60,7 +59,6 @@ __all__ = [
     "list_versions",
     "record_version",
     "schema_at",
-    "version_json",
 ]
 
 
@@ -106,31 +104,16 @@ def record_version(
     CommitConflict
         When the table row changed since it was loaded.
     """
+    catalog: Catalog = SqlCatalog(session)
     old_version = table.current_schema_version
     old = schema_at(session, table.id, old_version)
-    new_version = (
-        session.scalar(
-            select(DataLakeSchema.version)
-            .where(DataLakeSchema.table_id == table.id)
-            .order_by(DataLakeSchema.version.desc())
-            .limit(1)
-        )
-        or 0
-    ) + 1
-    result = session.execute(
-        update(DataLakeTable)
-        .where(DataLakeTable.id == table.id, DataLakeTable.version == table.version)
-        .values(
-            current_schema_version=new_version,
-            last_column_id=max(table.last_column_id, schema.max_id),
-            version=table.version + 1,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    new_version = catalog.last_schema_version(table.id) + 1
+    if not catalog.compare_and_set(
+        table,
+        current_schema_version=new_version,
+        last_column_id=max(table.last_column_id, schema.max_id),
+    ):
         raise CommitConflict(f"table {table.id} changed concurrently")
-    session.refresh(table)
     row = DataLakeSchema(
         table_id=table.id,
         version=new_version,
@@ -141,33 +124,12 @@ def record_version(
         job_id=job_id,
         created_by=actor,
     )
-    session.add(row)
-    for change in changes if changes is not None else compare(old, schema):
-        session.add(
-            SchemaChange(
-                table_id=table.id,
-                schema_version=new_version,
-                change_type=change.type,
-                column_name=change.column,
-                field_id=change.field_id,
-                from_value=None if change.from_ is None else str(change.from_),
-                to_value=None if change.to is None else str(change.to),
-                breaking=change.breaking_backward or change.breaking_forward,
-            )
-        )
-    session.flush()
-    return row
+    return catalog.add_schema_version(row, changes if changes is not None else compare(old, schema))
 
 
 def schema_at(session: Session, table_id: str, version: int | None) -> Schema:
     """The table's schema at a version (empty for ``None`` or an unknown version)."""
-    if version is None:
-        return Schema()
-    row = session.scalar(
-        select(DataLakeSchema).where(
-            DataLakeSchema.table_id == table_id, DataLakeSchema.version == version
-        )
-    )
+    row = SqlCatalog(session).schema_at(table_id, version)
     return Schema.from_json(row.schema) if row else Schema()
 
 
@@ -182,7 +144,7 @@ def get_version(session: Session, version_id: str) -> DataLakeSchema:
     NotFound
         When there is no such version.
     """
-    row = session.get(DataLakeSchema, str(version_id)) if version_id else None
+    row = SqlCatalog(session).schema_version(str(version_id)) if version_id else None
     if row is None:
         raise NotFound(f"schema version {version_id} not found")
     return row
@@ -190,13 +152,7 @@ def get_version(session: Session, version_id: str) -> DataLakeSchema:
 
 def history(session: Session, table_id: str) -> list[DataLakeSchema]:
     """Every version of a table, oldest first (no table check)."""
-    return list(
-        session.scalars(
-            select(DataLakeSchema)
-            .where(DataLakeSchema.table_id == table_id)
-            .order_by(DataLakeSchema.version)
-        ).all()
-    )
+    return SqlCatalog(session).schema_history(table_id)
 
 
 def list_versions(
@@ -210,8 +166,7 @@ def list_versions(
         When the table does not exist or is deleted.
     """
     get_table(session, table_id)
-    query = select(DataLakeSchema).where(DataLakeSchema.table_id == table_id)
-    return page(session, query, order_by=DataLakeSchema.version, limit=limit, offset=offset)
+    return SqlCatalog(session).schema_versions_page(table_id, limit=limit, offset=offset)
 
 
 def current_version(session: Session, table_id: str) -> DataLakeSchema:
@@ -223,14 +178,7 @@ def current_version(session: Session, table_id: str) -> DataLakeSchema:
         When the table does not exist, is deleted, or has no schema yet.
     """
     table = get_table(session, table_id)
-    row = None
-    if table.current_schema_version is not None:
-        row = session.scalar(
-            select(DataLakeSchema).where(
-                DataLakeSchema.table_id == table.id,
-                DataLakeSchema.version == table.current_schema_version,
-            )
-        )
+    row = SqlCatalog(session).schema_at(table.id, table.current_schema_version)
     if row is None:
         raise NotFound(f"table {table_id} has no schema yet")
     return row
@@ -240,50 +188,7 @@ def changes_by_version(
     session: Session, table_id: str, versions: Sequence[int] | None = None
 ) -> dict[int, list[SchemaChange]]:
     """The SchemaChange rows of a table, grouped by version (all versions by default)."""
-    query = select(SchemaChange).where(SchemaChange.table_id == table_id)
-    if versions is not None:
-        if not versions:
-            return {}
-        query = query.where(SchemaChange.schema_version.in_(list(versions)))
-    out: dict[int, list[SchemaChange]] = defaultdict(list)
-    ordered = query.order_by(SchemaChange.schema_version, SchemaChange.created_at)
-    for row in session.scalars(ordered):
-        out[row.schema_version].append(row)
-    return out
-
-
-def change_json(row: SchemaChange) -> dict[str, Any]:
-    """The API form of a recorded change.
-
-    ``{"type", "column", "field_id", "from"?, "to"?, "breaking"}``; ``breaking`` is the
-    recorded flag: the change breaks BACKWARD or FORWARD reading (whatever the mode).
-    """
-    out: dict[str, Any] = {"type": row.change_type, "column": row.column_name}
-    if row.field_id is not None:
-        out["field_id"] = row.field_id
-    if row.from_value is not None:
-        out["from"] = row.from_value
-    if row.to_value is not None:
-        out["to"] = row.to_value
-    out["breaking"] = bool(row.breaking)
-    return out
-
-
-def version_json(row: DataLakeSchema, changes: Sequence[SchemaChange] = ()) -> dict[str, Any]:
-    """The API form of a version row and its recorded changes."""
-    return {
-        "id": row.id,
-        "table_id": row.table_id,
-        "version": row.version,
-        "schema": row.schema,
-        "description": row.description,
-        "source": row.source,
-        "parent_version": row.parent_version,
-        "job_id": row.job_id,
-        "created_by": row.created_by,
-        "created_at": row.created_at,
-        "changes": [change_json(c) for c in changes],
-    }
+    return SqlCatalog(session).schema_changes(table_id, versions)
 
 
 # ---------------------------------------------------------------------------- writes
@@ -309,14 +214,7 @@ class SchemaResult:
 
 
 def _current_row(session: Session, table: DataLakeTable) -> DataLakeSchema | None:
-    if table.current_schema_version is None:
-        return None
-    return session.scalar(
-        select(DataLakeSchema).where(
-            DataLakeSchema.table_id == table.id,
-            DataLakeSchema.version == table.current_schema_version,
-        )
-    )
+    return SqlCatalog(session).schema_at(table.id, table.current_schema_version)
 
 
 def _check_mode(session: Session, table: DataLakeTable, new: Schema) -> None:
@@ -376,7 +274,7 @@ def _record(
     if spec != list(table.partitioning or []):
         table.partitioning = spec
         table.version += 1
-        session.flush()
+        SqlCatalog(session).flush()
     return row
 
 
@@ -563,33 +461,10 @@ def _explicit(raw: Mapping[str, Any]) -> bool:
 def _relative(reference: Schema, raw: Mapping[str, Any]) -> Schema:
     """Ids for a raw schema compared with ``reference``: explicit ids kept, others by name.
 
-    Unlike :func:`assign_ids` this refuses no explicit id (a comparison is not a change
-    of the table, so an id absent from ``reference`` is simply another column).
+    The same assignment as a proposed schema's, refusing no explicit id: a comparison
+    is not a change of the table, so an id absent from ``reference`` is another column.
     """
-    fields = raw.get("fields")
-    if not isinstance(fields, list) or not all(isinstance(f, Mapping) for f in fields):
-        raise InvalidInput("schema must be an object with a 'fields' list of objects")
-    items = [dict(f) for f in fields]
-    claimed: set[int] = set()
-    for item in items:
-        if item.get("id") not in (None, 0, ""):
-            try:
-                item["id"] = int(item["id"])
-            except (TypeError, ValueError) as e:
-                raise InvalidInput(f"field id {item['id']!r} is not an integer") from e
-            claimed.add(item["id"])
-    next_id = max([reference.max_id, *claimed])
-    for item in items:
-        if item.get("id") not in (None, 0, ""):
-            continue
-        match: SchemaField | None = reference.find(str(item.get("name") or ""))
-        if match is not None and match.id not in claimed:
-            item["id"] = match.id
-        else:
-            next_id += 1
-            item["id"] = next_id
-        claimed.add(item["id"])
-    return Schema.from_json({"fields": items})
+    return assign_ids(reference, raw, 0, refuse_dropped=False)
 
 
 def _resolve(session: Session, side: Any, what: str) -> tuple[Schema | None, Mapping[str, Any]]:
@@ -605,9 +480,29 @@ def _resolve(session: Session, side: Any, what: str) -> tuple[Schema | None, Map
     raise InvalidInput(f"{what} must be a schema object or a schema version id")
 
 
+@dataclass(frozen=True)
+class SchemaComparison:
+    """The outcome of comparing two schemas.
+
+    Attributes
+    ----------
+    changes:
+        What turns the old schema into the new one, in order.
+    compatible:
+        Whether the new schema is compatible with the old under ``BACKWARD``,
+        ``FORWARD`` and ``FULL``.
+    mode:
+        The mode the changes' ``breaking`` flags are relative to.
+    """
+
+    changes: list[Change]
+    compatible: dict[str, bool]
+    mode: str
+
+
 def compare_schemas(
     session: Session, old: Any, new: Any, *, mode: str | None = None
-) -> dict[str, Any]:
+) -> SchemaComparison:
     """Compare two schemas (``POST /schema/compare``).
 
     Parameters
@@ -624,10 +519,8 @@ def compare_schemas(
 
     Returns
     -------
-    dict
-        ``{"changes": [{"type", "column", "from"?, "to"?, "breaking", "field_id",
-        "kind", "breaking_backward", "breaking_forward"}], "compatible": {"BACKWARD",
-        "FORWARD", "FULL"}, "mode"}``.
+    SchemaComparison
+        The changes, the compatibility in each mode, and the mode.
 
     Raises
     ------
@@ -646,9 +539,4 @@ def compare_schemas(
         a = _relative(b, raw_a)
     if b is None:
         b = _relative(a, raw_b)
-    changes = compare(a, b)
-    return {
-        "changes": [c.to_json(mode, detail=True) for c in changes],
-        "compatible": compatibility(a, b),
-        "mode": mode,
-    }
+    return SchemaComparison(changes=compare(a, b), compatible=compatibility(a, b), mode=mode)

@@ -4,14 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
-from datalake.catalog.models import DataLakeTable, DataSource
-from datalake.catalog.paging import page
+from datalake.catalog.models import DataSource
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
-from datalake.errors import Conflict, InvalidInput
+from datalake.errors import InvalidInput
+from datalake.services import audit
 from datalake.services.jobs import FORMATS, check_source_location, validate_options
 from datalake.services.tables import get_table
 
@@ -25,8 +22,12 @@ def create_source(
     prefix: str = "",
     format: str | None = None,
     options: dict[str, Any] | None = None,
+    actor: str = "system",
+    correlation_id: str | None = None,
 ) -> DataSource:
     """Register a source; objects created under ``bucket/prefix`` start jobs for the table.
+
+    ``actor`` and ``correlation_id`` go on its ``source.create`` audit event.
 
     Raises
     ------
@@ -51,11 +52,16 @@ def create_source(
         format=format,
         options=options or {},
     )
-    session.add(source)
-    try:
-        session.flush()
-    except IntegrityError as e:
-        raise Conflict(f"source {name!r} already exists") from e
+    SqlCatalog(session).insert(source, conflict=f"source {name!r} already exists")
+    audit.record(
+        session,
+        actor=actor,
+        action="source.create",
+        entity_type="source",
+        entity_id=source.id,
+        details={"bucket": source.bucket, "prefix": source.prefix, "table_id": source.table_id},
+        correlation_id=correlation_id,
+    )
     return source
 
 
@@ -63,10 +69,7 @@ def list_sources(
     session: Session, *, limit: int = 100, offset: int = 0, table_id: str | None = None
 ) -> tuple[list[DataSource], int]:
     """Sources, newest first, and their total count."""
-    query = select(DataSource)
-    if table_id:
-        query = query.where(DataSource.table_id == table_id)
-    return page(session, query, order_by=DataSource.created_at.desc(), limit=limit, offset=offset)
+    return SqlCatalog(session).sources_page(table_id=table_id, limit=limit, offset=offset)
 
 
 def match_sources(session: Session, bucket: str, key: str) -> list[DataSource]:
@@ -75,13 +78,4 @@ def match_sources(session: Session, bucket: str, key: str) -> list[DataSource]:
     A disabled source, or one whose table is soft-deleted (deleting a table disables its
     sources; the join also covers sources of tables deleted before that), matches nothing.
     """
-    rows = session.scalars(
-        select(DataSource)
-        .join(DataLakeTable, DataLakeTable.id == DataSource.table_id)
-        .where(
-            DataSource.bucket == bucket,
-            DataSource.enabled.is_(True),
-            DataLakeTable.deleted_at.is_(None),
-        )
-    ).all()
-    return [s for s in rows if key.startswith(s.prefix)]
+    return [s for s in SqlCatalog(session).enabled_sources_in(bucket) if key.startswith(s.prefix)]

@@ -7,24 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
 from datalake.catalog import snapshots
-from datalake.catalog.models import (
-    DataFile,
-    DataLakeSchema,
-    DataLakeTable,
-    DataSource,
-    utcnow,
-)
-from datalake.catalog.paging import page
+from datalake.catalog.models import DataFile, DataLakeSchema, DataLakeTable, utcnow
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
 from datalake.domain.compat import validate_mode
 from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
-from datalake.errors import Conflict, InvalidInput, NotFound
+from datalake.errors import InvalidInput, NotFound
+from datalake.ports import Catalog
+from datalake.services import audit
 
 POLICIES = ("evolve", "freeze", "discard_columns")
 COMPRESSIONS = ("snappy", "zstd", "gzip", "brotli", "lz4", "none")
@@ -82,8 +74,11 @@ def create_table(
     description: str | None = None,
     max_rejected_ratio: float | None = None,
     actor: str = "system",
+    correlation_id: str | None = None,
 ) -> DataLakeTable:
     """Create a table, and its schema version 1 when a schema is given.
+
+    ``actor`` and ``correlation_id`` go on its ``table.create`` audit event.
 
     Raises
     ------
@@ -112,13 +107,10 @@ def create_table(
         max_rejected_ratio=validate_ratio(max_rejected_ratio),
         last_column_id=parsed.max_id,
     )
-    session.add(table)
-    try:
-        session.flush()
-    except IntegrityError as e:
-        raise Conflict(f"table {namespace}.{name} already exists") from e
+    catalog: Catalog = SqlCatalog(session)
+    catalog.insert(table, conflict=f"table {namespace}.{name} already exists")
     if len(parsed):
-        session.add(
+        catalog.add(
             DataLakeSchema(
                 table_id=table.id,
                 version=1,
@@ -129,7 +121,16 @@ def create_table(
             )
         )
         table.current_schema_version = 1
-    session.flush()
+    catalog.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="table.create",
+        entity_type="table",
+        entity_id=table.id,
+        details={"name": table.name, "namespace": table.namespace},
+        correlation_id=correlation_id,
+    )
     return table
 
 
@@ -141,7 +142,7 @@ def get_table(session: Session, table_id: str, *, include_deleted: bool = False)
     NotFound
         When there is no such table, or it is soft-deleted (unless ``include_deleted``).
     """
-    table = session.get(DataLakeTable, table_id)
+    table = SqlCatalog(session).table(table_id)
     if table is None or (table.deleted_at is not None and not include_deleted):
         raise NotFound(f"table {table_id} not found")
     return table
@@ -151,34 +152,33 @@ def list_tables(
     session: Session, *, limit: int = 100, offset: int = 0, namespace: str | None = None
 ) -> tuple[list[DataLakeTable], int]:
     """Live tables, newest first, and their total count."""
-    query = select(DataLakeTable).where(DataLakeTable.deleted_at.is_(None))
-    if namespace:
-        query = query.where(DataLakeTable.namespace == namespace)
-    return page(
-        session, query, order_by=DataLakeTable.created_at.desc(), limit=limit, offset=offset
-    )
+    return SqlCatalog(session).live_tables_page(namespace=namespace, limit=limit, offset=offset)
+
+
+def live_tables(session: Session, namespace: str | None = None) -> list[DataLakeTable]:
+    """Every live table (of one namespace), in namespace and name order."""
+    return SqlCatalog(session).live_tables_by_name(namespace)
 
 
 def current_schema(session: Session, table: DataLakeTable) -> Schema:
     """The table's current schema (empty when it has none yet)."""
-    if table.current_schema_version is None:
-        return Schema()
-    row = session.scalar(
-        select(DataLakeSchema).where(
-            DataLakeSchema.table_id == table.id,
-            DataLakeSchema.version == table.current_schema_version,
-        )
-    )
+    row = SqlCatalog(session).schema_at(table.id, table.current_schema_version)
     return Schema.from_json(row.schema) if row else Schema()
 
 
 def update_table(
-    session: Session, table_id: str, changes: dict[str, Any], *, actor: str = "system"
+    session: Session,
+    table_id: str,
+    changes: dict[str, Any],
+    *,
+    actor: str = "system",
+    correlation_id: str | None = None,
 ) -> DataLakeTable:
     """Update a table's configuration (description, partitioning, policy, compatibility, format).
 
     Changing the partition spec applies to files written afterwards; committed files
-    keep their layout and record their own partition values.
+    keep their layout and record their own partition values. ``actor`` and
+    ``correlation_id`` go on the ``table.update`` audit event, with ``changes``.
     """
     table = get_table(session, table_id)
     if "description" in changes:
@@ -198,28 +198,44 @@ def update_table(
     if "max_rejected_ratio" in changes:  # null switches the quality gate off
         table.max_rejected_ratio = validate_ratio(changes["max_rejected_ratio"])
     table.version += 1
-    session.flush()
+    SqlCatalog(session).flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="table.update",
+        entity_type="table",
+        entity_id=table.id,
+        details={"changes": changes},
+        correlation_id=correlation_id,
+    )
     return table
 
 
-def delete_table(session: Session, table_id: str) -> DataLakeTable:
+def delete_table(
+    session: Session, table_id: str, *, actor: str = "system", correlation_id: str | None = None
+) -> DataLakeTable:
     """Soft-delete: the data stays, the table leaves lists and refuses ingestion.
 
     Its data sources are disabled in the same transaction, so later uploads under them
     start nothing (instead of failing on the deleted table until the trigger's
-    dead-letter queue takes them).
+    dead-letter queue takes them). ``actor`` and ``correlation_id`` go on the
+    ``table.delete`` audit event.
     """
+    catalog: Catalog = SqlCatalog(session)
     table = get_table(session, table_id)
     table.deleted_at = utcnow()
     table.live_name = None
     table.version += 1
-    session.execute(
-        update(DataSource)
-        .where(DataSource.table_id == table.id, DataSource.enabled.is_(True))
-        .values(enabled=False, updated_at=utcnow())
-        .execution_options(synchronize_session="fetch")
+    catalog.disable_sources_of(table.id)
+    catalog.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="table.delete",
+        entity_type="table",
+        entity_id=table.id,
+        correlation_id=correlation_id,
     )
-    session.flush()
     return table
 
 
@@ -279,20 +295,9 @@ def list_files(
         named = from_cursor
     retention = get_settings().replaced_file_retention_seconds
     snap = snapshots.resolve(session, table_id, named, retention_seconds=retention)
-    members = select(DataFile).where(
-        DataFile.table_id == table_id, snapshots.in_snapshot(snap.seq)
-    )
-    total = session.scalar(select(func.count()).select_from(members.subquery())) or 0
-    query = members
-    if after is not None:
-        key, file_id = after
-        query = query.where(
-            or_(DataFile.key > key, and_(DataFile.key == key, DataFile.id > file_id))
-        )
-    rows = list(
-        session.scalars(
-            query.order_by(DataFile.key, DataFile.id).offset(offset).limit(limit + 1)
-        ).all()
+    # One row past the page says whether another page follows.
+    rows, total = SqlCatalog(session).snapshot_files(
+        table_id, snap.seq, after=after, offset=offset, limit=limit + 1
     )
     snapshots.check_intact(session, snap)
     items = rows[:limit]

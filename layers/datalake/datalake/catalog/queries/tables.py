@@ -1,0 +1,85 @@
+"""The catalog's questions about tables, their partitions and the files of a snapshot."""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from datalake.catalog import snapshots
+from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable
+from datalake.catalog.paging import page
+
+
+class TableQueries:
+    """Tables (live or soft-deleted), a table's partitions by path, a snapshot's files."""
+
+    session: Session
+
+    def table(self, table_id: str) -> DataLakeTable | None:
+        """The table of that id, live or soft-deleted; None when there is none."""
+        return self.session.get(DataLakeTable, table_id)
+
+    def live_tables_page(
+        self, *, namespace: str | None = None, limit: int, offset: int
+    ) -> tuple[list[DataLakeTable], int]:
+        """A page of the live tables (of one namespace), newest first, and their total."""
+        query = select(DataLakeTable).where(DataLakeTable.deleted_at.is_(None))
+        if namespace:
+            query = query.where(DataLakeTable.namespace == namespace)
+        return page(
+            self.session, query, order_by=DataLakeTable.created_at.desc(), limit=limit,
+            offset=offset,
+        )
+
+    def live_tables_by_name(self, namespace: str | None = None) -> list[DataLakeTable]:
+        """Every live table (of one namespace), in namespace and name order."""
+        query = select(DataLakeTable).where(DataLakeTable.deleted_at.is_(None))
+        if namespace is not None:
+            query = query.where(DataLakeTable.namespace == namespace)
+        return list(
+            self.session.scalars(query.order_by(DataLakeTable.namespace, DataLakeTable.name))
+        )
+
+    def partition_by_path(self, table_id: str, path: str) -> DataLakePartition | None:
+        """The partition row of a table at a Hive path ('' when unpartitioned), or None."""
+        return self.session.scalar(
+            select(DataLakePartition).where(
+                DataLakePartition.table_id == table_id, DataLakePartition.path == path
+            )
+        )
+
+    def snapshot_files(
+        self,
+        table_id: str,
+        seq: int,
+        *,
+        after: tuple[str, str] | None = None,
+        offset: int = 0,
+        limit: int,
+    ) -> tuple[list[DataFile], int]:
+        """Files of a table's snapshot ``seq`` in ``(key, id)`` order, and their total.
+
+        Parameters
+        ----------
+        table_id, seq:
+            The table and the file sequence number of the snapshot.
+        after:
+            A keyset cursor ``(key, id)``: only files after it are returned (the total
+            still counts the whole snapshot).
+        offset, limit:
+            The page window after the cursor.
+        """
+        members = select(DataFile).where(
+            DataFile.table_id == table_id, snapshots.in_snapshot(seq)
+        )
+        total = self.session.scalar(select(func.count()).select_from(members.subquery())) or 0
+        query = members
+        if after is not None:
+            key, file_id = after
+            query = query.where(
+                or_(DataFile.key > key, and_(DataFile.key == key, DataFile.id > file_id))
+            )
+        rows = self.session.scalars(
+            query.order_by(DataFile.key, DataFile.id).offset(offset).limit(limit)
+        ).all()
+        return list(rows), int(total)
