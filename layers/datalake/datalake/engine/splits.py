@@ -17,22 +17,22 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from datalake.domain.vocabulary import DEFAULT_SPLIT_SIZE_MB, SourceFormat
 from datalake.engine.store import ObjectInfo, ObjectStore
 from datalake.errors import CorruptInput, InvalidInput
 
-FORMATS = ("csv", "jsonl", "parquet", "avro")
+FORMATS: tuple[str, ...] = tuple(SourceFormat)
 _EXT = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".txt": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".avro": "avro",
+    ".csv": SourceFormat.CSV,
+    ".tsv": SourceFormat.CSV,
+    ".txt": SourceFormat.CSV,
+    ".jsonl": SourceFormat.JSONL,
+    ".ndjson": SourceFormat.JSONL,
+    ".json": SourceFormat.JSONL,
+    ".parquet": SourceFormat.PARQUET,
+    ".pq": SourceFormat.PARQUET,
+    ".avro": SourceFormat.AVRO,
 }
-_FORMAT_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "tsv": "csv"}
 SAMPLE_BYTES = 2**20
 
 
@@ -99,9 +99,7 @@ def detect_format(key: str, explicit: str | None) -> tuple[str, str | None]:
         fmt = explicit.strip().lower()
         if fmt.endswith(".gz"):
             fmt, compression = fmt[:-3], "gzip"
-        fmt = _FORMAT_ALIASES.get(fmt, fmt)
-        if fmt not in FORMATS:
-            raise InvalidInput(f"unknown format {explicit!r}; expected one of {FORMATS}")
+        fmt = SourceFormat.parse(fmt)  # the vocabulary job creation accepts, aliases too
         if compression and fmt in ("parquet", "avro"):
             raise InvalidInput(f"{fmt} objects cannot be gzip-compressed as a whole: {key}")
         return fmt, compression
@@ -217,7 +215,8 @@ def _byte_ranges(size: int, split_size: int) -> list[tuple[int, int]]:
 
 
 def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | None,
-                options: dict[str, Any], split_size_bytes: int = 128 * 2**20) -> list[Split]:
+                options: dict[str, Any],
+                split_size_bytes: int = DEFAULT_SPLIT_SIZE_MB * 2**20) -> list[Split]:
     """Cut source objects into splits of about ``split_size_bytes``.
 
     Empty objects produce no split. Split indexes run over all objects in order.

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
 from datalake.catalog.paging import page
+from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB, TableFormat
 from datalake.domain.limits import PARTITION_PATH_MAX
 from datalake.domain.partitioning import PartitionField, parse_partitioning
 from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
@@ -29,7 +30,7 @@ from datalake.services.tables import get_table
 
 #: A committed file smaller than this fraction of the target size is a compaction candidate.
 SMALL_FILE_FRACTION = 0.5
-MIN_TARGET_MB, MAX_TARGET_MB = 1, 2048
+MIN_TARGET_MB, MAX_TARGET_MB = MIN_TARGET_FILE_SIZE_MB, MAX_TARGET_FILE_SIZE_MB
 
 
 class CompactionUnavailable(DatalakeError):
@@ -271,8 +272,9 @@ def validate_target_mb(value: Any) -> float | None:
 
 def target_bytes(table: DataLakeTable, override_mb: float | None = None) -> int:
     """The target file size of a table in bytes (an override wins over ``table.format``)."""
-    mb = override_mb if override_mb is not None else table.format.get("target_file_size_mb", 128)
-    return int(float(mb) * 2**20)
+    if override_mb is None:
+        return TableFormat.of(table.format).target_file_size_bytes
+    return int(float(override_mb) * 2**20)
 
 
 def compaction_candidates(
@@ -347,7 +349,7 @@ def request_compaction(
         "partition_id": partition_id,
         "target_file_size_mb": override
         if override is not None
-        else float(table.format.get("target_file_size_mb", 128)),
+        else float(TableFormat.of(table.format).target_file_size_mb),
         "request_id": request_id,
         "partitions_to_compact": len(candidates),
     }
