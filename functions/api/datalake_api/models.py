@@ -22,7 +22,13 @@ from datalake.domain.limits import (
     MAX_LIST_ITEMS,
     NAME_MAX,
 )
-from datalake.domain.vocabulary import DEFAULT_SCHEMA_POLICY, SchemaPolicy, SourceFormat
+from datalake.domain.vocabulary import (
+    DEFAULT_SCHEMA_POLICY,
+    BatchStatus,
+    JobStatus,
+    SchemaPolicy,
+    SourceFormat,
+)
 from datalake.errors import InvalidInput
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
@@ -239,7 +245,7 @@ class JobOut(_Out):
     id: str
     table_id: str
     source_id: str | None
-    status: str
+    status: JobStatus
     sources: list[str]
     format: str | None
     options: dict[str, Any]
@@ -270,7 +276,7 @@ class BatchOut(_Out):
     job_id: str
     seq: int
     split: dict[str, Any]
-    status: str
+    status: BatchStatus
     attempts: int
     records_read: int
     records_written: int
