@@ -30,7 +30,12 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus
+from datalake.domain.vocabulary import (
+    DEFAULT_SCHEMA_POLICY,
+    BatchStatus,
+    FileStatus,
+    JobStatus,
+)
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -73,7 +78,7 @@ class DataLakeTable(TimestampMixin, Base):
     live_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     partitioning: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    schema_policy: Mapped[str] = mapped_column(String(32), default="evolve")
+    schema_policy: Mapped[str] = mapped_column(String(32), default=DEFAULT_SCHEMA_POLICY)
     compatibility: Mapped[str] = mapped_column(String(32), default="BACKWARD")
     format: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     current_schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)

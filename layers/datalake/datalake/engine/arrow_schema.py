@@ -11,6 +11,7 @@ import pyarrow as pa
 from datalake.domain.avro_schema import infer_field_type
 from datalake.domain.schema import Schema, SchemaField
 from datalake.domain.types import DecimalType, parse_type
+from datalake.domain.vocabulary import SourceFormat
 from datalake.engine.streams import json_objects
 from datalake.errors import CorruptInput, InvalidInput
 
@@ -114,7 +115,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
 
     options = options or {}
     obj = ObjectInfo(split.bucket, split.key, split.size, split.etag)
-    if split.format == "csv":
+    if split.format == SourceFormat.CSV:
         opts = csv_options(options)
         data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
         data = _cut_at_newline(data, complete)
@@ -133,7 +134,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
         except pa.ArrowInvalid as e:
             raise CorruptInput(f"cannot sample CSV {obj.uri}: {e}") from e
         return infer_schema(t.schema)
-    if split.format == "jsonl":
+    if split.format == SourceFormat.JSONL:
         data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
         data = _cut_at_newline(data, complete)
         try:
@@ -141,7 +142,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
         except pa.ArrowInvalid:
             t = _json_sample_python(data, obj.uri)
         return infer_schema(t.schema)
-    if split.format == "parquet":
+    if split.format == SourceFormat.PARQUET:
         import pyarrow.parquet as pq
 
         from datalake.engine.streams import open_at
@@ -153,7 +154,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
             raise CorruptInput(f"{obj.uri} is not a readable Parquet file: {e}") from e
         finally:
             f.close()
-    if split.format == "avro":
+    if split.format == SourceFormat.AVRO:
         from datalake.engine.avro import read_header
 
         header = read_header(store, split.bucket, split.key, split.size, split.etag)

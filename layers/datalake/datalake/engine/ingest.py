@@ -27,6 +27,7 @@ from datalake.domain.vocabulary import (
     DEFAULT_COMPRESSION,
     DEFAULT_SCHEMA_POLICY,
     DEFAULT_TARGET_FILE_SIZE_MB,
+    SourceFormat,
 )
 from datalake.engine.arrow_schema import to_arrow_schema
 from datalake.engine.conform import Conformer, json_safe
@@ -75,7 +76,8 @@ class _Quarantine:
     def begin(self, split: Split) -> None:
         """Attribute the records that follow to ``split``."""
         self.uri = split.uri
-        self.offset = None if (split.start == 0 or split.format == "parquet") else split.start
+        whole = split.start == 0 or split.format == SourceFormat.PARQUET
+        self.offset = None if whole else split.start
 
     def add(self, row: int | None, column: str | None, value: Any, error: str,
             record: dict[str, Any] | None) -> None:

@@ -100,7 +100,7 @@ def detect_format(key: str, explicit: str | None) -> tuple[str, str | None]:
         if fmt.endswith(".gz"):
             fmt, compression = fmt[:-3], "gzip"
         fmt = SourceFormat.parse(fmt)  # the vocabulary job creation accepts, aliases too
-        if compression and fmt in ("parquet", "avro"):
+        if compression and fmt in (SourceFormat.PARQUET, SourceFormat.AVRO):
             raise InvalidInput(f"{fmt} objects cannot be gzip-compressed as a whole: {key}")
         return fmt, compression
     dot = name.rfind(".")
@@ -111,7 +111,7 @@ def detect_format(key: str, explicit: str | None) -> tuple[str, str | None]:
             f"cannot tell the format of {key!r} from its extension; "
             "use .csv, .csv.gz, .jsonl, .ndjson, .json, .parquet or .avro, or set format"
         )
-    if compression and fmt_or_none in ("parquet", "avro"):
+    if compression and fmt_or_none in (SourceFormat.PARQUET, SourceFormat.AVRO):
         raise InvalidInput(f"{fmt_or_none} objects cannot be gzip-compressed as a whole: {key}")
     return fmt_or_none, compression
 
@@ -239,7 +239,7 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
             continue
         base: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "format": fmt,
                                 "size": obj.size, "etag": obj.etag, "compression": comp}
-        if fmt == "csv":
+        if fmt == SourceFormat.CSV:
             opts = csv_options(options)
             header = None
             data, complete = _prefix(store, obj, comp)
@@ -256,14 +256,14 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
             for s, e in ranges:
                 out.append(Split(index=len(out), start=s, end=e, header=header,
                                  newlines_in_values=bool(nl), **base))
-        elif fmt == "jsonl":
+        elif fmt == SourceFormat.JSONL:
             ranges = [(0, obj.size)] if comp or obj.size <= split_size else _byte_ranges(
                 obj.size, split_size)
             for s, e in ranges:
                 out.append(Split(index=len(out), start=s, end=e, **base))
-        elif fmt == "parquet":
+        elif fmt == SourceFormat.PARQUET:
             out.extend(_parquet_splits(obj, store, split_size, base, len(out)))
-        elif fmt == "avro":
+        elif fmt == SourceFormat.AVRO:
             head = store.get_range(obj.bucket, obj.key, 0, 4)
             if head != b"Obj\x01":
                 raise CorruptInput(f"{obj.uri} is not an Avro object container file")
