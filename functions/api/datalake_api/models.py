@@ -14,6 +14,7 @@ from pydantic import (
     field_validator,
 )
 
+from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB
 from datalake.domain.limits import (
     BUCKET_MAX,
     DESCRIPTION_MAX,
@@ -359,7 +360,9 @@ class PartitionOut(_Out):
 class OptimizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_file_size_mb: float | None = Field(default=None, gt=0, le=10_240)
+    target_file_size_mb: float | None = Field(
+        default=None, ge=MIN_TARGET_FILE_SIZE_MB, le=MAX_TARGET_FILE_SIZE_MB
+    )
     partition_id: Id | None = None
 
 
