@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datalake.domain.partitioning import PartitionField, hive_path
-from datalake.engine.transforms import partition_path as engine_path
+from datalake.domain.partitioning import partition_path as engine_path
 from datalake.services.jobs import partition_path as catalog_path
 
 

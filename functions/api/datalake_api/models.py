@@ -5,8 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB
 from datalake.domain.limits import (
     BUCKET_MAX,
     DESCRIPTION_MAX,
@@ -15,6 +23,14 @@ from datalake.domain.limits import (
     MAX_LIST_ITEMS,
     NAME_MAX,
 )
+from datalake.domain.vocabulary import (
+    DEFAULT_SCHEMA_POLICY,
+    BatchStatus,
+    JobStatus,
+    SchemaPolicy,
+    SourceFormat,
+)
+from datalake.errors import InvalidInput
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)]
@@ -22,6 +38,26 @@ Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)]
 Word = Annotated[str, StringConstraints(min_length=1, max_length=32)]
 #: An ``s3://bucket/key`` URI: the scheme, a bucket and a key of at most 1,024 bytes.
 S3Uri = Annotated[str, StringConstraints(min_length=6, max_length=KEY_MAX_BYTES + BUCKET_MAX + 6)]
+
+
+def _policy(value: str) -> str:
+    try:
+        return SchemaPolicy.parse(value).value
+    except InvalidInput as e:
+        raise ValueError(e.message) from None
+
+
+def _format(value: str) -> str:
+    try:
+        return SourceFormat.parse(value).value
+    except InvalidInput as e:
+        raise ValueError(e.message) from None
+
+
+#: A schema policy as the domain reads it ("Evolve", "discard-columns"), sent on canonical.
+PolicyName = Annotated[Word, AfterValidator(_policy)]
+#: A source format or one of its aliases ("json"), sent on canonical.
+FormatName = Annotated[Word, AfterValidator(_format)]
 
 
 class _Out(BaseModel):
@@ -83,7 +119,7 @@ class TableCreate(BaseModel):
     description: Description | None = None
     schema_: dict[str, Any] | None = Field(default=None, alias="schema")
     partitioning: list[dict[str, Any]] | None = Field(default=None, max_length=64)
-    schema_policy: Word = "evolve"
+    schema_policy: PolicyName = DEFAULT_SCHEMA_POLICY.value
     compatibility: Word = "BACKWARD"
     format: dict[str, Any] | None = None
     max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
@@ -94,7 +130,7 @@ class TableUpdate(BaseModel):
 
     description: Description | None = None
     partitioning: list[dict[str, Any]] | None = Field(default=None, max_length=64)
-    schema_policy: Word | None = None
+    schema_policy: PolicyName | None = None
     compatibility: Word | None = None
     format: dict[str, Any] | None = None
     max_rejected_ratio: float | None = Field(default=None, ge=0.0, le=1.0, allow_inf_nan=False)
@@ -179,7 +215,7 @@ class SourceCreate(BaseModel):
     table_id: Id
     bucket: Annotated[str, StringConstraints(min_length=3, max_length=BUCKET_MAX)]
     prefix: Annotated[str, StringConstraints(max_length=KEY_MAX_BYTES)] = ""
-    format: Word | None = None
+    format: FormatName | None = None
     options: dict[str, Any] | None = None
 
 
@@ -200,7 +236,7 @@ class JobCreate(BaseModel):
 
     table_id: Id
     sources: list[S3Uri] = Field(min_length=1, max_length=MAX_LIST_ITEMS)
-    format: Word | None = None
+    format: FormatName | None = None
     options: dict[str, Any] | None = None
     max_retries: int | None = Field(default=None, ge=0, le=10)
     timeout_seconds: int | None = Field(default=None, ge=10, le=86_400)
@@ -210,7 +246,7 @@ class JobOut(_Out):
     id: str
     table_id: str
     source_id: str | None
-    status: str
+    status: JobStatus
     sources: list[str]
     format: str | None
     options: dict[str, Any]
@@ -241,7 +277,7 @@ class BatchOut(_Out):
     job_id: str
     seq: int
     split: dict[str, Any]
-    status: str
+    status: BatchStatus
     attempts: int
     records_read: int
     records_written: int
@@ -324,7 +360,9 @@ class PartitionOut(_Out):
 class OptimizeRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    target_file_size_mb: float | None = Field(default=None, gt=0, le=10_240)
+    target_file_size_mb: float | None = Field(
+        default=None, ge=MIN_TARGET_FILE_SIZE_MB, le=MAX_TARGET_FILE_SIZE_MB
+    )
     partition_id: Id | None = None
 
 

@@ -8,6 +8,8 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from datalake.domain.vocabulary import DEFAULT_BATCH_SIZE, DEFAULT_SPLIT_SIZE_MB
+
 #: The local development signing secret; deployments set DATALAKE_JWT_SECRET.
 LOCAL_JWT_SECRET = "datalake-local-dev-secret-change-me-0123456789"
 
@@ -40,8 +42,8 @@ class Settings(BaseSettings):
     jwt_roles_claim: str = "roles"
     #: Origins allowed by CORS, comma-separated ("*": any; "": none, the default).
     cors_origins: str = ""
-    default_batch_size: int = 10_000
-    default_split_size_mb: int = 128
+    default_batch_size: int = DEFAULT_BATCH_SIZE
+    default_split_size_mb: int = DEFAULT_SPLIT_SIZE_MB
     default_max_retries: int = 2
     default_timeout_seconds: int = 900
     #: Batches of one job in flight at once (the Map's MaxConcurrency, from the template).

@@ -13,9 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from datalake.domain import iceberg as m
-from datalake.domain.partitioning import parse_partitioning, parse_transform
+from datalake.domain.partitioning import human_string, parse_partitioning, parse_transform
 from datalake.domain.schema import Schema
-from datalake.engine.transforms import apply_transform, human_string
+from datalake.engine.transforms import apply_transform
 from datalake.errors import InvalidInput
 
 SCHEMA = Schema.from_json({"fields": [

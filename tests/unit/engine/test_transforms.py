@@ -13,17 +13,17 @@ from datalake.domain.partitioning import (
     NULL_PARTITION,
     PartitionField,
     escape_path_value,
+    human_string,
     parse_transform,
+    partition_path,
+    range_names,
 )
 from datalake.engine.transforms import (
     apply_transform,
     bucket,
     bucket_hashes,
-    human_string,
     iceberg_hash,
     murmur3_long,
-    partition_path,
-    range_names,
 )
 
 # Apache Iceberg spec, "Appendix B: 32-bit Hash Requirements"

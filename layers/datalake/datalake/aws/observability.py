@@ -264,6 +264,7 @@ def _emit_job(job_id: str, *, correlation_id: str | None) -> dict[str, Any] | No
 
     from datalake.catalog.db import session_scope
     from datalake.catalog.models import DataLakeTable, IngestionBatch, IngestionJob
+    from datalake.domain.vocabulary import JobStatus
 
     with session_scope(readonly=True) as session:
         job = session.get(IngestionJob, job_id)
@@ -281,7 +282,7 @@ def _emit_job(job_id: str, *, correlation_id: str | None) -> dict[str, Any] | No
         started = _naive_utc(job.started_at or job.created_at)
         ended = _naive_utc(job.finished_at) or datetime.now(UTC).replace(tzinfo=None)
         duration = (ended - started).total_seconds() if started else 0.0
-        failed = job.status != "SUCCEEDED"
+        failed = job.status != JobStatus.SUCCEEDED
         figures: dict[str, tuple[float, MetricUnit]] = {
             "JobsSucceeded": (0 if failed else 1, MetricUnit.Count),
             "JobsFailed": (1 if failed else 0, MetricUnit.Count),

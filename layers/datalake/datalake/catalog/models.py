@@ -30,6 +30,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from datalake.domain.vocabulary import (
+    DEFAULT_SCHEMA_POLICY,
+    BatchStatus,
+    FileStatus,
+    JobStatus,
+)
+
 NAMING = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -71,7 +78,7 @@ class DataLakeTable(TimestampMixin, Base):
     live_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     description: Mapped[str | None] = mapped_column(Text, nullable=True)
     partitioning: Mapped[list[Any]] = mapped_column(JSON, default=list)
-    schema_policy: Mapped[str] = mapped_column(String(32), default="evolve")
+    schema_policy: Mapped[str] = mapped_column(String(32), default=DEFAULT_SCHEMA_POLICY)
     compatibility: Mapped[str] = mapped_column(String(32), default="BACKWARD")
     format: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     current_schema_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -160,7 +167,7 @@ class DataFile(Base):
     # PENDING (written, not visible) -> COMMITTED (visible) -> REPLACED (compacted away,
     # or retired by the commit of a retry of its job);
     # COMMITTED -> CORRUPT when verification finds the object missing or altered.
-    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    status: Mapped[str] = mapped_column(String(16), default=FileStatus.PENDING)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     committed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     # When compaction replaced it: its object is kept for the retention period, so a
@@ -205,7 +212,7 @@ class IngestionJob(Base):
     table_id: Mapped[str] = mapped_column(ForeignKey("datalake_tables.id"))
     source_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     idempotency_key: Mapped[str | None] = mapped_column(String(1024), nullable=True)
-    status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
+    status: Mapped[str] = mapped_column(String(16), default=JobStatus.PENDING, index=True)
     sources: Mapped[list[Any]] = mapped_column(JSON, default=list)
     # Source URI -> the ETag its upload event named: Plan ingests that object or fails.
     source_etags: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
@@ -252,7 +259,7 @@ class IngestionBatch(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("ingestion_jobs.id"), index=True)
     seq: Mapped[int] = mapped_column(Integer)
     split: Mapped[dict[str, Any]] = mapped_column(JSON)
-    status: Mapped[str] = mapped_column(String(16), default="PENDING")
+    status: Mapped[str] = mapped_column(String(16), default=BatchStatus.PENDING)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     records_read: Mapped[int] = mapped_column(BigInteger, default=0)
     records_written: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakeTable, utcnow
 from datalake.config import get_settings
+from datalake.domain.vocabulary import FileStatus
 from datalake.errors import InvalidInput, NotFound, SnapshotExpired
 
 _TOKEN_VERSION = "1"
@@ -167,7 +168,7 @@ def in_snapshot(seq: int) -> ColumnElement[bool]:
         DataFile.committed_seq <= seq,
         or_(
             DataFile.replaced_seq > seq,
-            and_(DataFile.replaced_seq.is_(None), DataFile.status == "COMMITTED"),
+            and_(DataFile.replaced_seq.is_(None), DataFile.status == FileStatus.COMMITTED),
         ),
     )
 

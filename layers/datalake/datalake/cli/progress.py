@@ -11,8 +11,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from datalake.cli.client import ApiClient, ApiError
+from datalake.domain.vocabulary import BatchStatus, JobStatus
 
-FINISHED = ("SUCCEEDED", "FAILED", "CANCELLED")
+FINISHED = tuple(s for s in JobStatus if s.finished)
+_STYLES = {JobStatus.SUCCEEDED: "green", JobStatus.FAILED: "red", JobStatus.CANCELLED: "yellow"}
 #: Seconds between two reads of the job.
 POLL_S = 1.0
 
@@ -31,7 +33,7 @@ def with_batch_progress(api: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
     The job row's own counters are rolled up at Commit; until then the finished batches
     say how far it is.
     """
-    if job["status"] != "RUNNING" or not job.get("batches_total"):
+    if job["status"] != JobStatus.RUNNING or not job.get("batches_total"):
         return job
     path = f"/api/v1/ingestion/jobs/{job['id']}/batches"
     batches: list[dict[str, Any]] = []
@@ -43,11 +45,11 @@ def with_batch_progress(api: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
                 break
     except ApiError:
         return job  # progress is best effort; the job itself still says where it is
-    finished = [b for b in batches if b["status"] == "SUCCEEDED"]
+    finished = [b for b in batches if b["status"] == BatchStatus.SUCCEEDED]
     return {
         **job,
         "batches_succeeded": len(finished),
-        "batches_failed": sum(1 for b in batches if b["status"] == "FAILED"),
+        "batches_failed": sum(1 for b in batches if b["status"] == BatchStatus.FAILED),
         "records_read": sum(b["records_read"] for b in finished),
         "records_written": sum(b["records_written"] for b in finished),
         "records_rejected": sum(b["records_rejected"] for b in finished),
@@ -152,7 +154,7 @@ def _duration(job: dict[str, Any]) -> str:
 
 def summary_table(job: dict[str, Any]) -> Table:
     """A job's outcome as a table: status, records, bytes, files, batches, time, error."""
-    style = {"SUCCEEDED": "green", "FAILED": "red", "CANCELLED": "yellow"}.get(job["status"], "")
+    style = _STYLES.get(job["status"], "")
     t = Table(title=f"job {job['id']}", show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value", justify="right", overflow="fold")

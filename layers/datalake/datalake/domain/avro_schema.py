@@ -49,6 +49,7 @@ __all__ = [
     "FIELD_NAME_PROP",
     "avro_name",
     "from_avro",
+    "infer_field_type",
     "to_avro",
     "to_avsc",
     "validate",
@@ -224,7 +225,10 @@ def _table_type(avro: Any, column: str) -> str:
     if base == "enum":
         return "string"
     if base == "fixed":
-        return f"fixed[{int(avro['size'])}]"
+        try:
+            return str(parse_type(f"fixed[{int(avro['size'])}]"))
+        except (KeyError, TypeError, ValueError) as e:
+            raise InvalidInput(f"column {column!r}: malformed fixed {dict(avro)!r}") from e
     if isinstance(base, str | Mapping) and base not in ("record", "array", "map", "error"):
         return _table_type(base, column)  # unknown logical type: its underlying type
     raise InvalidInput(f"column {column!r}: nested Avro type {base!r} is not supported")
@@ -240,6 +244,32 @@ def _field_type(avro: Any, column: str) -> tuple[str, bool]:
             )
         return _table_type(branches[0], column), len(branches) < len(avro)
     return _table_type(avro, column), False
+
+
+def infer_field_type(avro: Any, column: str = "") -> str:
+    """The table type an ingest infers for an Avro field type (a file's writer schema).
+
+    The same mapping as :func:`from_avro` (``timestamp-micros`` honours
+    ``"adjust-to-utc"``, ``fixed`` is ``fixed[N]``), but lenient, as inference must be: a
+    type no table column can hold (a record, array or map, a union of several non-null
+    types) is ``string``, so such values arrive as their text rather than failing the job.
+
+    Parameters
+    ----------
+    avro:
+        The field's Avro type (a name, an object or a union list).
+    column:
+        The field's name, for messages.
+
+    Returns
+    -------
+    str
+        An Iceberg type name.
+    """
+    try:
+        return _field_type(avro, column)[0]
+    except InvalidInput:
+        return "string"
 
 
 def from_avro(avsc: Mapping[str, Any] | str) -> Schema:

@@ -30,7 +30,8 @@ from pydantic import BaseModel, ConfigDict
 from datalake.domain.compat import Change, allowed, compare, validate_mode
 from datalake.domain.schema import Schema, SchemaField
 from datalake.domain.types import DecimalType, is_safe_promotion, parse_type
-from datalake.errors import InvalidInput, SchemaMismatch
+from datalake.domain.vocabulary import DEFAULT_SCHEMA_POLICY, SchemaPolicy
+from datalake.errors import SchemaMismatch
 
 __all__ = [
     "DEFAULT_POLICY",
@@ -46,37 +47,32 @@ __all__ = [
 ]
 
 #: The drift policies a table may have.
-POLICIES: tuple[str, ...] = ("evolve", "freeze", "discard_columns")
+POLICIES: tuple[str, ...] = tuple(SchemaPolicy)
 
 #: The policy of a table created without one.
-DEFAULT_POLICY = "evolve"
+DEFAULT_POLICY = DEFAULT_SCHEMA_POLICY
 
 
-def validate_policy(policy: str | None) -> str:
-    """Normalise and validate a ``schema_policy``.
+def validate_policy(policy: str | None) -> SchemaPolicy:
+    """Normalise and validate a ``schema_policy`` (:meth:`SchemaPolicy.parse`).
 
     Parameters
     ----------
     policy:
-        ``evolve``, ``freeze`` or ``discard_columns`` (case-insensitive); ``None`` means
-        :data:`DEFAULT_POLICY`.
+        ``evolve``, ``freeze`` or ``discard_columns`` (case-insensitive, ``-`` for ``_``);
+        ``None`` means :data:`DEFAULT_POLICY`.
 
     Returns
     -------
-    str
-        The canonical policy name.
+    SchemaPolicy
+        The canonical policy.
 
     Raises
     ------
     InvalidInput
         When the policy is unknown.
     """
-    if policy is None:
-        return DEFAULT_POLICY
-    text = str(policy).strip().lower().replace("-", "_")
-    if text not in POLICIES:
-        raise InvalidInput(f"unknown schema_policy {policy!r}; expected one of {list(POLICIES)}")
-    return text
+    return SchemaPolicy.parse(policy)
 
 
 @dataclass(frozen=True)
@@ -188,7 +184,7 @@ def evolve(
     InvalidInput
         When the policy or mode is unknown.
     """
-    policy = validate_policy(policy)
+    parsed = validate_policy(policy)
     mode = validate_mode(mode) if mode is not None else None
     next_id = max(last_column_id, table.max_id)
     unexpected = [f for f in observed.fields if table.find(f.name) is None]
@@ -197,12 +193,12 @@ def evolve(
     missing_names = [f.name for f in missing]
 
     if not table.fields:
-        policy = "evolve"  # an empty table adopts the first file's columns
-    if policy != "evolve":
+        parsed = SchemaPolicy.EVOLVE  # an empty table adopts the first file's columns
+    if parsed != SchemaPolicy.EVOLVE:
         return EvolutionResult(
             schema=table,
-            discarded=unexpected_names if policy == "discard_columns" else [],
-            mismatch=unexpected_names + missing_names if policy == "freeze" else [],
+            discarded=unexpected_names if parsed == SchemaPolicy.DISCARD_COLUMNS else [],
+            mismatch=unexpected_names + missing_names if parsed == SchemaPolicy.FREEZE else [],
             unexpected=unexpected_names,
             missing=missing_names,
             last_column_id=next_id,

@@ -1,12 +1,22 @@
-"""Partition specs: a list of (column, transform) pairs, Iceberg style (pure Python).
+"""Partition specs and partition values: the rules every layer follows (pure Python).
 
 Transforms: ``identity``, ``year``, ``month``, ``day``, ``hour``, ``bucket[N]``,
 ``truncate[W]`` and ``range[b1,b2,...]`` (explicit, ascending boundaries). The seed's
 "date", "hash" and "range" strategies are ``day``, ``bucket[N]`` and ``range[...]``.
+
+The rules for values live here too, so the engine (which computes them), the catalog and
+the API (which check and show them) agree: a field's path name (:class:`PartitionField`,
+:func:`name_problem`), a transformed value's human string (:func:`human_string`, Iceberg's:
+``2017``, ``2017-11``, ``2017-11-16``, ``2017-11-16-22``; a range is named ``lt_<b1>``,
+``<b1>_to_<b2>``, ..., ``ge_<bk>``, :func:`range_names`), and its Hive-escaped path
+(:func:`escape_path_value`, :func:`hive_path`; null is ``__HIVE_DEFAULT_PARTITION__``).
 """
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import itertools
 import re
 from typing import Any
 
@@ -190,3 +200,84 @@ def hive_path(values: dict[str, str | None]) -> str:
         f"{name}={NULL_PARTITION if v is None else escape_path_value(str(v))}"
         for name, v in values.items()
     )
+
+
+def partition_path(fields: list[PartitionField], values: tuple[str | None, ...]) -> str:
+    """``name=value/...`` of one partition's human strings, in ``fields`` order.
+
+    Parameters
+    ----------
+    fields:
+        The partition spec.
+    values:
+        One human string (or ``None``) per field, as :func:`human_string` gives them.
+    """
+    return hive_path({f.path_name: v for f, v in zip(fields, values, strict=True)})
+
+
+def range_names(bounds: tuple[str, ...]) -> list[str]:
+    """Readable names of the k+1 ranges of ``range[b1..bk]``: ``lt_b1``, ``b1_to_b2``, ...,
+    ``ge_bk``."""
+    b = [x.strip() for x in bounds]
+    names = [f"lt_{b[0]}"]
+    names += [f"{lo}_to_{hi}" for lo, hi in itertools.pairwise(b)]
+    names.append(f"ge_{b[-1]}")
+    return names
+
+
+_EPOCH = dt.date(1970, 1, 1)
+
+
+def human_string(value: Any, type_name: str, transform: Transform) -> str | None:
+    """Iceberg's human-readable string of a transformed partition value.
+
+    Parameters
+    ----------
+    value:
+        The transform's result: years/months/days/hours since 1970 for the temporal
+        transforms, a bucket or range index, or the source value (identity, truncate).
+    type_name:
+        The source column's type.
+    transform:
+        The field's transform.
+
+    Returns
+    -------
+    str or None
+        The string (``None`` for null); bytes are base64, timestamps ISO 8601 (in UTC
+        when they carry a zone).
+    """
+    if value is None:
+        return None
+    kind = transform.kind
+    if kind == "year":
+        return f"{1970 + int(value):04d}"
+    if kind == "month":
+        y, m = divmod(int(value), 12)
+        return f"{1970 + y:04d}-{m + 1:02d}"
+    if kind == "day":
+        return (_EPOCH + dt.timedelta(days=int(value))).isoformat()
+    if kind == "hour":
+        d, h = divmod(int(value), 24)
+        return f"{(_EPOCH + dt.timedelta(days=d)).isoformat()}-{h:02d}"
+    if kind == "bucket":
+        return str(int(value))
+    if kind == "range":
+        return range_names(transform.bounds)[int(value)]
+    return _identity_string(value)
+
+
+def _identity_string(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return value.astimezone(dt.UTC).isoformat()
+        return value.isoformat()
+    if isinstance(value, (dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(bytes(value)).decode()
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)

@@ -9,11 +9,17 @@ serialise as, the plain strings stored in the catalog and shown by the API.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
+
+from datalake.errors import InvalidInput
 
 __all__ = [
+    "DEFAULT_BATCH_SIZE",
     "DEFAULT_COMPRESSION",
+    "DEFAULT_SCHEMA_POLICY",
     "DEFAULT_SPLIT_SIZE_MB",
     "DEFAULT_TARGET_FILE_SIZE_MB",
+    "SOURCE_FORMAT_ALIASES",
     "BatchStatus",
     "Compression",
     "FileStatus",
@@ -21,6 +27,15 @@ __all__ = [
     "SchemaPolicy",
     "SourceFormat",
 ]
+
+
+def _choice[E: StrEnum](enum: type[E], value: object, what: str, text: str) -> E:
+    """The member of ``enum`` named by ``text`` (already normalised), or InvalidInput."""
+    try:
+        return enum(text)
+    except ValueError:
+        expected = [m.value for m in enum]
+        raise InvalidInput(f"{what} must be one of {expected}, got {value!r}") from None
 
 
 class JobStatus(StrEnum):
@@ -71,6 +86,26 @@ class SchemaPolicy(StrEnum):
     FREEZE = "freeze"
     DISCARD_COLUMNS = "discard_columns"
 
+    @classmethod
+    def parse(cls, value: str | None) -> Self:
+        """The policy a user wrote, in any case, with ``-`` or ``_`` (``None``: the default).
+
+        Parameters
+        ----------
+        value:
+            ``evolve``, ``freeze`` or ``discard_columns``; ``"Evolve"`` and
+            ``"discard-columns"`` name the same policies.
+
+        Raises
+        ------
+        InvalidInput
+            When ``value`` names no policy.
+        """
+        if value is None:
+            return cls(DEFAULT_SCHEMA_POLICY)
+        text = str(value).strip().lower().replace("-", "_")
+        return _choice(cls, value, "schema_policy", text)
+
 
 class SourceFormat(StrEnum):
     """The source file formats the engine reads."""
@@ -79,6 +114,25 @@ class SourceFormat(StrEnum):
     JSONL = "jsonl"
     PARQUET = "parquet"
     AVRO = "avro"
+
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """The format a user wrote, in any case, or one of its :data:`SOURCE_FORMAT_ALIASES`.
+
+        Raises
+        ------
+        InvalidInput
+            When ``value`` names no format.
+        """
+        text = str(value).strip().lower()
+        alias = SOURCE_FORMAT_ALIASES.get(text)
+        if alias is not None:
+            return cls(alias)
+        try:
+            return cls(text)
+        except ValueError:
+            expected = [m.value for m in cls] + list(SOURCE_FORMAT_ALIASES)
+            raise InvalidInput(f"format must be one of {expected}, got {value!r}") from None
 
 
 #: Other names users write for a :class:`SourceFormat`.
@@ -100,10 +154,25 @@ class Compression(StrEnum):
     LZ4 = "lz4"
     NONE = "none"
 
+    @classmethod
+    def parse(cls, value: str) -> Self:
+        """The codec a user wrote, in any case.
 
+        Raises
+        ------
+        InvalidInput
+            When ``value`` names no codec.
+        """
+        return _choice(cls, value, "compression", str(value).strip().lower())
+
+
+#: The policy of a table created without one.
+DEFAULT_SCHEMA_POLICY = SchemaPolicy.EVOLVE
 #: The codec of a table created without one.
 DEFAULT_COMPRESSION = Compression.SNAPPY
 #: The size a table's files are written and compacted towards.
 DEFAULT_TARGET_FILE_SIZE_MB = 128
 #: The size of one source slice a batch reads.
 DEFAULT_SPLIT_SIZE_MB = 128
+#: Records per streaming chunk inside a worker, for a job that names none.
+DEFAULT_BATCH_SIZE = 10_000

@@ -8,8 +8,10 @@ from typing import Any
 
 import pyarrow as pa
 
+from datalake.domain.avro_schema import infer_field_type
 from datalake.domain.schema import Schema, SchemaField
 from datalake.domain.types import DecimalType, parse_type
+from datalake.domain.vocabulary import SourceFormat
 from datalake.engine.streams import json_objects
 from datalake.errors import CorruptInput, InvalidInput
 
@@ -113,7 +115,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
 
     options = options or {}
     obj = ObjectInfo(split.bucket, split.key, split.size, split.etag)
-    if split.format == "csv":
+    if split.format == SourceFormat.CSV:
         opts = csv_options(options)
         data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
         data = _cut_at_newline(data, complete)
@@ -132,7 +134,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
         except pa.ArrowInvalid as e:
             raise CorruptInput(f"cannot sample CSV {obj.uri}: {e}") from e
         return infer_schema(t.schema)
-    if split.format == "jsonl":
+    if split.format == SourceFormat.JSONL:
         data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
         data = _cut_at_newline(data, complete)
         try:
@@ -140,7 +142,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
         except pa.ArrowInvalid:
             t = _json_sample_python(data, obj.uri)
         return infer_schema(t.schema)
-    if split.format == "parquet":
+    if split.format == SourceFormat.PARQUET:
         import pyarrow.parquet as pq
 
         from datalake.engine.streams import open_at
@@ -152,7 +154,7 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
             raise CorruptInput(f"{obj.uri} is not a readable Parquet file: {e}") from e
         finally:
             f.close()
-    if split.format == "avro":
+    if split.format == SourceFormat.AVRO:
         from datalake.engine.avro import read_header
 
         header = read_header(store, split.bucket, split.key, split.size, split.etag)
@@ -173,51 +175,14 @@ def _json_sample_python(data: bytes, uri: str) -> pa.Table:
     return pa.table(cols)
 
 
-def _avro_type(t: Any) -> tuple[str, bool]:
-    """(Iceberg type, nullable) for an Avro type."""
-    nullable = False
-    if isinstance(t, list):
-        branches = [b for b in t if b != "null"]
-        nullable = len(branches) < len(t)
-        if len(branches) != 1:
-            return "string", True
-        t = branches[0]
-    if isinstance(t, dict):
-        logical = t.get("logicalType")
-        base = t.get("type")
-        if logical == "decimal":
-            return f"decimal({int(t['precision'])},{int(t.get('scale', 0))})", nullable
-        if logical == "date":
-            return "date", nullable
-        if logical in ("time-millis", "time-micros"):
-            return "time", nullable
-        if logical in ("timestamp-millis", "timestamp-micros", "timestamp-nanos"):
-            return "timestamptz", nullable
-        if logical in ("local-timestamp-millis", "local-timestamp-micros",
-                       "local-timestamp-nanos"):
-            return "timestamp", nullable
-        if logical == "uuid":
-            return "uuid", nullable
-        if base in ("fixed",):
-            return "binary", nullable
-        if base == "enum":
-            return "string", nullable
-        if isinstance(base, str) and base in _AVRO_PRIM:
-            return _AVRO_PRIM[base], nullable
-        return "string", nullable
-    if isinstance(t, str) and t in _AVRO_PRIM:
-        return _AVRO_PRIM[t], nullable
-    return "string", nullable
-
-
-_AVRO_PRIM = {"boolean": "boolean", "int": "int", "long": "long", "float": "float",
-              "double": "double", "bytes": "binary", "string": "string", "null": "string"}
-
-
 def avro_to_schema(avro_schema: dict[str, Any]) -> Schema:
-    """An Iceberg schema for an Avro record schema (ids 1..n, all nullable)."""
+    """An Iceberg schema for an Avro record schema (ids 1..n, all nullable).
+
+    Types are the domain's mapping (:func:`datalake.domain.avro_schema.infer_field_type`);
+    names are the file's own, as its records spell them.
+    """
     fields = []
     for i, f in enumerate(avro_schema.get("fields", []), start=1):
-        typ, _nullable = _avro_type(f["type"])
+        typ = infer_field_type(f["type"], f["name"])
         fields.append(SchemaField(id=i, name=f["name"], type=typ, nullable=True))
     return Schema(fields=tuple(fields))

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from datalake.domain.schema import Schema, SchemaField
+from datalake.domain.vocabulary import DEFAULT_SCHEMA_POLICY, SchemaPolicy
 from datalake.engine.arrow_schema import to_arrow_schema
 from datalake.errors import SchemaMismatch
 
@@ -205,12 +206,14 @@ class Conformer:
     ``discard_columns`` -> such columns are dropped and listed in :attr:`discarded`.
     """
 
-    def __init__(self, schema: Schema, *, policy: str = "evolve", uri: str = "") -> None:
+    def __init__(
+        self, schema: Schema, *, policy: str = DEFAULT_SCHEMA_POLICY, uri: str = ""
+    ) -> None:
         self.schema = schema
         self.fields: list[SchemaField] = list(schema.fields)
         self.arrow_schema = to_arrow_schema(schema)
         self.targets = [f.type for f in self.arrow_schema]
-        self.policy = policy
+        self.policy = SchemaPolicy.parse(policy)
         self.uri = uri
         self._by_lower = {f.name.lower(): i for i, f in enumerate(self.fields)}
         self.discarded: list[str] = []
@@ -229,14 +232,14 @@ class Conformer:
             self.source_columns.append(c)
         extras = [c for c in new if c.lower() not in self._by_lower]
         if extras:
-            if self.policy == "freeze":
+            if self.policy == SchemaPolicy.FREEZE:
                 raise SchemaMismatch(
                     f"{self.uri}: source columns not in the table schema: {', '.join(extras)} "
                     "(the table's schema policy is 'freeze')",
                     details={"unexpected_columns": extras},
                 )
             self.discarded.extend(extras)
-        if complete and self.policy == "freeze":
+        if complete and self.policy == SchemaPolicy.FREEZE:
             # freeze means the file's columns must be the table's: a missing column fails
             # the batch as an extra one does (JSON Lines, whose keys vary by record, only
             # checks extras).

@@ -22,6 +22,13 @@ import pyarrow as pa
 
 from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
+from datalake.domain.vocabulary import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_COMPRESSION,
+    DEFAULT_SCHEMA_POLICY,
+    DEFAULT_TARGET_FILE_SIZE_MB,
+    SourceFormat,
+)
 from datalake.engine.arrow_schema import to_arrow_schema
 from datalake.engine.conform import Conformer, json_safe
 from datalake.engine.partitioner import Partitioner
@@ -69,7 +76,8 @@ class _Quarantine:
     def begin(self, split: Split) -> None:
         """Attribute the records that follow to ``split``."""
         self.uri = split.uri
-        self.offset = None if (split.start == 0 or split.format == "parquet") else split.start
+        whole = split.start == 0 or split.format == SourceFormat.PARQUET
+        self.offset = None if whole else split.start
 
     def add(self, row: int | None, column: str | None, value: Any, error: str,
             record: dict[str, Any] | None) -> None:
@@ -119,11 +127,12 @@ def _merge_names(into: list[str], names: list[str]) -> None:
 def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[PartitionField],
                   store: ObjectStore, lake_bucket: str, table_prefix: str, file_prefix: str,
                   quarantine_prefix: str, options: dict[str, Any] | None = None,
-                  schema_policy: str = "evolve", compression: str = "snappy",
-                  target_file_size_bytes: int = 128 * 2**20,
+                  schema_policy: str = DEFAULT_SCHEMA_POLICY,
+                  compression: str = DEFAULT_COMPRESSION,
+                  target_file_size_bytes: int = DEFAULT_TARGET_FILE_SIZE_MB * 2**20,
                   on_chunk: Callable[[], None] | None = None) -> SplitResult:
     """Ingest a batch's splits, in order, into one set of files: stream each in chunks of
-    ``options['batch_size']`` (10,000) records, conform each chunk to ``schema``
+    ``options['batch_size']`` (:data:`DEFAULT_BATCH_SIZE`) records, conform each chunk to ``schema``
     (rejecting bad records to the quarantine), partition, and write Parquet under
     ``table_prefix`` in ``lake_bucket``. The splits share one writer, so a partition's
     rows from several small objects land in one file.
@@ -144,7 +153,7 @@ def ingest_splits(splits: list[Split], *, schema: Schema, partitioning: list[Par
     if not splits:
         raise ValueError("ingest_splits needs at least one split")
     options = dict(options or {})
-    batch_size = int(options.get("batch_size", 10_000))
+    batch_size = int(options.get("batch_size", DEFAULT_BATCH_SIZE))
     tmp_dir = options.get("tmp_dir")
     partitioner = Partitioner(list(partitioning), schema)
     writer = PartitionedWriter(

@@ -8,10 +8,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datalake.domain.partitioning import PartitionField
+from datalake.domain.partitioning import PartitionField, human_string, partition_path
 from datalake.domain.schema import Schema
 from datalake.domain.types import DecimalType, parse_type
-from datalake.engine.transforms import apply_transform, human_string, partition_path
+from datalake.engine.transforms import apply_transform
 from datalake.errors import InvalidInput
 
 _TEMPORAL = {"date", "timestamp", "timestamptz"}

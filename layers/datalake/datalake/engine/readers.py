@@ -20,6 +20,7 @@ import pyarrow.csv as pcsv
 import pyarrow.json as pj
 
 from datalake.domain.types import DecimalType, parse_type
+from datalake.domain.vocabulary import SourceFormat
 from datalake.engine.conform import Conformer
 from datalake.engine.splits import Split, csv_options, read_csv_header
 from datalake.engine.store import ObjectStore
@@ -418,8 +419,10 @@ class AvroReader(BaseReader):
             row0 += b.num_rows
 
 
-READERS = {"csv": CsvReader, "jsonl": JsonLinesReader, "parquet": ParquetReader,
-           "avro": AvroReader}
+READERS: dict[str, type[BaseReader]] = {
+    SourceFormat.CSV: CsvReader, SourceFormat.JSONL: JsonLinesReader,
+    SourceFormat.PARQUET: ParquetReader, SourceFormat.AVRO: AvroReader,
+}
 
 
 def make_reader(split: Split, store: ObjectStore, options: dict[str, Any],

@@ -17,22 +17,22 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from datalake.domain.vocabulary import DEFAULT_SPLIT_SIZE_MB, SourceFormat
 from datalake.engine.store import ObjectInfo, ObjectStore
 from datalake.errors import CorruptInput, InvalidInput
 
-FORMATS = ("csv", "jsonl", "parquet", "avro")
+FORMATS: tuple[str, ...] = tuple(SourceFormat)
 _EXT = {
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".txt": "csv",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-    ".json": "jsonl",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".avro": "avro",
+    ".csv": SourceFormat.CSV,
+    ".tsv": SourceFormat.CSV,
+    ".txt": SourceFormat.CSV,
+    ".jsonl": SourceFormat.JSONL,
+    ".ndjson": SourceFormat.JSONL,
+    ".json": SourceFormat.JSONL,
+    ".parquet": SourceFormat.PARQUET,
+    ".pq": SourceFormat.PARQUET,
+    ".avro": SourceFormat.AVRO,
 }
-_FORMAT_ALIASES = {"json": "jsonl", "ndjson": "jsonl", "jsonlines": "jsonl", "tsv": "csv"}
 SAMPLE_BYTES = 2**20
 
 
@@ -99,10 +99,8 @@ def detect_format(key: str, explicit: str | None) -> tuple[str, str | None]:
         fmt = explicit.strip().lower()
         if fmt.endswith(".gz"):
             fmt, compression = fmt[:-3], "gzip"
-        fmt = _FORMAT_ALIASES.get(fmt, fmt)
-        if fmt not in FORMATS:
-            raise InvalidInput(f"unknown format {explicit!r}; expected one of {FORMATS}")
-        if compression and fmt in ("parquet", "avro"):
+        fmt = SourceFormat.parse(fmt)  # the vocabulary job creation accepts, aliases too
+        if compression and fmt in (SourceFormat.PARQUET, SourceFormat.AVRO):
             raise InvalidInput(f"{fmt} objects cannot be gzip-compressed as a whole: {key}")
         return fmt, compression
     dot = name.rfind(".")
@@ -113,7 +111,7 @@ def detect_format(key: str, explicit: str | None) -> tuple[str, str | None]:
             f"cannot tell the format of {key!r} from its extension; "
             "use .csv, .csv.gz, .jsonl, .ndjson, .json, .parquet or .avro, or set format"
         )
-    if compression and fmt_or_none in ("parquet", "avro"):
+    if compression and fmt_or_none in (SourceFormat.PARQUET, SourceFormat.AVRO):
         raise InvalidInput(f"{fmt_or_none} objects cannot be gzip-compressed as a whole: {key}")
     return fmt_or_none, compression
 
@@ -217,7 +215,8 @@ def _byte_ranges(size: int, split_size: int) -> list[tuple[int, int]]:
 
 
 def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | None,
-                options: dict[str, Any], split_size_bytes: int = 128 * 2**20) -> list[Split]:
+                options: dict[str, Any],
+                split_size_bytes: int = DEFAULT_SPLIT_SIZE_MB * 2**20) -> list[Split]:
     """Cut source objects into splits of about ``split_size_bytes``.
 
     Empty objects produce no split. Split indexes run over all objects in order.
@@ -240,7 +239,7 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
             continue
         base: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "format": fmt,
                                 "size": obj.size, "etag": obj.etag, "compression": comp}
-        if fmt == "csv":
+        if fmt == SourceFormat.CSV:
             opts = csv_options(options)
             header = None
             data, complete = _prefix(store, obj, comp)
@@ -257,14 +256,14 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
             for s, e in ranges:
                 out.append(Split(index=len(out), start=s, end=e, header=header,
                                  newlines_in_values=bool(nl), **base))
-        elif fmt == "jsonl":
+        elif fmt == SourceFormat.JSONL:
             ranges = [(0, obj.size)] if comp or obj.size <= split_size else _byte_ranges(
                 obj.size, split_size)
             for s, e in ranges:
                 out.append(Split(index=len(out), start=s, end=e, **base))
-        elif fmt == "parquet":
+        elif fmt == SourceFormat.PARQUET:
             out.extend(_parquet_splits(obj, store, split_size, base, len(out)))
-        elif fmt == "avro":
+        elif fmt == SourceFormat.AVRO:
             head = store.get_range(obj.bucket, obj.key, 0, 4)
             if head != b"Obj\x01":
                 raise CorruptInput(f"{obj.uri} is not an Avro object container file")

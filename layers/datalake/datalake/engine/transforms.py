@@ -5,15 +5,13 @@ years/months/days/hours since 1970 (ints), ``bucket[N]`` is
 ``(murmur3_x86_32(serialise(v)) & 0x7fffffff) % N``, ``truncate[W]`` keeps the type.
 ``range[b1,...]`` (ours) gives the index of the range a value falls in.
 
-Path values (the ``value`` in ``name=value``) are Iceberg's human strings: ``2017``,
-``2017-11``, ``2017-11-16``, ``2017-11-16-22``; a range is named ``lt_<b1>``,
-``<b1>_to_<b2>``, ..., ``ge_<bk>``. A null value is written ``__HIVE_DEFAULT_PARTITION__``
-in the path (Hive's, Spark's and pyarrow's convention) and ``None`` in the partition dict.
+Path values (the ``value`` in ``name=value``) are Iceberg's human strings of these
+results; their rules (:func:`~datalake.domain.partitioning.human_string`, range names,
+Hive escaping, the null partition) are the domain's, in :mod:`datalake.domain.partitioning`.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import decimal
 import itertools
@@ -25,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from datalake.domain.partitioning import PartitionField, Transform, hive_path
+from datalake.domain.partitioning import Transform
 from datalake.domain.types import DecimalType, parse_type
 from datalake.errors import InvalidInput
 
@@ -285,58 +283,3 @@ def range_index(arr: pa.Array, bounds: tuple[str, ...]) -> pa.Array:
         idx = ge if idx is None else pc.add(idx, ge)
     assert idx is not None
     return idx
-
-
-def range_names(bounds: tuple[str, ...]) -> list[str]:
-    """Readable names of the k+1 ranges of ``range[b1..bk]``."""
-    b = [x.strip() for x in bounds]
-    names = [f"lt_{b[0]}"]
-    names += [f"{lo}_to_{hi}" for lo, hi in itertools.pairwise(b)]
-    names.append(f"ge_{b[-1]}")
-    return names
-
-
-# ------------------------------------------------------------------ path strings
-
-
-def human_string(value: Any, type_name: str, transform: Transform) -> str | None:
-    """Iceberg's human-readable partition value (``None`` for null)."""
-    if value is None:
-        return None
-    kind = transform.kind
-    if kind == "year":
-        return f"{1970 + int(value):04d}"
-    if kind == "month":
-        y, m = divmod(int(value), 12)
-        return f"{1970 + y:04d}-{m + 1:02d}"
-    if kind == "day":
-        return (EPOCH + dt.timedelta(days=int(value))).isoformat()
-    if kind == "hour":
-        d, h = divmod(int(value), 24)
-        return f"{(EPOCH + dt.timedelta(days=d)).isoformat()}-{h:02d}"
-    if kind == "bucket":
-        return str(int(value))
-    if kind == "range":
-        return range_names(transform.bounds)[int(value)]
-    return _identity_string(value, type_name)
-
-
-def _identity_string(value: Any, type_name: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dt.datetime):
-        if value.tzinfo is not None:
-            return value.astimezone(dt.UTC).isoformat()
-        return value.isoformat()
-    if isinstance(value, (dt.date, dt.time)):
-        return value.isoformat()
-    if isinstance(value, (bytes, bytearray)):
-        return base64.b64encode(bytes(value)).decode()
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
-def partition_path(fields: list[PartitionField], values: tuple[str | None, ...]) -> str:
-    """``name=value/...`` for one partition (no trailing slash; '' when unpartitioned)."""
-    return hive_path({f.path_name: v for f, v in zip(fields, values, strict=True)})

@@ -34,6 +34,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from datalake.domain.vocabulary import DEFAULT_COMPRESSION, DEFAULT_TARGET_FILE_SIZE_MB
 from datalake.engine.conform import json_safe
 from datalake.engine.store import ObjectStore
 from datalake.engine.uploads import DEFAULT_CONCURRENCY, DEFAULT_MAX_INFLIGHT_BYTES, Uploader
@@ -230,8 +231,8 @@ class PartitionedWriter:
     """Buffers conformed rows per partition and writes healthy Parquet files."""
 
     def __init__(self, *, schema: pa.Schema, store: ObjectStore, bucket: str, table_prefix: str,
-                 file_prefix: str, compression: str = "snappy",
-                 target_file_size_bytes: int = 128 * 2**20,
+                 file_prefix: str, compression: str = DEFAULT_COMPRESSION,
+                 target_file_size_bytes: int = DEFAULT_TARGET_FILE_SIZE_MB * 2**20,
                  row_group_rows: int = MIN_ROW_GROUP_ROWS,
                  max_buffered_rows: int = 2_000_000,
                  max_buffered_bytes: int = 96 * 2**20,

@@ -73,6 +73,7 @@ from datalake.catalog.models import (
 )
 from datalake.catalog.snapshots import begin_change, mark_swept
 from datalake.config import get_settings
+from datalake.domain.formats import TableFormat
 from datalake.engine.store import ObjectStore
 from datalake.engine.writer import (
     MIN_ROW_GROUP_ROWS,
@@ -201,7 +202,7 @@ class _InputsChanged(Exception):
 
 
 def _table_info(table: DataLakeTable, override_mb: float | None) -> _TableInfo:
-    compression = str(table.format.get("compression", "snappy")).lower()
+    compression = TableFormat.of(table.format).compression
     return _TableInfo(id=table.id, compression=compression, target=target_bytes(table, override_mb))
 
 

@@ -26,6 +26,7 @@ from datalake.catalog.models import (
 from datalake.catalog.snapshots import begin_change
 from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
+from datalake.domain.formats import IngestOptions
 from datalake.domain.layout import (
     job_file_marker,
     job_plan_key,
@@ -35,7 +36,7 @@ from datalake.domain.layout import (
 from datalake.domain.limits import bucket_problem, key_problem
 from datalake.domain.partitioning import hive_path
 from datalake.domain.stats import merge_stats
-from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus
+from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus, SourceFormat
 from datalake.errors import (
     CommitConflict,
     Conflict,
@@ -48,7 +49,7 @@ from datalake.ports import Catalog, ObjectDeleter, ObjectSweeper, Orchestrator
 from datalake.services import audit
 from datalake.services.tables import get_table
 
-FORMATS = ("csv", "jsonl", "parquet", "avro")
+FORMATS: tuple[str, ...] = tuple(SourceFormat)
 # Plain strings: they are shown in error messages as a list.
 STATUSES = tuple(s.value for s in JobStatus)
 FINISHED = tuple(s.value for s in JobStatus if s.finished)
@@ -101,22 +102,17 @@ def check_source_location(bucket: str, key: str, settings: Settings | None = Non
 
 
 def validate_options(options: dict[str, Any] | None, settings: Settings) -> dict[str, Any]:
-    """Validate a job's ingestion options and fill in the defaults."""
-    opts = dict(options or {})
-    batch_size = opts.get("batch_size", settings.default_batch_size)
-    if not isinstance(batch_size, int) or not 1 <= batch_size <= 5_000_000:
-        raise InvalidInput("options.batch_size must be an integer between 1 and 5000000")
-    split = opts.get("split_size_mb", settings.default_split_size_mb)
-    if not isinstance(split, int | float) or not 0 < split <= 10_240:
-        raise InvalidInput("options.split_size_mb must be a number in (0, 10240]")
-    delimiter = opts.get("delimiter")
-    if delimiter is not None and (not isinstance(delimiter, str) or len(delimiter) != 1):
-        raise InvalidInput("options.delimiter must be a single character")
-    uploads = opts.get("upload_concurrency")
-    if uploads is not None and (isinstance(uploads, bool) or not isinstance(uploads, int)
-                                or not 1 <= uploads <= 64):
-        raise InvalidInput("options.upload_concurrency must be an integer between 1 and 64")
-    return {**opts, "batch_size": batch_size, "split_size_mb": split}
+    """Validate a job's ingestion options (:class:`IngestOptions`) and fill in the defaults."""
+    return IngestOptions.parse(
+        options,
+        batch_size=settings.default_batch_size,
+        split_size_mb=settings.default_split_size_mb,
+    ).to_json()
+
+
+def validate_source_format(format: str | None) -> SourceFormat | None:
+    """A job's or source's ``format`` as the engine reads it (aliases such as ``json``)."""
+    return None if format is None else SourceFormat.parse(format)
 
 
 def create_job(
@@ -156,8 +152,7 @@ def create_job(
         raise InvalidInput("sources must be a non-empty list of s3:// URIs")
     for uri in sources:
         check_source_location(*parse_s3_uri(uri), settings)
-    if format is not None and format not in FORMATS:
-        raise InvalidInput(f"format must be one of {list(FORMATS)}")
+    source_format = validate_source_format(format)
     retries = settings.default_max_retries if max_retries is None else max_retries
     if not 0 <= retries <= 10:
         raise InvalidInput("max_retries must be between 0 and 10")
@@ -167,7 +162,7 @@ def create_job(
     job = IngestionJob(
         table_id=table_id,
         sources=list(sources),
-        format=format,
+        format=source_format,
         options=validate_options(options, settings),
         max_retries=retries,
         timeout_seconds=timeout,

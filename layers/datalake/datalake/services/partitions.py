@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import re
 from datetime import datetime
-from itertools import pairwise
 from typing import Any, Protocol
 
 from sqlalchemy import func, or_, select, update
@@ -21,15 +20,16 @@ from sqlalchemy.orm import Session
 
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
 from datalake.catalog.paging import page
+from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB, TableFormat
 from datalake.domain.limits import PARTITION_PATH_MAX
-from datalake.domain.partitioning import PartitionField, parse_partitioning
+from datalake.domain.partitioning import PartitionField, parse_partitioning, range_names
 from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
 from datalake.services.jobs import merge_stats, partition_path
 from datalake.services.tables import get_table
 
 #: A committed file smaller than this fraction of the target size is a compaction candidate.
 SMALL_FILE_FRACTION = 0.5
-MIN_TARGET_MB, MAX_TARGET_MB = 1, 2048
+MIN_TARGET_MB, MAX_TARGET_MB = MIN_TARGET_FILE_SIZE_MB, MAX_TARGET_FILE_SIZE_MB
 
 
 class CompactionUnavailable(DatalakeError):
@@ -47,8 +47,8 @@ class CompactionRequester(Protocol):
 
 
 # ------------------------------------------------------------------------- values
-# Values take the form the ingest engine records (datalake.engine.transforms, which the
-# API cannot import: pyarrow): Iceberg's human strings, ``None`` for the null partition.
+# Values take the form the ingest engine records (the rules of datalake.domain.partitioning):
+# Iceberg's human strings, ``None`` for the null partition.
 
 _TEMPORAL_FORMATS = {
     "year": ("%Y", r"^\d{4}$"),
@@ -56,11 +56,6 @@ _TEMPORAL_FORMATS = {
     "day": ("%Y-%m-%d", r"^\d{4}-\d{2}-\d{2}$"),
     "hour": ("%Y-%m-%d-%H", r"^\d{4}-\d{2}-\d{2}-\d{2}$"),
 }
-
-
-def _range_names(bounds: tuple[str, ...]) -> list[str]:
-    b = [x.strip() for x in bounds]
-    return [f"lt_{b[0]}", *(f"{lo}_to_{hi}" for lo, hi in pairwise(b)), f"ge_{b[-1]}"]
 
 
 def _human(pf: PartitionField, value: Any) -> str | None:
@@ -93,7 +88,7 @@ def _human(pf: PartitionField, value: Any) -> str | None:
             raise InvalidInput(f"partition value of {name!r} must be a bucket in [0, {t.param})")
         text = str(int(text))
     elif t.kind == "range":
-        names = _range_names(t.bounds)
+        names = range_names(t.bounds)
         if text not in names:
             raise InvalidInput(f"partition value of {name!r} must be one of {names}")
     elif t.kind == "void":
@@ -271,8 +266,9 @@ def validate_target_mb(value: Any) -> float | None:
 
 def target_bytes(table: DataLakeTable, override_mb: float | None = None) -> int:
     """The target file size of a table in bytes (an override wins over ``table.format``)."""
-    mb = override_mb if override_mb is not None else table.format.get("target_file_size_mb", 128)
-    return int(float(mb) * 2**20)
+    if override_mb is None:
+        return TableFormat.of(table.format).target_file_size_bytes
+    return int(float(override_mb) * 2**20)
 
 
 def compaction_candidates(
@@ -347,7 +343,7 @@ def request_compaction(
         "partition_id": partition_id,
         "target_file_size_mb": override
         if override is not None
-        else float(table.format.get("target_file_size_mb", 128)),
+        else float(TableFormat.of(table.format).target_file_size_mb),
         "request_id": request_id,
         "partitions_to_compact": len(candidates),
     }

@@ -12,6 +12,7 @@ from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
 from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
+from datalake.domain.formats import IngestOptions
 from datalake.domain.layout import job_plan_key
 from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
@@ -117,7 +118,7 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         return _batch_items(job_id, existing, timeout, store)
 
     objects = expand_sources(store, sources, pins)
-    split_bytes = int(float(options.get("split_size_mb", 128)) * 2**20)
+    split_bytes = IngestOptions.of(options).split_size_bytes
     splits = plan_splits(
         objects, store=store, format=fmt, options=options, split_size_bytes=split_bytes
     )

@@ -9,7 +9,11 @@ from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
 from datalake.errors import InvalidInput
 from datalake.services import audit
-from datalake.services.jobs import FORMATS, check_source_location, validate_options
+from datalake.services.jobs import (
+    check_source_location,
+    validate_options,
+    validate_source_format,
+)
 from datalake.services.tables import get_table
 
 
@@ -40,8 +44,7 @@ def create_source(
     if not name or not bucket:
         raise InvalidInput("name and bucket are required")
     check_source_location(bucket, prefix)
-    if format is not None and format not in FORMATS:
-        raise InvalidInput(f"format must be one of {list(FORMATS)}")
+    source_format = validate_source_format(format)
     # Checked now, not at the first upload: a bad option would fail every job it starts.
     validate_options(options, get_settings())
     source = DataSource(
@@ -49,7 +52,7 @@ def create_source(
         table_id=table_id,
         bucket=bucket,
         prefix=prefix.lstrip("/"),
-        format=format,
+        format=source_format,
         options=options or {},
     )
     SqlCatalog(session).insert(source, conflict=f"source {name!r} already exists")

@@ -12,14 +12,15 @@ from datalake.catalog.models import DataFile, DataLakeSchema, DataLakeTable, utc
 from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
 from datalake.domain.compat import validate_mode
+from datalake.domain.evolution import validate_policy
+from datalake.domain.formats import TableFormat
 from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.schema import Schema
+from datalake.domain.vocabulary import DEFAULT_SCHEMA_POLICY
 from datalake.errors import InvalidInput, NotFound
 from datalake.ports import Catalog
 from datalake.services import audit
 
-POLICIES = ("evolve", "freeze", "discard_columns")
-COMPRESSIONS = ("snappy", "zstd", "gzip", "brotli", "lz4", "none")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
 
@@ -33,15 +34,8 @@ def validate_name(value: str, what: str) -> str:
 
 
 def validate_format(fmt: dict[str, Any] | None) -> dict[str, Any]:
-    """Validate the table's Parquet output options."""
-    fmt = dict(fmt or {})
-    compression = str(fmt.get("compression", "snappy")).lower()
-    if compression not in COMPRESSIONS:
-        raise InvalidInput(f"compression must be one of {list(COMPRESSIONS)}")
-    size = fmt.get("target_file_size_mb", 128)
-    if not isinstance(size, int | float) or not 1 <= size <= 2048:
-        raise InvalidInput("target_file_size_mb must be a number between 1 and 2048")
-    return {**fmt, "compression": compression, "target_file_size_mb": size}
+    """Validate the table's Parquet output options (:class:`TableFormat`), as stored."""
+    return TableFormat.parse(fmt).to_json()
 
 
 def validate_ratio(value: Any) -> float | None:
@@ -68,7 +62,7 @@ def create_table(
     namespace: str = "default",
     schema: dict[str, Any] | None = None,
     partitioning: list[Any] | None = None,
-    schema_policy: str = "evolve",
+    schema_policy: str = DEFAULT_SCHEMA_POLICY,
     compatibility: str = "BACKWARD",
     format: dict[str, Any] | None = None,
     description: str | None = None,
@@ -89,8 +83,7 @@ def create_table(
     """
     validate_name(name, "table name")
     validate_name(namespace, "namespace")
-    if schema_policy not in POLICIES:
-        raise InvalidInput(f"schema_policy must be one of {list(POLICIES)}")
+    policy = validate_policy(schema_policy)
     compatibility = validate_mode(compatibility)
     parsed = Schema.from_json(schema) if schema is not None else Schema()
     spec = [pf.model_dump() for pf in parse_partitioning(partitioning)]
@@ -101,7 +94,7 @@ def create_table(
         namespace=namespace,
         description=description,
         partitioning=spec,
-        schema_policy=schema_policy,
+        schema_policy=policy,
         compatibility=compatibility,
         format=validate_format(format),
         max_rejected_ratio=validate_ratio(max_rejected_ratio),
@@ -184,9 +177,7 @@ def update_table(
     if "description" in changes:
         table.description = changes["description"]
     if "schema_policy" in changes and changes["schema_policy"] is not None:
-        if changes["schema_policy"] not in POLICIES:
-            raise InvalidInput(f"schema_policy must be one of {list(POLICIES)}")
-        table.schema_policy = changes["schema_policy"]
+        table.schema_policy = validate_policy(changes["schema_policy"])
     if "compatibility" in changes and changes["compatibility"] is not None:
         table.compatibility = validate_mode(changes["compatibility"])
     if "partitioning" in changes and changes["partitioning"] is not None:

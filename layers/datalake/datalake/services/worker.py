@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, IngestionBatch, IngestionJob, utcnow
 from datalake.config import Settings, get_settings
+from datalake.domain.formats import TableFormat
 from datalake.domain.layout import (
     attempt_file_prefix,
     job_quarantine_prefix,
@@ -163,8 +164,8 @@ def run_batch(
             seq=batch.seq,
             partitioning=parse_partitioning(table.partitioning),
             policy=table.schema_policy,
-            compression=str(table.format.get("compression", "snappy")),
-            target=int(float(table.format.get("target_file_size_mb", 128)) * 2**20),
+            compression=TableFormat.of(table.format).compression,
+            target=TableFormat.of(table.format).target_file_size_bytes,
             prefix=table_prefix(table.namespace, table.name),
             quarantine_prefix=job_quarantine_prefix(
                 settings.quarantine_prefix, table.namespace, table.name, job_id
