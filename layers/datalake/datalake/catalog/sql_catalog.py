@@ -10,8 +10,24 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from datalake.catalog.queries.batches import BatchQueries
+from datalake.catalog.queries.compaction import CompactionQueries
+from datalake.catalog.queries.files import FileQueries
+from datalake.catalog.queries.iceberg import IcebergQueries
+from datalake.catalog.queries.partitions import PartitionQueries
+from datalake.catalog.queries.retries import RetryQueries
+from datalake.catalog.queries.rows import RowQueries
 
-class SqlCatalog:
+
+class SqlCatalog(
+    BatchQueries,
+    CompactionQueries,
+    FileQueries,
+    IcebergQueries,
+    PartitionQueries,
+    RetryQueries,
+    RowQueries,
+):
     """The catalog over one SQLAlchemy session.
 
     Parameters

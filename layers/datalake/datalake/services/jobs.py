@@ -38,6 +38,7 @@ from datalake.domain.layout import (
 )
 from datalake.domain.limits import bucket_problem, key_problem
 from datalake.domain.partitioning import hive_path
+from datalake.domain.stats import merge_stats
 from datalake.errors import (
     CommitConflict,
     Conflict,
@@ -655,26 +656,6 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
     except Exception:
         log.warning("clean-up after the commit of job %s failed", job_id, exc_info=True)
     return job
-
-
-def merge_stats(current: dict[str, Any], new: list[dict[str, Any]]) -> dict[str, Any]:
-    """Merge per-column ``{"min", "max", "null_count"}`` statistics."""
-    out: dict[str, Any] = {k: dict(v) for k, v in (current or {}).items()}
-    for stats in new:
-        for column, s in (stats or {}).items():
-            if not isinstance(s, dict):
-                continue
-            cur = out.setdefault(column, {"min": None, "max": None, "null_count": 0})
-            cur["null_count"] = int(cur.get("null_count") or 0) + int(s.get("null_count") or 0)
-            for key, pick in (("min", min), ("max", max)):
-                value = s.get(key)
-                if value is None:
-                    continue
-                try:
-                    cur[key] = value if cur.get(key) is None else pick(cur[key], value)
-                except TypeError:
-                    cur[key] = value
-    return out
 
 
 def s3_event_key(bucket: str, key: str, etag: str | None, sequencer: str | None) -> str:

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from datalake.catalog.models import DataFile, IngestionJob
+from datalake.catalog.models import IngestionJob
+from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.domain.vocabulary import FileStatus, JobStatus
 from datalake.errors import CommitConflict, Conflict
 from datalake.services.jobs import create_job, get_job
 from datalake.services.verify import retire_files
@@ -28,8 +29,8 @@ MAX_CHAIN = 100
 
 def is_retryable(job: IngestionJob) -> bool:
     """Whether a job may be retried: FAILED, CANCELLED, or SUCCEEDED but corrupted."""
-    return job.status in ("FAILED", "CANCELLED") or (
-        job.status == "SUCCEEDED" and job.corrupted_at is not None
+    return job.status in (JobStatus.FAILED, JobStatus.CANCELLED) or (
+        job.status == JobStatus.SUCCEEDED and job.corrupted_at is not None
     )
 
 
@@ -50,32 +51,21 @@ def retry_job(session: Session, job_id: str, *, actor: str = "system") -> Ingest
     """
     old = get_job(session, job_id)
     if not is_retryable(old):
-        state = "SUCCEEDED and not corrupted" if old.status == "SUCCEEDED" else old.status
+        state = (
+            "SUCCEEDED and not corrupted" if old.status == JobStatus.SUCCEEDED else old.status
+        )
         raise Conflict(
             f"job {job_id} is {state}; only a FAILED, CANCELLED or corrupted job can be retried"
         )
-    live = session.scalar(
-        select(IngestionJob.id)
-        .where(
-            IngestionJob.retry_of == old.id,
-            IngestionJob.status.in_(("PENDING", "RUNNING", "SUCCEEDED")),
-        )
-        .limit(1)
-    )
+    catalog = SqlCatalog(session)
+    live = catalog.live_retry(old.id)
     if live is not None:
         raise Conflict(f"job {job_id} has been retried already as job {live}; retry that one")
-    if old.status == "SUCCEEDED":
+    if old.status == JobStatus.SUCCEEDED:
         check_rebuildable(session, old)
     # Claim the old job under its version: of two concurrent retries, one loses here.
-    claimed = session.execute(
-        update(IngestionJob)
-        .where(IngestionJob.id == old.id, IngestionJob.version == old.version)
-        .values(version=old.version + 1)
-        .execution_options(synchronize_session=False)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not catalog.claim_job(old):
         raise CommitConflict(f"job {job_id} changed concurrently; retry the request")
-    session.refresh(old)
     new = create_job(
         session,
         table_id=old.table_id,
@@ -88,7 +78,7 @@ def retry_job(session: Session, job_id: str, *, actor: str = "system") -> Ingest
         actor=actor,
     )
     new.retry_of = old.id
-    session.flush()
+    catalog.flush()
     return new
 
 
@@ -103,12 +93,8 @@ def check_rebuildable(session: Session, job: IngestionJob) -> None:
     Conflict
         When the rows in the job's own files differ from its ``records_written``.
     """
-    held = session.scalar(
-        select(func.coalesce(func.sum(DataFile.record_count), 0)).where(
-            DataFile.job_id == job.id, DataFile.status.in_(("COMMITTED", "CORRUPT"))
-        )
-    )
-    if int(held or 0) != job.records_written:
+    held = SqlCatalog(session).job_rows_held(job.id)
+    if held != job.records_written:
         raise Conflict(
             f"job {job.id} wrote {job.records_written} rows but its own files hold {held} "
             "(compaction merged some into shared files); a rebuild would duplicate rows"
@@ -121,10 +107,10 @@ def superseded_job(session: Session, job: IngestionJob) -> IngestionJob | None:
     seen = {job.id}
     current = job
     while current.retry_of is not None and len(seen) <= MAX_CHAIN:
-        parent = session.get(IngestionJob, current.retry_of)
+        parent = SqlCatalog(session).get(IngestionJob, current.retry_of)
         if parent is None or parent.id in seen:
             return None
-        if parent.status == "SUCCEEDED":
+        if parent.status == JobStatus.SUCCEEDED:
             return parent
         seen.add(parent.id)
         current = parent
@@ -150,7 +136,5 @@ def retire_superseded(
     if old is None:
         return 0
     check_rebuildable(session, old)
-    files = session.scalars(
-        select(DataFile).where(DataFile.job_id == old.id, DataFile.status == "COMMITTED")
-    ).all()
-    return len(retire_files(session, files, to="REPLACED", now=now, seq=seq).files)
+    files = SqlCatalog(session).job_files(old.id, status=FileStatus.COMMITTED)
+    return len(retire_files(session, files, to=FileStatus.REPLACED, now=now, seq=seq).files)
