@@ -127,7 +127,8 @@ class _SpoolSink(io.RawIOBase):
         return len(b)
 
     def flush(self) -> None:
-        if self._file is not None:
+        # closing the Arrow stream over this sink closes a spilled file already
+        if self._file is not None and not self._file.closed:
             self._file.flush()
 
     def close(self) -> None:
