@@ -233,28 +233,28 @@ def _commit(merge: Merge, outputs: list[WrittenFile], *, table_id: str, actor: s
                 )
                 if replaced != len(ids):
                     raise _InputsChanged(partition.path)
-                catalog.add_all(
-                    DataFile(
-                        table_id=table_id,
-                        job_id=None,
-                        batch_id=None,
-                        partition_id=partition.id,
-                        partition_path=partition.path,
-                        partition_values=partition.values,
-                        bucket=bucket,
-                        key=o.key,
-                        record_count=o.record_count,
-                        size_bytes=o.size_bytes,
-                        checksum=o.checksum,
-                        schema_version=merge.schema_version,
-                        column_stats=o.column_stats,
-                        footer=o.footer,
-                        status=FileStatus.COMMITTED,
-                        committed_at=now,
-                        committed_seq=change.seq,
+                for o in outputs:
+                    catalog.add(
+                        DataFile(
+                            table_id=table_id,
+                            job_id=None,
+                            batch_id=None,
+                            partition_id=partition.id,
+                            partition_path=partition.path,
+                            partition_values=partition.values,
+                            bucket=bucket,
+                            key=o.key,
+                            record_count=o.record_count,
+                            size_bytes=o.size_bytes,
+                            checksum=o.checksum,
+                            schema_version=merge.schema_version,
+                            column_stats=o.column_stats,
+                            footer=o.footer,
+                            status=FileStatus.COMMITTED,
+                            committed_at=now,
+                            committed_seq=change.seq,
+                        )
                     )
-                    for o in outputs
-                )
                 catalog.flush()
                 part = catalog.get(DataLakePartition, partition.id)
                 if part is None:

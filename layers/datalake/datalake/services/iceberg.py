@@ -379,7 +379,7 @@ def _load_state(session: Session, table_id: str) -> _TableState:
     t = catalog.get(DataLakeTable, table_id)
     if t is None:
         raise IcebergPublishError(f"table {table_id} not found")
-    rows = catalog.table_schemas(table_id)
+    rows = catalog.schema_history(table_id)
     schemas = {r.version: Schema.from_json(r.schema) for r in rows}
     current = mapping.widened(
         schemas.get(t.current_schema_version or -1, Schema()), list(schemas.values())
@@ -865,7 +865,7 @@ def _current_paths(tbl: Table) -> set[str]:
 def _publish_state(tbl: Table, state: _TableState) -> Table:
     """One snapshot that makes Iceberg's file set the catalog's current one."""
     with session_scope() as session:
-        rows = SqlCatalog(session).snapshot_files(state.id, state.file_seq)
+        rows = SqlCatalog(session).all_snapshot_files(state.id, state.file_seq)
     return _replace_files(tbl, state, rows, {SUMMARY_SEQ: str(state.file_seq),
                                              SUMMARY_CHANGE: "bootstrap"})
 

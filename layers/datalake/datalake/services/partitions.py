@@ -183,11 +183,11 @@ def register_partition(session: Session, *, table_id: str, values: Any) -> DataL
             f"{PARTITION_PATH_MAX} fit in an object key beside the table's prefix"
         )
     catalog = SqlCatalog(session)
-    if catalog.partition_at(table.id, path) is not None:
+    if catalog.partition_by_path(table.id, path) is not None:
         raise Conflict(f"partition {path or '(unpartitioned)'} of table {table_id} exists")
     part = DataLakePartition(table_id=table.id, path=path, values=ordered, stats={})
-    if not catalog.insert_unless_taken(part):
-        raise Conflict(f"partition {path} of table {table_id} exists")
+    with catalog.savepoint():  # a concurrent insert's win leaves the caller's change intact
+        catalog.insert(part, conflict=f"partition {path} of table {table_id} exists")
     return part
 
 
@@ -225,7 +225,7 @@ def refresh_partition(session: Session, part: DataLakePartition) -> DataLakePart
         When the partition changed concurrently; the caller retries.
     """
     files = partition_files(session, part)
-    updated = SqlCatalog(session).set_partition_rollup(
+    updated = SqlCatalog(session).compare_and_set(
         part,
         record_count=sum(f.record_count for f in files),
         file_count=len(files),

@@ -104,7 +104,7 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         job = get_job(session, job_id)
         if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
-        existing = SqlCatalog(session).job_batches(job_id)
+        existing = SqlCatalog(session).batches_of(job_id)
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
         pins = dict(job.source_etags or {})
         timeout = job.timeout_seconds
@@ -139,7 +139,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
                     for i, group in enumerate(groups)
                 ]
                 catalog = SqlCatalog(session)
-                catalog.add_all(batches)
+                for batch in batches:
+                    catalog.add(batch)
                 job.batches_total = len(batches)
                 catalog.flush()
             # after the commit: a failed write is redone by the retried Plan (above)

@@ -74,7 +74,7 @@ def _default_store() -> ObjectStore:
 def _snapshot(session: Session, table_id: str, version: int | None) -> _Snapshot:
     table = get_table(session, table_id, include_deleted=True)
     catalog = SqlCatalog(session)
-    rows = {r.version: Schema.from_json(r.schema) for r in catalog.table_schemas(table.id)}
+    rows = {r.version: Schema.from_json(r.schema) for r in catalog.schema_history(table.id)}
     wanted = table.current_schema_version if version is None else version
     if wanted is None:
         schema = Schema()

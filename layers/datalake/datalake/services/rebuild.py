@@ -64,7 +64,7 @@ def retry_job(session: Session, job_id: str, *, actor: str = "system") -> Ingest
     if old.status == JobStatus.SUCCEEDED:
         check_rebuildable(session, old)
     # Claim the old job under its version: of two concurrent retries, one loses here.
-    if not catalog.claim_job(old):
+    if not catalog.compare_and_set(old):
         raise CommitConflict(f"job {job_id} changed concurrently; retry the request")
     new = create_job(
         session,

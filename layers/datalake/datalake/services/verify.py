@@ -342,11 +342,7 @@ def _shrink_partition(
     corrupt: bool,
 ) -> None:
     catalog = SqlCatalog(session)
-    part = (
-        catalog.fresh_partition(partition_id)
-        if partition_id
-        else catalog.partition_at(table_id, path)
-    )
+    part = catalog.current_partition(table_id, partition_id=partition_id, path=path)
     if part is None:  # a file with no partition row: nothing to count down
         return
     shrunk = catalog.shrink_partition(

@@ -267,25 +267,25 @@ def _claim(
     )
     if not claimed:
         return False
-    catalog.add_all(
-        DataFile(
-            table_id=ctx.table_id,
-            job_id=job_id,
-            batch_id=batch_id,
-            partition_path=partition_path(wf.partition),
-            partition_values=wf.partition,
-            bucket=bucket,
-            key=wf.key,
-            record_count=wf.record_count,
-            size_bytes=wf.size_bytes,
-            checksum=wf.checksum,
-            schema_version=ctx.schema_version,
-            column_stats=wf.column_stats,
-            footer=wf.footer,
-            status=FileStatus.PENDING,
+    for wf in result.files:
+        catalog.add(
+            DataFile(
+                table_id=ctx.table_id,
+                job_id=job_id,
+                batch_id=batch_id,
+                partition_path=partition_path(wf.partition),
+                partition_values=wf.partition,
+                bucket=bucket,
+                key=wf.key,
+                record_count=wf.record_count,
+                size_bytes=wf.size_bytes,
+                checksum=wf.checksum,
+                schema_version=ctx.schema_version,
+                column_stats=wf.column_stats,
+                footer=wf.footer,
+                status=FileStatus.PENDING,
+            )
         )
-        for wf in result.files
-    )
     catalog.flush()
     return True
 

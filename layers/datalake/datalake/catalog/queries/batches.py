@@ -28,8 +28,8 @@ class BatchQueries:
             .execution_options(populate_existing=True)
         )
 
-    def job_batches(self, job_id: str) -> list[IngestionBatch]:
-        """The batches planned for a job."""
+    def batches_of(self, job_id: str) -> list[IngestionBatch]:
+        """Every batch of a job."""
         return list(
             self.session.scalars(
                 select(IngestionBatch).where(IngestionBatch.job_id == job_id)

@@ -65,13 +65,12 @@ class FileQueries:
             return []
         return list(self.session.scalars(select(DataFile).where(DataFile.id.in_(file_ids))).all())
 
-    def job_files(self, job_id: str, *, status: FileStatus) -> list[DataFile]:
-        """The files a job wrote that have ``status``."""
-        return list(
-            self.session.scalars(
-                select(DataFile).where(DataFile.job_id == job_id, DataFile.status == status)
-            ).all()
-        )
+    def job_files(self, job_id: str, *, status: FileStatus | None = None) -> list[DataFile]:
+        """The file rows a job wrote (of one status)."""
+        query = select(DataFile).where(DataFile.job_id == job_id)
+        if status is not None:
+            query = query.where(DataFile.status == status)
+        return list(self.session.scalars(query).all())
 
     def job_rows_held(self, job_id: str) -> int:
         """Rows in the job's own COMMITTED and CORRUPT files."""
@@ -192,8 +191,8 @@ class FileQueries:
 
     # ------------------------------------------------------------- snapshots
 
-    def snapshot_files(self, table_id: str, seq: int) -> list[DataFile]:
-        """The files of the table's snapshot ``seq``."""
+    def all_snapshot_files(self, table_id: str, seq: int) -> list[DataFile]:
+        """Every file of the table's snapshot ``seq`` (unordered, unpaged)."""
         return list(
             self.session.scalars(
                 select(DataFile).where(DataFile.table_id == table_id, in_snapshot(seq))

@@ -16,11 +16,13 @@ class IcebergQueries:
 
     session: Session
 
-    def table_schemas(self, table_id: str) -> list[DataLakeSchema]:
-        """Every schema version of a table."""
+    def schema_history(self, table_id: str) -> list[DataLakeSchema]:
+        """Every version row of a table, oldest first."""
         return list(
             self.session.scalars(
-                select(DataLakeSchema).where(DataLakeSchema.table_id == table_id)
+                select(DataLakeSchema)
+                .where(DataLakeSchema.table_id == table_id)
+                .order_by(DataLakeSchema.version)
             ).all()
         )
 

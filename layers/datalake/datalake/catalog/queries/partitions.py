@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalake.catalog.cas import compare_and_set
@@ -19,30 +18,26 @@ class PartitionQueries:
 
     session: Session
 
-    def insert_unless_taken(self, row: Any) -> bool:
-        """Insert ``row`` now, in a savepoint; False (and nothing inserted) when a unique
-        constraint says an equal row exists (a concurrent insert won)."""
-        self.session.add(row)
-        try:
-            with self.session.begin_nested():
-                self.session.flush()
-        except IntegrityError:
-            return False
-        return True
-
-    def partition_at(self, table_id: str, path: str) -> DataLakePartition | None:
-        """The table's partition at ``path`` (the catalog's current row), or None."""
+    def partition_by_path(self, table_id: str, path: str) -> DataLakePartition | None:
+        """The partition row of a table at a Hive path ('' when unpartitioned), or None."""
         return self.session.scalar(
-            select(DataLakePartition)
-            .where(DataLakePartition.table_id == table_id, DataLakePartition.path == path)
-            .execution_options(populate_existing=True)
+            select(DataLakePartition).where(
+                DataLakePartition.table_id == table_id, DataLakePartition.path == path
+            )
         )
 
-    def fresh_partition(self, partition_id: str) -> DataLakePartition | None:
-        """The partition with this id as the catalog has it now (not the session's copy)."""
+    def current_partition(
+        self, table_id: str, *, partition_id: str | None, path: str
+    ) -> DataLakePartition | None:
+        """The partition a file names (by id, or by path for older rows), as the catalog
+        has it now (not the session's copy: its version is the stored one)."""
         return self.session.scalar(
             select(DataLakePartition)
-            .where(DataLakePartition.id == partition_id)
+            .where(
+                DataLakePartition.id == partition_id
+                if partition_id
+                else (DataLakePartition.table_id == table_id) & (DataLakePartition.path == path)
+            )
             .execution_options(populate_existing=True)
         )
 
@@ -62,21 +57,6 @@ class PartitionQueries:
         query = select(DataLakePartition).where(DataLakePartition.table_id == table_id)
         return page(self.session, query, order_by=DataLakePartition.path, limit=limit,
                     offset=offset)
-
-    def set_partition_rollup(
-        self,
-        part: DataLakePartition,
-        *,
-        record_count: int,
-        file_count: int,
-        size_bytes: int,
-        stats: dict[str, Any],
-    ) -> bool:
-        """Replace a partition's counts and stats, if its version is still the one read."""
-        return compare_and_set(
-            self.session, part, record_count=record_count, file_count=file_count,
-            size_bytes=size_bytes, stats=stats,
-        )
 
     def shrink_partition(
         self,

@@ -5,13 +5,12 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from datalake.catalog.cas import compare_and_set
 from datalake.catalog.models import IngestionJob
 from datalake.domain.vocabulary import JobStatus
 
 
 class RetryQueries:
-    """Questions about a job's retries, and the claim two retries race for."""
+    """Questions about a job's retries."""
 
     session: Session
 
@@ -27,7 +26,3 @@ class RetryQueries:
             )
             .limit(1)
         )
-
-    def claim_job(self, job: IngestionJob) -> bool:
-        """Bump the job's version if it is still the one read (of two claims, one wins)."""
-        return compare_and_set(self.session, job)
