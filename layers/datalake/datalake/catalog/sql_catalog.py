@@ -18,6 +18,10 @@ from datalake.catalog.queries.partitions import PartitionQueries
 from datalake.catalog.queries.retries import RetryQueries
 from datalake.catalog.queries.rows import RowQueries
 
+#: ``Session`` is re-exported: services and the API type their sessions with it, so that
+#: nothing outside ``datalake.catalog`` imports SQLAlchemy.
+__all__ = ["Session", "SqlCatalog"]
+
 
 class SqlCatalog(
     BatchQueries,

@@ -64,7 +64,7 @@ from datalake.services.partitions import (
     refresh_partition,
     target_bytes,
 )
-from datalake.services.sweep import FileRef, delete_replaced, sweep_replaced
+from datalake.services.sweep import SweptFile, delete_replaced, sweep_replaced
 from datalake.services.tables import get_table
 from datalake.services.verify import mark_corrupt
 
@@ -337,7 +337,7 @@ def compact_table(
     summary.swept = sweep_replaced(table_id, store, retention_seconds=retention)
     summary.files_before = looked_at
     compacted: set[str] = set()
-    doomed: list[tuple[list[FileRef], int]] = []
+    doomed: list[tuple[list[SweptFile], int]] = []
     for group in groups:
         try:
             merges, corrupt = split_by_schema(group, store, max_merge_bytes=MAX_MERGE_INPUT_BYTES)

@@ -50,12 +50,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from sqlalchemy.orm import Session
-
 from datalake.aws.clients import client
 from datalake.catalog.db import get_engine, normalise_url, session_scope
 from datalake.catalog.models import DataFile, DataLakeTable
-from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
 from datalake.domain import iceberg as mapping
 from datalake.domain.layout import table_prefix

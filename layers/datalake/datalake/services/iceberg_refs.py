@@ -11,11 +11,10 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import get_engine, normalise_url
 from datalake.catalog.models import DataLakeTable
 from datalake.catalog.queries.iceberg import iceberg_metadata_location
+from datalake.catalog.sql_catalog import Session
 from datalake.config import Settings, get_settings
 from datalake.errors import NotFound
 

@@ -15,10 +15,8 @@ from datetime import datetime
 from itertools import pairwise
 from typing import Any, Protocol
 
-from sqlalchemy.orm import Session
-
 from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable
-from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain import file_sizes
 from datalake.domain.file_sizes import (
     MAX_TARGET_MB,

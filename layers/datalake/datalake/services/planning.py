@@ -5,11 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
-from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
 from datalake.domain.layout import job_plan_key

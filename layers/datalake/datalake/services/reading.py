@@ -30,10 +30,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
-from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain.evolution import read_plan
 from datalake.domain.schema import Schema, SchemaField
 from datalake.engine.arrow_schema import FIELD_ID_KEY, iceberg_type_of, to_arrow_field

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 DELETE_CHUNK = 500
 
 #: A file to delete: ``(id, bucket, key)``.
-type FileRef = tuple[str, str, str]
+type SweptFile = tuple[str, str, str]
 
 
 def sweep_replaced(
@@ -85,8 +85,8 @@ def _maintain_iceberg(table_id: str, retention_seconds: int) -> None:
 
 
 def _not_in_iceberg(
-    table_id: str, files: list[FileRef], retention_seconds: int, through_seq: int
-) -> list[FileRef]:
+    table_id: str, files: list[SweptFile], retention_seconds: int, through_seq: int
+) -> list[SweptFile]:
     """The files no retained Iceberg snapshot lists, after expiring the snapshots older
     than ``retention_seconds`` (services/iceberg.py; all of them when Iceberg is off)."""
     from datalake.services import iceberg
@@ -104,7 +104,7 @@ def _not_in_iceberg(
 def delete_replaced(
     store: ObjectStore,
     table_id: str,
-    files: list[FileRef],
+    files: list[SweptFile],
     through_seq: int,
     retention_seconds: int = 0,
 ) -> int:

@@ -33,11 +33,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, utcnow
-from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain.stats import merge_stats
 from datalake.domain.vocabulary import FileStatus
 from datalake.errors import CommitConflict, InvalidInput, NotFound

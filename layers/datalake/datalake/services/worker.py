@@ -19,11 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, IngestionBatch, IngestionJob, utcnow
-from datalake.catalog.sql_catalog import SqlCatalog
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
 from datalake.domain.file_sizes import target_bytes
 from datalake.domain.layout import (
