@@ -461,7 +461,7 @@ def test_a_crash_after_commit_is_swept_by_the_next_run(
     def crash(*_: Any) -> None:
         raise RuntimeError("Lambda timed out")
 
-    monkeypatch.setattr(compaction, "_delete_replaced", crash)
+    monkeypatch.setattr(compaction, "delete_replaced", crash)
     first = compact_table(table_id, store=store())
     assert first.files_written == 1
     assert all(r.key in parquet_keys(s3) for r in rows), "the crash left the old objects"

@@ -41,3 +41,9 @@ def test_entries_that_are_not_objects_are_ignored() -> None:
     new: list[dict[str, Any]] = [{"a": 5, "b": {"min": 1, "max": 1, "null_count": 0}}]
     assert merge_stats({}, new) == {"b": {"min": 1, "max": 1, "null_count": 0}}
     assert merge_stats(None, [None]) == {}  # type: ignore[arg-type,list-item]
+
+
+def test_new_columns_start_from_nothing() -> None:
+    assert merge_stats(None, [{"n": {"min": 0, "max": 0}}]) == {
+        "n": {"min": 0, "max": 0, "null_count": 0}
+    }

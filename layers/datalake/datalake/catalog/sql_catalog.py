@@ -11,7 +11,13 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from datalake.catalog.queries.audit import AuditQueries
+from datalake.catalog.queries.batches import BatchQueries
+from datalake.catalog.queries.compaction import CompactionQueries
+from datalake.catalog.queries.files import FileQueries
+from datalake.catalog.queries.iceberg import IcebergQueries
 from datalake.catalog.queries.jobs import JobQueries
+from datalake.catalog.queries.partitions import PartitionQueries
+from datalake.catalog.queries.retries import RetryQueries
 from datalake.catalog.queries.rows import RowQueries
 from datalake.catalog.queries.schemas import SchemaQueries
 from datalake.catalog.queries.sources import SourceQueries
@@ -24,11 +30,17 @@ __all__ = ["Session", "SqlCatalog"]
 
 class SqlCatalog(
     AuditQueries,
+    BatchQueries,
+    CompactionQueries,
+    FileQueries,
+    IcebergQueries,
     JobQueries,
-    RowQueries,
+    PartitionQueries,
+    RetryQueries,
     SchemaQueries,
     SourceQueries,
     TableQueries,
+    RowQueries,
 ):
     """The catalog over one SQLAlchemy session.
 

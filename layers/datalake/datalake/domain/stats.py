@@ -1,26 +1,29 @@
-"""Per-column statistics of partitions and files: merging what new files add."""
+"""Column statistics: merging per-file ``{"min", "max", "null_count"}`` into a roll-up."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
-def merge_stats(current: dict[str, Any], new: list[dict[str, Any]]) -> dict[str, Any]:
+def merge_stats(
+    current: Mapping[str, Any] | None, new: Iterable[Mapping[str, Any] | None]
+) -> dict[str, Any]:
     """Merge per-column ``{"min", "max", "null_count"}`` statistics.
 
     Parameters
     ----------
     current:
-        The statistics so far (a partition's), by column; not modified.
+        The roll-up so far (not modified), or None.
     new:
-        The statistics of the files being added, each by column.
+        Further files' column statistics; non-dict entries for a column are ignored.
 
     Returns
     -------
     dict
-        By column: the smallest ``min``, the largest ``max`` and the summed
-        ``null_count``. Values that cannot be ordered against each other (a column whose
-        type changed) keep the newer value; entries that are not objects are ignored.
+        ``{column: {"min", "max", "null_count"}}``: null counts add up, a missing
+        min/max leaves the other side's, and values that do not compare (a column whose
+        type changed) take the newer one.
     """
     out: dict[str, Any] = {k: dict(v) for k, v in (current or {}).items()}
     for stats in new:

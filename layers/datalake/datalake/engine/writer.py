@@ -29,6 +29,7 @@ import tempfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
@@ -77,15 +78,11 @@ class WrittenFile:
 class _Buffer:
     path: str  # hive path ('' when unpartitioned)
     values: dict[str, str | None]
+    file: RollingWriter  # the partition's open file, rolled at the target size
     batches: list[pa.RecordBatch] = field(default_factory=list)
     parents: list[int] = field(default_factory=list)
     rows: int = 0
     nbytes: int = 0
-    writer: pq.ParquetWriter | None = None
-    sink: _SpoolSink | None = None
-    stream: Any = None
-    file_rows: int = 0
-    file_row_groups: int = 0
     spill_files: list[str] = field(default_factory=list)
     spilled_rows: int = 0
 
@@ -131,7 +128,8 @@ class _SpoolSink(io.RawIOBase):
         return len(b)
 
     def flush(self) -> None:
-        if self._file is not None:
+        # closing the Arrow stream over this sink closes a spilled file already
+        if self._file is not None and not self._file.closed:
             self._file.flush()
 
     def close(self) -> None:
@@ -227,6 +225,142 @@ def column_stats(md: pq.FileMetaData) -> dict[str, Any]:
     }
 
 
+class RollingWriter:
+    """Writes row groups into Parquet files of about ``target`` bytes, one file at a time.
+
+    A file is hashed and spooled as it is written (in memory up to ``spool_bytes``, then
+    in a temp file; ``spool_budget`` bounds what all of a writer's files hold in memory
+    together). When it reaches ``target`` bytes (or :meth:`close_file` is called) it is
+    closed, its column statistics are taken from its footer, and it is handed to
+    ``uploads`` under the key ``next_key()`` gives; the :class:`WrittenFile` is appended
+    to ``files`` before the put, so a failed caller deletes it too.
+
+    The ingest engine (:class:`PartitionedWriter`, one per partition) and compaction
+    (:mod:`datalake.engine.rewrite`) both write their files through this class.
+
+    Parameters
+    ----------
+    schema:
+        The files' Arrow schema.
+    uploads:
+        Puts the finished files (into its bucket).
+    next_key:
+        Names the next finished file (called once per file, as it closes).
+    files:
+        Where the finished files are recorded (shared by a writer's partitions).
+    partition:
+        The partition values recorded on each file.
+    target:
+        The size in bytes at which a file closes.
+    compression, use_dictionary:
+        Passed to :class:`pyarrow.parquet.ParquetWriter`.
+    tmp_dir, spool_bytes, spool_budget:
+        Where files spill, past how many bytes each, and ``[held, limit]`` bytes in
+        memory for all files sharing the budget.
+    """
+
+    def __init__(self, *, schema: pa.Schema, uploads: Uploader, next_key: Callable[[], str],
+                 files: list[WrittenFile], partition: dict[str, str | None], target: int,
+                 compression: str, use_dictionary: bool | list[str], tmp_dir: str,
+                 spool_bytes: int, spool_budget: list[int]) -> None:
+        self.schema = schema
+        self.uploads = uploads
+        self.next_key = next_key
+        self.files = files
+        self.partition = partition
+        self.target = int(target)
+        self.compression = compression
+        self.use_dictionary = use_dictionary
+        self.tmp_dir = tmp_dir
+        self.spool_bytes = int(spool_bytes)
+        self.spool_budget = spool_budget
+        self._writer: pq.ParquetWriter | None = None
+        self._sink: _SpoolSink | None = None
+        self._stream: Any = None
+
+    @property
+    def is_open(self) -> bool:
+        """Whether a file is being written."""
+        return self._writer is not None
+
+    @property
+    def size(self) -> int:
+        """Bytes written to the open file so far (0 when none is open)."""
+        return int(self._stream.tell()) if self._writer is not None else 0
+
+    def write_group(self, table: pa.Table, *, may_roll: bool = True) -> None:
+        """Write ``table`` as one row group of the open file (opening one if needed);
+        then, if ``may_roll``, close the file once it has reached the target size."""
+        if self._writer is None:
+            self._sink = _SpoolSink(self.spool_bytes, self.tmp_dir, self.spool_budget)
+            self._stream = pa.BufferedOutputStream(pa.PythonFile(self._sink, mode="w"), 2**16)
+            self._writer = pq.ParquetWriter(
+                self._stream, self.schema, compression=self.compression,
+                write_statistics=True, use_dictionary=self.use_dictionary,
+            )
+        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        if may_roll and self._stream.tell() >= self.target:
+            self.close_file()
+
+    def close_file(self) -> None:
+        """Close the open file (if any) and hand it to the uploads."""
+        if self._writer is None:
+            return
+        writer, sink = self._writer, self._sink
+        assert sink is not None
+        writer.close()
+        if not self._stream.closed:
+            self._stream.close()
+        sink.flush()
+        self._writer, self._sink, self._stream = None, None, None
+        md = writer.writer.metadata
+        data = sink.getvalue()
+        if data is None:
+            sink.close()
+            # the spilled file is removed by the upload, once stored
+            self._upload(None, sink.sha.hexdigest(), sink.size, md, sink.path,
+                         cleanup=sink.discard)
+        else:
+            sink.discard()  # in this thread: it returns the sink's share of the budget
+            self._upload(data, sink.sha.hexdigest(), sink.size, md)
+
+    def write_whole(self, table: pa.Table) -> None:
+        """Write ``table`` as a whole file of one row group, natively in memory (no file
+        may be open), and hand it to the uploads."""
+        assert self._writer is None
+        sink = pa.BufferOutputStream()
+        writer = pq.ParquetWriter(sink, self.schema, compression=self.compression,
+                                  write_statistics=True, use_dictionary=self.use_dictionary)
+        writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        writer.close()
+        data = sink.getvalue()
+        self._upload(data, hashlib.sha256(data).hexdigest(), data.size, writer.writer.metadata)
+
+    def abort(self) -> None:
+        """Drop the open file, if any (its spool and temp file)."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        if self._sink is not None:
+            self._sink.discard()
+        self._writer, self._sink, self._stream = None, None, None
+
+    def _upload(self, data: Any, checksum: str, size: int, md: pq.FileMetaData,
+                path: str | None = None, cleanup: Callable[[], None] | None = None) -> None:
+        key = self.next_key()
+        # recorded before it is stored, so that a failed caller deletes it too
+        if data is not None:
+            self.uploads.put_bytes(key, data, size)
+        else:
+            assert path is not None
+            self.uploads.put_file(key, path, size, cleanup)
+        self.files.append(WrittenFile(key=key, partition=dict(self.partition),
+                                      record_count=md.num_rows, size_bytes=size,
+                                      checksum=checksum, column_stats=column_stats(md),
+                                      row_groups=md.num_row_groups,
+                                      footer=encode_footer(md)))
+
+
 class PartitionedWriter:
     """Buffers conformed rows per partition and writes healthy Parquet files."""
 
@@ -280,7 +414,8 @@ class PartitionedWriter:
             return
         buf = self.buffers.get(path)
         if buf is None:
-            buf = self.buffers[path] = _Buffer(path=path, values=values)
+            buf = self.buffers[path] = _Buffer(path=path, values=values,
+                                               file=self._rolling_writer(path, values))
         src = parent if parent is not None else batch
         pid = id(src)
         entry = self._parents.get(pid)
@@ -344,91 +479,41 @@ class PartitionedWriter:
         batches.extend(buf.batches)
         return pa.Table.from_batches(batches, schema=self.schema)
 
+    def _rolling_writer(self, path: str, values: dict[str, str | None]) -> RollingWriter:
+        return RollingWriter(
+            schema=self.schema, uploads=self.uploads, next_key=partial(self._next_key, path),
+            files=self.files, partition=values, target=self.target,
+            compression=self.compression, use_dictionary=self.dictionary, tmp_dir=self.tmp,
+            spool_bytes=self.spool_bytes, spool_budget=self._spool_budget,
+        )
+
+    def _next_key(self, path: str) -> str:
+        """The key of the next file to finish (numbered in completion order)."""
+        name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
+        self._n += 1
+        return "/".join(p for p in (self.table_prefix, path, name) if p)
+
     def _write_group(self, buf: _Buffer) -> None:
         if not buf.rows and not buf.spilled_rows:
             return
         table = self._take(buf)
-        if buf.writer is None:
-            buf.sink = _SpoolSink(self.spool_bytes, self.tmp, self._spool_budget)
-            buf.stream = pa.BufferedOutputStream(pa.PythonFile(buf.sink, mode="w"), 2**16)
-            buf.writer = pq.ParquetWriter(
-                buf.stream, self.schema, compression=self.compression,
-                write_statistics=True, use_dictionary=self.dictionary,
-            )
-            buf.file_rows = 0
-            buf.file_row_groups = 0
-        buf.writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        buf.file_rows += table.num_rows
-        buf.file_row_groups += 1
+        buf.file.write_group(table)
         self._release(buf)
         del table
-        assert buf.sink is not None
-        if buf.stream.tell() >= self.target:
-            self._finish_file(buf)
-
-    def _finish_file(self, buf: _Buffer) -> None:
-        if buf.writer is None:
-            return
-        writer, sink = buf.writer, buf.sink
-        assert sink is not None
-        writer.close()
-        if not buf.stream.closed:
-            buf.stream.close()
-        sink.flush()
-        buf.writer, buf.sink, buf.stream = None, None, None
-        md = writer.writer.metadata
-        data = sink.getvalue()
-        if data is None:
-            sink.close()
-            # the spilled file is removed by the upload, once stored
-            self._upload(buf, None, sink.sha.hexdigest(), sink.size, md, sink.path,
-                         cleanup=sink.discard)
-        else:
-            sink.discard()  # in this thread: it returns the sink's share of the budget
-            self._upload(buf, data, sink.sha.hexdigest(), sink.size, md)
-        buf.file_rows = 0
-
-    def _write_oneshot(self, buf: _Buffer) -> None:
-        """A whole file from one buffer: written natively in memory, hashed, uploaded."""
-        table = self._take(buf)
-        sink = pa.BufferOutputStream()
-        writer = pq.ParquetWriter(sink, self.schema, compression=self.compression,
-                                  write_statistics=True, use_dictionary=self.dictionary)
-        writer.write_table(table, row_group_size=max(table.num_rows, 1))
-        writer.close()
-        del table
-        self._release(buf)
-        data = sink.getvalue()
-        self._upload(buf, data, hashlib.sha256(data).hexdigest(), data.size,
-                     writer.writer.metadata)
-
-    def _upload(self, buf: _Buffer, data: Any, checksum: str, size: int,
-                md: pq.FileMetaData, path: str | None = None,
-                cleanup: Callable[[], None] | None = None) -> None:
-        name = f"part-{self.file_prefix}-{self._n:04d}.parquet"
-        self._n += 1
-        key = "/".join(p for p in (self.table_prefix, buf.path, name) if p)
-        # recorded before it is stored, so that a failed split deletes it too
-        if data is not None:
-            self.uploads.put_bytes(key, data, size)
-        else:
-            assert path is not None
-            self.uploads.put_file(key, path, size, cleanup)
-        self.files.append(WrittenFile(key=key, partition=dict(buf.values),
-                                      record_count=md.num_rows, size_bytes=size,
-                                      checksum=checksum, column_stats=column_stats(md),
-                                      row_groups=md.num_row_groups,
-                                      footer=encode_footer(md)))
 
     def finish(self) -> list[WrittenFile]:
         """Write all remainders (partitions in path order), upload, return the files."""
         for path in sorted(self.buffers):
             buf = self.buffers[path]
-            if buf.writer is None and (buf.rows or buf.spilled_rows):
-                self._write_oneshot(buf)
+            if not buf.file.is_open and (buf.rows or buf.spilled_rows):
+                # a whole file from one buffer: written natively in memory
+                table = self._take(buf)
+                self._release(buf)
+                buf.file.write_whole(table)
+                del table
                 continue
             self._write_group(buf)
-            self._finish_file(buf)
+            buf.file.close_file()
         self.buffers.clear()
         self.uploads.wait()
         self.close()
@@ -439,11 +524,7 @@ class PartitionedWriter:
         objects stay: ingest deletes ``files``)."""
         self.uploads.drain()
         for buf in self.buffers.values():
-            if buf.writer is not None:
-                with contextlib.suppress(Exception):
-                    buf.writer.close()
-            if buf.sink is not None:
-                buf.sink.discard()
+            buf.file.abort()
         self.buffers.clear()
         self.close()
 

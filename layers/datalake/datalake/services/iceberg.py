@@ -50,17 +50,10 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from datalake.aws.clients import client
 from datalake.catalog.db import get_engine, normalise_url, session_scope
-from datalake.catalog.models import (
-    DataFile,
-    DataLakeSchema,
-    DataLakeTable,
-    IngestionJob,
-)
+from datalake.catalog.models import DataFile, DataLakeTable
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
 from datalake.domain import iceberg as mapping
 from datalake.domain.layout import table_prefix
@@ -380,10 +373,11 @@ class _TableState:
 
 
 def _load_state(session: Session, table_id: str) -> _TableState:
-    t = session.get(DataLakeTable, table_id)
+    catalog = SqlCatalog(session)
+    t = catalog.get(DataLakeTable, table_id)
     if t is None:
         raise IcebergPublishError(f"table {table_id} not found")
-    rows = session.scalars(select(DataLakeSchema).where(DataLakeSchema.table_id == table_id)).all()
+    rows = catalog.schema_history(table_id)
     schemas = {r.version: Schema.from_json(r.schema) for r in rows}
     current = mapping.widened(
         schemas.get(t.current_schema_version or -1, Schema()), list(schemas.values())
@@ -751,26 +745,7 @@ def _groups(state: _TableState, seqs: list[int]) -> list[tuple[list[int], str | 
     if not seqs:
         return []
     with session_scope() as session:
-        by_seq: dict[int, str] = {
-            int(seq or 0): job_id
-            for seq, job_id in session.execute(
-                select(IngestionJob.file_seq, IngestionJob.id).where(
-                    IngestionJob.table_id == state.id, IngestionJob.file_seq.in_(seqs)
-                )
-            ).all()
-        }
-        # jobs committed before migration 0006 have no file_seq: their files tell
-        for seq, job_id in session.execute(
-            select(DataFile.committed_seq, DataFile.job_id)
-            .where(
-                DataFile.table_id == state.id,
-                DataFile.committed_seq.in_([s for s in seqs if s not in by_seq]),
-                DataFile.job_id.is_not(None),
-            )
-            .distinct()
-        ).all():
-            if job_id is not None:
-                by_seq.setdefault(int(seq or 0), job_id)
+        by_seq = SqlCatalog(session).jobs_of_changes(state.id, seqs)
     groups: list[tuple[list[int], str | None]] = []
     for seq in seqs:
         job_id = by_seq.get(seq)
@@ -788,16 +763,9 @@ def _publish_change(
     from pyiceberg.table.snapshots import Operation
 
     with session_scope() as session:
-        added = session.scalars(
-            select(DataFile)
-            .where(DataFile.table_id == state.id, DataFile.committed_seq.in_(seqs))
-            .order_by(DataFile.key)
-        ).all()
-        removed = session.scalars(
-            select(DataFile)
-            .where(DataFile.table_id == state.id, DataFile.replaced_seq.in_(seqs))
-            .order_by(DataFile.key)
-        ).all()
+        catalog = SqlCatalog(session)
+        added = catalog.files_added_in(state.id, seqs)
+        removed = catalog.files_removed_in(state.id, seqs)
     # a file both added and replaced within the group never shows in Iceberg
     transient = {f.id for f in added} & {f.id for f in removed}
     added = [f for f in added if f.id not in transient]
@@ -894,12 +862,8 @@ def _current_paths(tbl: Table) -> set[str]:
 
 def _publish_state(tbl: Table, state: _TableState) -> Table:
     """One snapshot that makes Iceberg's file set the catalog's current one."""
-    from datalake.catalog.snapshots import in_snapshot
-
     with session_scope() as session:
-        rows = session.scalars(
-            select(DataFile).where(DataFile.table_id == state.id, in_snapshot(state.file_seq))
-        ).all()
+        rows = SqlCatalog(session).all_snapshot_files(state.id, state.file_seq)
     return _replace_files(tbl, state, rows, {SUMMARY_SEQ: str(state.file_seq),
                                              SUMMARY_CHANGE: "bootstrap"})
 
@@ -940,13 +904,7 @@ def _retract_corrupt(tbl: Table, state: _TableState) -> Table:
     from pyiceberg.table.snapshots import Operation
 
     with session_scope() as session:
-        corrupt = session.scalars(
-            select(DataFile).where(
-                DataFile.table_id == state.id,
-                DataFile.status == "CORRUPT",
-                DataFile.committed_seq.is_not(None),
-            )
-        ).all()
+        corrupt = SqlCatalog(session).retracted_files(state.id)
     if not corrupt:
         return tbl
     current = _current_entries(tbl)
@@ -981,7 +939,7 @@ def expire_snapshots(
     from pyiceberg.exceptions import NoSuchTableError
 
     with session_scope() as session:
-        t = session.get(DataLakeTable, table_id)
+        t = SqlCatalog(session).get(DataLakeTable, table_id)
         if t is None:
             return None
         ident = identifier(t.namespace, t.name)
@@ -1028,7 +986,7 @@ def delete_orphan_metadata(table_id: str, *, older_than_seconds: int) -> int:
     from pyiceberg.exceptions import NoSuchTableError
 
     with session_scope() as session:
-        t = session.get(DataLakeTable, table_id)
+        t = SqlCatalog(session).get(DataLakeTable, table_id)
         if t is None:
             return 0
         ident = identifier(t.namespace, t.name)

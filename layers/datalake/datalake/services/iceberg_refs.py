@@ -11,11 +11,10 @@ import json
 import logging
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import get_engine, normalise_url
-from datalake.catalog.models import ICEBERG_TABLES, DataLakeTable
+from datalake.catalog.models import DataLakeTable
+from datalake.catalog.queries.iceberg import iceberg_metadata_location
+from datalake.catalog.sql_catalog import Session
 from datalake.config import Settings, get_settings
 from datalake.errors import NotFound
 
@@ -47,17 +46,13 @@ def metadata_location(
             return None
         params = got.get("Table", {}).get("Parameters", {}) or {}
         return params.get("metadata_location")
-    query = select(ICEBERG_TABLES.c.metadata_location).where(
-        ICEBERG_TABLES.c.catalog_name == CATALOG_NAME,
-        ICEBERG_TABLES.c.table_namespace == namespace,
-        ICEBERG_TABLES.c.table_name == name,
-    )
     own = normalise_url(settings.database_url)
     uri = normalise_url(settings.iceberg_catalog_uri or settings.database_url)
+    where = {"catalog_name": CATALOG_NAME, "namespace": namespace, "name": name}
     if uri == own:
-        return session.scalar(query)
+        return iceberg_metadata_location(session, **where)
     with get_engine(uri).connect() as conn:
-        return conn.scalar(query)
+        return iceberg_metadata_location(conn, **where)
 
 
 def reference(session: Session, table: DataLakeTable) -> dict[str, Any] | None:

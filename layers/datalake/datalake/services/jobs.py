@@ -527,8 +527,8 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     if job.retry_of is not None:
         # A retry rebuilds an older job's data: that job's still-committed files leave
         # in this same transaction and at this same number, so no reader ever sees both
-        # (see services/rebuild.py; imported here because that module imports this one).
-        from datalake.services.rebuild import retire_superseded
+        # (see services/supersede.py).
+        from datalake.services.supersede import retire_superseded
 
         retire_superseded(session, job, now=now, seq=change.seq)
     grouped: dict[str, list[DataFile]] = defaultdict(list)

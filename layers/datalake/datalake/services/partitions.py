@@ -14,22 +14,41 @@ import re
 from datetime import datetime
 from typing import Any, Protocol
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
-
-from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, utcnow
-from datalake.catalog.paging import page
-from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB, TableFormat
+from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable
+from datalake.catalog.sql_catalog import Session, SqlCatalog
+from datalake.domain import file_sizes
+from datalake.domain.file_sizes import (
+    MAX_TARGET_MB,
+    MIN_TARGET_MB,
+    SMALL_FILE_FRACTION,
+    small_file_bytes,
+    validate_target_mb,
+)
 from datalake.domain.limits import PARTITION_PATH_MAX
 from datalake.domain.partitioning import PartitionField, parse_partitioning, range_names
+from datalake.domain.stats import merge_stats
 from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
-from datalake.services.jobs import merge_stats, partition_path
+from datalake.services.jobs import partition_path
 from datalake.services.tables import get_table
 
-#: A committed file smaller than this fraction of the target size is a compaction candidate.
-SMALL_FILE_FRACTION = 0.5
-MIN_TARGET_MB, MAX_TARGET_MB = MIN_TARGET_FILE_SIZE_MB, MAX_TARGET_FILE_SIZE_MB
+__all__ = [
+    "MAX_TARGET_MB",
+    "MIN_TARGET_MB",
+    "SMALL_FILE_FRACTION",
+    "CompactionRequester",
+    "CompactionUnavailable",
+    "compaction_candidates",
+    "get_partition",
+    "list_partitions",
+    "normalise_values",
+    "partition_files",
+    "recompute_stats",
+    "refresh_partition",
+    "register_partition",
+    "request_compaction",
+    "target_bytes",
+    "validate_target_mb",
+]
 
 
 class CompactionUnavailable(DatalakeError):
@@ -155,26 +174,18 @@ def register_partition(session: Session, *, table_id: str, values: Any) -> DataL
             f"partition values make a path of {len(path)} characters; at most "
             f"{PARTITION_PATH_MAX} fit in an object key beside the table's prefix"
         )
-    exists = session.scalar(
-        select(DataLakePartition.id).where(
-            DataLakePartition.table_id == table.id, DataLakePartition.path == path
-        )
-    )
-    if exists is not None:
+    catalog = SqlCatalog(session)
+    if catalog.partition_by_path(table.id, path) is not None:
         raise Conflict(f"partition {path or '(unpartitioned)'} of table {table_id} exists")
     part = DataLakePartition(table_id=table.id, path=path, values=ordered, stats={})
-    session.add(part)
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as e:
-        raise Conflict(f"partition {path} of table {table_id} exists") from e
+    with catalog.savepoint():  # a concurrent insert's win leaves the caller's change intact
+        catalog.insert(part, conflict=f"partition {path} of table {table_id} exists")
     return part
 
 
 def get_partition(session: Session, partition_id: str) -> DataLakePartition:
     """Return a partition of a live table by id; raise NotFound otherwise."""
-    part = session.get(DataLakePartition, partition_id)
+    part = SqlCatalog(session).get(DataLakePartition, partition_id)
     if part is None:
         raise NotFound(f"partition {partition_id} not found")
     get_table(session, part.table_id)
@@ -186,23 +197,12 @@ def list_partitions(
 ) -> tuple[list[DataLakePartition], int]:
     """A live table's partitions in path order, and their total count."""
     get_table(session, table_id)
-    query = select(DataLakePartition).where(DataLakePartition.table_id == table_id)
-    return page(session, query, order_by=DataLakePartition.path, limit=limit, offset=offset)
+    return SqlCatalog(session).page_partitions(table_id, limit=limit, offset=offset)
 
 
 def partition_files(session: Session, part: DataLakePartition) -> list[DataFile]:
     """The COMMITTED data files of a partition (by id, or by path for older rows)."""
-    return list(
-        session.scalars(
-            select(DataFile)
-            .where(
-                DataFile.table_id == part.table_id,
-                DataFile.status == "COMMITTED",
-                or_(DataFile.partition_id == part.id, DataFile.partition_path == part.path),
-            )
-            .order_by(DataFile.key)
-        ).all()
-    )
+    return SqlCatalog(session).partition_files(part)
 
 
 def refresh_partition(session: Session, part: DataLakePartition) -> DataLakePartition:
@@ -217,22 +217,15 @@ def refresh_partition(session: Session, part: DataLakePartition) -> DataLakePart
         When the partition changed concurrently; the caller retries.
     """
     files = partition_files(session, part)
-    result = session.execute(
-        update(DataLakePartition)
-        .where(DataLakePartition.id == part.id, DataLakePartition.version == part.version)
-        .values(
-            record_count=sum(f.record_count for f in files),
-            file_count=len(files),
-            size_bytes=sum(f.size_bytes for f in files),
-            stats=merge_stats({}, [f.column_stats for f in files]),
-            version=part.version + 1,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
+    updated = SqlCatalog(session).compare_and_set(
+        part,
+        record_count=sum(f.record_count for f in files),
+        file_count=len(files),
+        size_bytes=sum(f.size_bytes for f in files),
+        stats=merge_stats({}, [f.column_stats for f in files]),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    if not updated:
         raise CommitConflict(f"partition {part.path} changed concurrently")
-    session.refresh(part)
     return part
 
 
@@ -249,47 +242,19 @@ def recompute_stats(session: Session, partition_id: str) -> DataLakePartition:
     return refresh_partition(session, get_partition(session, partition_id))
 
 
-def validate_target_mb(value: Any) -> float | None:
-    """Validate an optional ``target_file_size_mb`` override (1 to 2048)."""
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (MIN_TARGET_MB <= value <= MAX_TARGET_MB)
-    ):
-        raise InvalidInput(
-            f"target_file_size_mb must be a number between {MIN_TARGET_MB} and {MAX_TARGET_MB}"
-        )
-    return float(value)
-
-
 def target_bytes(table: DataLakeTable, override_mb: float | None = None) -> int:
     """The target file size of a table in bytes (an override wins over ``table.format``)."""
-    if override_mb is None:
-        return TableFormat.of(table.format).target_file_size_bytes
-    return int(float(override_mb) * 2**20)
+    return file_sizes.target_bytes(table.format, override_mb)
 
 
 def compaction_candidates(
     session: Session, table_id: str, *, target: int, partition_id: str | None = None
 ) -> list[str]:
     """Paths of the partitions holding at least two committed files below half ``target``."""
-    query = (
-        select(DataFile.partition_path)
-        .where(
-            DataFile.table_id == table_id,
-            DataFile.status == "COMMITTED",
-            DataFile.size_bytes < int(target * SMALL_FILE_FRACTION),
-        )
-        .group_by(DataFile.partition_path)
-        .having(func.count() >= 2)
-        .order_by(DataFile.partition_path)
+    path = get_partition(session, partition_id).path if partition_id is not None else None
+    return SqlCatalog(session).small_file_partitions(
+        table_id, below_bytes=small_file_bytes(target), path=path
     )
-    if partition_id is not None:
-        part = get_partition(session, partition_id)
-        query = query.where(DataFile.partition_path == part.path)
-    return [str(p) for p in session.scalars(query).all()]
 
 
 def request_compaction(
@@ -341,9 +306,7 @@ def request_compaction(
         "table_id": table.id,
         "status": "ACCEPTED",
         "partition_id": partition_id,
-        "target_file_size_mb": override
-        if override is not None
-        else float(TableFormat.of(table.format).target_file_size_mb),
+        "target_file_size_mb": file_sizes.target_mb(table.format, override),
         "request_id": request_id,
         "partitions_to_compact": len(candidates),
     }

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionBatch
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
 from datalake.domain.formats import IngestOptions
 from datalake.domain.layout import job_plan_key
+from datalake.domain.vocabulary import JobStatus, SchemaPolicy
 from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
@@ -102,18 +101,18 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
     """
     with session_scope() as session:
         job = get_job(session, job_id)
-        if job.status != "RUNNING":
+        if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
-        existing = list(
-            session.scalars(select(IngestionBatch).where(IngestionBatch.job_id == job_id)).all()
-        )
+        existing = SqlCatalog(session).batches_of(job_id)
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
         pins = dict(job.source_etags or {})
         timeout = job.timeout_seconds
         table = get_table(session, job.table_id)
         # Only a table without a schema, or one that evolves, needs the files' schemas:
         # under freeze and discard_columns the workers check each file themselves.
-        needs_schema = table.current_schema_version is None or table.schema_policy == "evolve"
+        needs_schema = (
+            table.current_schema_version is None or table.schema_policy == SchemaPolicy.EVOLVE
+        )
     if existing:  # a re-run: the same batches, their list written again (harmless)
         return _batch_items(job_id, existing, timeout, store)
 
@@ -130,7 +129,7 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         try:
             with session_scope() as session:
                 job = get_job(session, job_id)
-                if job.status != "RUNNING":
+                if job.status != JobStatus.RUNNING:
                     raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
                 version = _settle_schema(session, job_id, job.table_id, observed)
                 job.schema_version = version
@@ -138,9 +137,11 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
                     IngestionBatch(job_id=job_id, seq=i, split=batch_to_json(group))
                     for i, group in enumerate(groups)
                 ]
-                session.add_all(batches)
+                catalog = SqlCatalog(session)
+                for batch in batches:
+                    catalog.add(batch)
                 job.batches_total = len(batches)
-                session.flush()
+                catalog.flush()
             # after the commit: a failed write is redone by the retried Plan (above)
             return _batch_items(job_id, batches, timeout, store)
         except CommitConflict:
@@ -174,7 +175,7 @@ def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) 
             job_id=job_id,
         )
         return row.version
-    if table.schema_policy != "evolve":
+    if table.schema_policy != SchemaPolicy.EVOLVE:
         return table.current_schema_version
     result = evolve(
         current, observed, table.schema_policy, table.last_column_id, mode=table.compatibility

@@ -30,11 +30,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from datalake.catalog.db import session_scope
-from datalake.catalog.models import DataFile, DataLakeSchema
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain.evolution import read_plan
 from datalake.domain.schema import Schema, SchemaField
 from datalake.engine.arrow_schema import FIELD_ID_KEY, iceberg_type_of, to_arrow_field
@@ -74,10 +72,8 @@ def _default_store() -> ObjectStore:
 
 def _snapshot(session: Session, table_id: str, version: int | None) -> _Snapshot:
     table = get_table(session, table_id, include_deleted=True)
-    rows = {
-        r.version: Schema.from_json(r.schema)
-        for r in session.scalars(select(DataLakeSchema).where(DataLakeSchema.table_id == table.id))
-    }
+    catalog = SqlCatalog(session)
+    rows = {r.version: Schema.from_json(r.schema) for r in catalog.schema_history(table.id)}
     wanted = table.current_schema_version if version is None else version
     if wanted is None:
         schema = Schema()
@@ -85,11 +81,7 @@ def _snapshot(session: Session, table_id: str, version: int | None) -> _Snapshot
         raise NotFound(f"table {table_id} has no schema version {wanted}")
     else:
         schema = rows[wanted]
-    files = session.scalars(
-        select(DataFile)
-        .where(DataFile.table_id == table.id, DataFile.status == "COMMITTED")
-        .order_by(DataFile.key)
-    ).all()
+    files = catalog.committed_files(table.id)
     refs = [
         FileRef(f.bucket, f.key, f.schema_version, rows.get(f.schema_version or -1))
         for f in files

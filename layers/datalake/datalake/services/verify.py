@@ -33,14 +33,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
-from datalake.catalog.models import DataFile, DataLakePartition, IngestionJob, utcnow
+from datalake.catalog.models import DataFile, utcnow
+from datalake.catalog.sql_catalog import Session, SqlCatalog
+from datalake.domain.stats import merge_stats
+from datalake.domain.vocabulary import FileStatus
 from datalake.errors import CommitConflict, InvalidInput, NotFound
 from datalake.ports import ObjectReader
-from datalake.services.jobs import merge_stats
 from datalake.services.tables import get_table
 
 log = logging.getLogger(__name__)
@@ -126,31 +125,12 @@ def object_sha256(store: ObjectReader, bucket: str, key: str) -> str:
     return digest.hexdigest()
 
 
-def _due(since: datetime | None) -> Any:
-    if since is None:
-        return DataFile.verified_at.is_(None)
-    return or_(DataFile.verified_at.is_(None), DataFile.verified_at < since)
-
-
 def _count_due(session: Session, table_id: str, since: datetime | None) -> int:
-    return int(
-        session.scalar(
-            select(func.count())
-            .select_from(DataFile)
-            .where(DataFile.table_id == table_id, DataFile.status == "COMMITTED", _due(since))
-        )
-        or 0
-    )
+    return SqlCatalog(session).count_unverified(table_id, since)
 
 
 def _candidates(session: Session, table_id: str, limit: int) -> list[_Candidate]:
-    rows = session.scalars(
-        select(DataFile)
-        .where(DataFile.table_id == table_id, DataFile.status == "COMMITTED")
-        # never verified first, then the longest ago (portable NULLS FIRST)
-        .order_by(DataFile.verified_at.is_(None).desc(), DataFile.verified_at, DataFile.key)
-        .limit(limit)
-    ).all()
+    rows = SqlCatalog(session).least_recently_verified(table_id, limit)
     return [
         _Candidate(f.id, f.bucket, f.key, f.checksum, f.size_bytes, f.partition_path, f.job_id)
         for f in rows
@@ -287,25 +267,11 @@ def verify_tables(table_ids: list[str], store: ObjectReader, *, limit: int = DEF
 
 def _apply(session: Session, table_id: str, good: list[str], bad: list[str]) -> RetiredFiles:
     now = utcnow()
-    for start in range(0, len(good), 500):
-        session.execute(
-            update(DataFile)
-            .where(DataFile.id.in_(good[start : start + 500]), DataFile.status == "COMMITTED")
-            .values(verified_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    files = list(
-        session.scalars(select(DataFile).where(DataFile.id.in_(bad))).all() if bad else []
-    )
-    retired = retire_files(session, files, to="CORRUPT", now=now)
-    if retired.job_ids:
-        session.execute(
-            update(IngestionJob)
-            .where(IngestionJob.id.in_(retired.job_ids), IngestionJob.corrupted_at.is_(None))
-            .values(corrupted_at=now)
-            .execution_options(synchronize_session=False)
-        )
-    session.flush()
+    catalog = SqlCatalog(session)
+    catalog.mark_verified(good, now)
+    retired = retire_files(session, catalog.files_by_ids(bad), to=FileStatus.CORRUPT, now=now)
+    catalog.mark_jobs_corrupted(retired.job_ids, now)
+    catalog.flush()
     return retired
 
 
@@ -335,31 +301,28 @@ def retire_files(
     CommitConflict
         When a partition changed concurrently; the caller rolls back and retries.
     """
-    if to not in ("CORRUPT", "REPLACED"):
+    if to not in (FileStatus.CORRUPT, FileStatus.REPLACED):
         raise ValueError(f"cannot retire files to {to!r}")
+    catalog = SqlCatalog(session)
     values: dict[str, Any] = {"status": to}
-    if to == "REPLACED":
+    if to == FileStatus.REPLACED:
         values["replaced_at"] = now
         if seq is not None:  # the table change that replaces them (catalog.snapshots)
             values["replaced_seq"] = seq
     moved: list[DataFile] = []
     for f in files:
-        result = session.execute(
-            update(DataFile)
-            .where(DataFile.id == f.id, DataFile.status == "COMMITTED")
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount == 1:  # type: ignore[attr-defined]
+        if catalog.retire_committed([f.id], **values) == 1:
             moved.append(f)
-        session.expire(f)
+        catalog.forget(f)
     by_partition: dict[tuple[str, str | None, str], list[DataFile]] = defaultdict(list)
     for f in moved:
         by_partition[(f.table_id, f.partition_id, f.partition_path)].append(f)
     for (table_id, partition_id, path), group in sorted(
         by_partition.items(), key=lambda kv: kv[0][2]
     ):
-        _shrink_partition(session, table_id, partition_id, path, group, corrupt=to == "CORRUPT")
+        _shrink_partition(
+            session, table_id, partition_id, path, group, corrupt=to == FileStatus.CORRUPT
+        )
     return RetiredFiles(
         files=moved,
         partitions=len(by_partition),
@@ -376,40 +339,19 @@ def _shrink_partition(
     *,
     corrupt: bool,
 ) -> None:
-    part = session.scalar(
-        select(DataLakePartition)
-        .where(
-            DataLakePartition.id == partition_id
-            if partition_id
-            else (DataLakePartition.table_id == table_id) & (DataLakePartition.path == path)
-        )
-        .execution_options(populate_existing=True)
-    )
+    catalog = SqlCatalog(session)
+    part = catalog.current_partition(table_id, partition_id=partition_id, path=path)
     if part is None:  # a file with no partition row: nothing to count down
         return
-    remaining = session.scalars(
-        select(DataFile.column_stats).where(
-            DataFile.table_id == part.table_id,
-            DataFile.status == "COMMITTED",
-            or_(DataFile.partition_id == part.id, DataFile.partition_path == part.path),
-        )
-    ).all()
-    result = session.execute(
-        update(DataLakePartition)
-        .where(DataLakePartition.id == part.id, DataLakePartition.version == part.version)
-        .values(
-            record_count=DataLakePartition.record_count - sum(f.record_count for f in group),
-            file_count=DataLakePartition.file_count - len(group),
-            size_bytes=DataLakePartition.size_bytes - sum(f.size_bytes for f in group),
-            corrupt_files=DataLakePartition.corrupt_files + (len(group) if corrupt else 0),
-            stats=merge_stats({}, list(remaining)),
-            version=part.version + 1,
-            updated_at=utcnow(),
-        )
-        .execution_options(synchronize_session=False)
+    shrunk = catalog.shrink_partition(
+        part,
+        records=sum(f.record_count for f in group),
+        files=len(group),
+        size_bytes=sum(f.size_bytes for f in group),
+        corrupt_files=len(group) if corrupt else 0,
+        stats=merge_stats({}, catalog.committed_stats(part)),
     )
-    if result.rowcount != 1:  # type: ignore[attr-defined]
+    # compare_and_set refreshed the row: commit_job reads this partition next in the
+    # same transaction, never at a stale version
+    if not shrunk:
         raise CommitConflict(f"partition {path} changed concurrently")
-    # commit_job reads this partition next in the same transaction: never a stale version
-    session.refresh(part)
-

@@ -19,12 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
-
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataFile, IngestionBatch, IngestionJob, utcnow
+from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import Settings, get_settings
+from datalake.domain.file_sizes import target_bytes
 from datalake.domain.formats import TableFormat
 from datalake.domain.layout import (
     attempt_file_prefix,
@@ -33,6 +32,7 @@ from datalake.domain.layout import (
     table_prefix,
 )
 from datalake.domain.partitioning import PartitionField, parse_partitioning
+from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus
 from datalake.engine.ingest import SplitResult, ingest_splits
 from datalake.engine.splits import Split, batch_from_json
 from datalake.engine.store import ObjectStore
@@ -90,12 +90,7 @@ def lock_job(session: Session, job_id: str) -> IngestionJob:
     NotFound
         When the job does not exist.
     """
-    job = session.scalar(
-        select(IngestionJob)
-        .where(IngestionJob.id == job_id)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
+    job = SqlCatalog(session).lock_job(job_id)
     if job is None:
         raise NotFound(f"ingestion job {job_id} not found")
     return job
@@ -139,21 +134,17 @@ def run_batch(
     started = time.monotonic()
     attempt = new_attempt()
     with session_scope() as session:
+        catalog = SqlCatalog(session)
         job = get_job(session, job_id)
-        batch = session.get(IngestionBatch, batch_id)
+        batch = catalog.get(IngestionBatch, batch_id)
         if batch is None or batch.job_id != job_id:
             raise NotFound(f"batch {batch_id} of job {job_id} not found")
-        if job.status != "RUNNING":
+        if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}")
         # Conditional, so a concurrent winner's SUCCEEDED is never overwritten.
-        picked = session.execute(
-            update(IngestionBatch)
-            .where(IngestionBatch.id == batch_id, IngestionBatch.status != "SUCCEEDED")
-            .values(attempts=IngestionBatch.attempts + 1, status="RUNNING",
-                    started_at=utcnow(), error=None, version=IngestionBatch.version + 1)
-            .execution_options(synchronize_session=False)
-        )
-        if picked.rowcount != 1:  # type: ignore[attr-defined]
+        if not catalog.start_batch_attempt(
+            batch_id, status=BatchStatus.RUNNING, started_at=utcnow(), error=None
+        ):
             return _outcome(_batch(session, batch_id))
         batch = _batch(session, batch_id)
         budget = float(timeout_seconds if timeout_seconds is not None else job.timeout_seconds)
@@ -165,7 +156,7 @@ def run_batch(
             partitioning=parse_partitioning(table.partitioning),
             policy=table.schema_policy,
             compression=TableFormat.of(table.format).compression,
-            target=TableFormat.of(table.format).target_file_size_bytes,
+            target=target_bytes(table.format),
             prefix=table_prefix(table.namespace, table.name),
             quarantine_prefix=job_quarantine_prefix(
                 settings.quarantine_prefix, table.namespace, table.name, job_id
@@ -226,7 +217,7 @@ def _record(
     try:
         with session_scope() as session:
             job = lock_job(session, job_id)
-            if job.status != "RUNNING":
+            if job.status != JobStatus.RUNNING:
                 status = job.status
                 won = None
             else:
@@ -258,56 +249,48 @@ def _claim(
     bucket: str,
 ) -> bool:
     """Make this attempt's files the batch's, unless another attempt did first."""
-    claimed = session.execute(
-        update(IngestionBatch)
-        .where(IngestionBatch.id == batch_id, IngestionBatch.status != "SUCCEEDED")
-        .values(
-            status="SUCCEEDED",
-            records_read=result.records_read,
-            records_written=result.records_written,
-            records_rejected=result.records_rejected,
-            bytes_read=result.bytes_read,
-            bytes_written=sum(f.size_bytes for f in result.files),
-            files_written=len(result.files),
-            discarded_columns=list(result.discarded_columns),
-            quarantine_key=result.quarantine_key,
-            error=None,
-            finished_at=utcnow(),
-            version=IngestionBatch.version + 1,
-        )
-        .execution_options(synchronize_session=False)
+    catalog = SqlCatalog(session)
+    claimed = catalog.update_unfinished_batch(
+        batch_id,
+        status=BatchStatus.SUCCEEDED,
+        records_read=result.records_read,
+        records_written=result.records_written,
+        records_rejected=result.records_rejected,
+        bytes_read=result.bytes_read,
+        bytes_written=sum(f.size_bytes for f in result.files),
+        files_written=len(result.files),
+        discarded_columns=list(result.discarded_columns),
+        quarantine_key=result.quarantine_key,
+        error=None,
+        finished_at=utcnow(),
     )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+    if not claimed:
         return False
-    session.add_all(
-        DataFile(
-            table_id=ctx.table_id,
-            job_id=job_id,
-            batch_id=batch_id,
-            partition_path=partition_path(wf.partition),
-            partition_values=wf.partition,
-            bucket=bucket,
-            key=wf.key,
-            record_count=wf.record_count,
-            size_bytes=wf.size_bytes,
-            checksum=wf.checksum,
-            schema_version=ctx.schema_version,
-            column_stats=wf.column_stats,
-            footer=wf.footer,
-            status="PENDING",
+    for wf in result.files:
+        catalog.add(
+            DataFile(
+                table_id=ctx.table_id,
+                job_id=job_id,
+                batch_id=batch_id,
+                partition_path=partition_path(wf.partition),
+                partition_values=wf.partition,
+                bucket=bucket,
+                key=wf.key,
+                record_count=wf.record_count,
+                size_bytes=wf.size_bytes,
+                checksum=wf.checksum,
+                schema_version=ctx.schema_version,
+                column_stats=wf.column_stats,
+                footer=wf.footer,
+                status=FileStatus.PENDING,
+            )
         )
-        for wf in result.files
-    )
-    session.flush()
+    catalog.flush()
     return True
 
 
 def _batch(session: Session, batch_id: str) -> IngestionBatch:
-    batch = session.scalar(
-        select(IngestionBatch)
-        .where(IngestionBatch.id == batch_id)
-        .execution_options(populate_existing=True)
-    )
+    batch = SqlCatalog(session).fresh_batch(batch_id)
     assert batch is not None
     return batch
 
@@ -315,18 +298,9 @@ def _batch(session: Session, batch_id: str) -> IngestionBatch:
 def _delete_unrecorded(store: ObjectStore, bucket: str, keys: list[str]) -> None:
     try:
         with session_scope() as session:
-            recorded = set(
-                session.scalars(
-                    select(DataFile.key).where(DataFile.bucket == bucket, DataFile.key.in_(keys))
-                ).all()
-            )
-            winner_quarantine = set(
-                session.scalars(
-                    select(IngestionBatch.quarantine_key).where(
-                        IngestionBatch.quarantine_key.in_(keys)
-                    )
-                ).all()
-            )
+            catalog = SqlCatalog(session)
+            recorded = catalog.recorded_keys(bucket, keys)
+            winner_quarantine = catalog.recorded_quarantine_keys(keys)
         store.delete(bucket, [k for k in keys if k not in recorded | winner_quarantine])
     except Exception:  # the catalog is unreachable: leave them to the job's sweep
         log.warning("could not check %d object(s) against the catalog; left for the sweep",
@@ -335,12 +309,8 @@ def _delete_unrecorded(store: ObjectStore, bucket: str, keys: list[str]) -> None
 
 def _mark_failed(batch_id: str, error: str) -> None:
     with session_scope() as session:
-        session.execute(
-            update(IngestionBatch)
-            .where(IngestionBatch.id == batch_id, IngestionBatch.status != "SUCCEEDED")
-            .values(status="FAILED", error=error[:4000], finished_at=utcnow(),
-                    version=IngestionBatch.version + 1)
-            .execution_options(synchronize_session=False)
+        SqlCatalog(session).update_unfinished_batch(
+            batch_id, status=BatchStatus.FAILED, error=error[:4000], finished_at=utcnow()
         )
 
 
@@ -348,8 +318,12 @@ def retries_left(job_id: str, batch_id: str) -> bool:
     """Whether the batch may be attempted again under the job's ``max_retries``."""
     with session_scope() as session:
         job = get_job(session, job_id)
-        batch = session.get(IngestionBatch, batch_id)
-        return batch is not None and job.status == "RUNNING" and batch.attempts <= job.max_retries
+        batch = SqlCatalog(session).get(IngestionBatch, batch_id)
+        return (
+            batch is not None
+            and job.status == JobStatus.RUNNING
+            and batch.attempts <= job.max_retries
+        )
 
 
 def _outcome(batch: IngestionBatch) -> BatchOutcome:

@@ -86,14 +86,6 @@ class JobQueries:
         query = select(IngestionBatch).where(IngestionBatch.job_id == job_id)
         return page(self.session, query, order_by=IngestionBatch.seq, limit=limit, offset=offset)
 
-    def batches_of(self, job_id: str) -> list[IngestionBatch]:
-        """Every batch of a job."""
-        return list(
-            self.session.scalars(
-                select(IngestionBatch).where(IngestionBatch.job_id == job_id)
-            ).all()
-        )
-
     def has_retried_batch(self, job_id: str) -> bool:
         """Whether some batch of the job took more than one attempt."""
         found = self.session.scalar(
@@ -109,13 +101,6 @@ class JobQueries:
             select(IngestionBatch.quarantine_key).where(IngestionBatch.job_id == job_id)
         ).all()
         return [k for k in keys if k]
-
-    def job_files(self, job_id: str, *, status: FileStatus | None = None) -> list[DataFile]:
-        """The file rows a job wrote (of one status)."""
-        query = select(DataFile).where(DataFile.job_id == job_id)
-        if status is not None:
-            query = query.where(DataFile.status == status)
-        return list(self.session.scalars(query).all())
 
     def job_file_keys(self, job_id: str) -> set[str]:
         """The object keys of every file row of a job, whatever its status."""

@@ -6,7 +6,7 @@ from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from datalake.catalog import snapshots
-from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable
+from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.catalog.paging import page
 
 
@@ -38,14 +38,6 @@ class TableQueries:
             query = query.where(DataLakeTable.namespace == namespace)
         return list(
             self.session.scalars(query.order_by(DataLakeTable.namespace, DataLakeTable.name))
-        )
-
-    def partition_by_path(self, table_id: str, path: str) -> DataLakePartition | None:
-        """The partition row of a table at a Hive path ('' when unpartitioned), or None."""
-        return self.session.scalar(
-            select(DataLakePartition).where(
-                DataLakePartition.table_id == table_id, DataLakePartition.path == path
-            )
         )
 
     def snapshot_files(
