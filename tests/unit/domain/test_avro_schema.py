@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from datalake.domain.avro_schema import avro_name, from_avro, to_avro, to_avsc, validate
+from datalake.domain.avro_schema import avro_name, from_avro, to_avro, to_avsc
 from datalake.domain.schema import Schema, SchemaField
+from datalake.engine.avsc import validate
 from datalake.errors import InvalidInput
 
 ALL_TYPES = [

@@ -30,7 +30,8 @@ Reading (:func:`from_avro`) also accepts what other writers produce: ``[T, "null
 ``timestamp-millis``/``local-timestamp-millis``/``time-millis``, ``timestamp-micros`` with
 ``"adjust-to-utc": false`` (Iceberg's timestamp), ``enum`` (as string), ``fixed`` with a
 decimal or uuid logical type. Nested types (record, array, map) and unions of several
-non-null types are refused. Pure Python: fastavro is imported only by :func:`validate`.
+non-null types are refused. Pure Python: fastavro checks what it writes in
+:func:`datalake.engine.avsc.validate`.
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ __all__ = [
     "infer_field_type",
     "to_avro",
     "to_avsc",
-    "validate",
 ]
 
 #: The field attribute holding the column's id (Iceberg's name for it).
@@ -315,33 +315,3 @@ def from_avro(avsc: Mapping[str, Any] | str) -> Schema:
             item["doc"] = str(raw["doc"])
         fields.append(item)
     return Schema.from_json({"fields": fields})
-
-
-def validate(avsc: Mapping[str, Any] | str) -> dict[str, Any]:
-    """Check an Avro schema with ``fastavro.parse_schema`` (imported here, lazily).
-
-    Parameters
-    ----------
-    avsc:
-        The ``.avsc`` JSON object, or its text.
-
-    Returns
-    -------
-    dict
-        fastavro's parsed schema.
-
-    Raises
-    ------
-    InvalidInput
-        When fastavro refuses the schema.
-    """
-    import fastavro  # lazy: the API function never imports fastavro
-
-    data = json.loads(avsc) if isinstance(avsc, str) else dict(avsc)
-    try:
-        parsed = fastavro.parse_schema(data)
-    except Exception as e:  # fastavro raises several exception types
-        raise InvalidInput(f"invalid Avro schema: {e}") from e
-    if not isinstance(parsed, dict):
-        raise InvalidInput("an Avro schema for a table must be a record")
-    return parsed
