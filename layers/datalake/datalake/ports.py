@@ -231,6 +231,10 @@ class FileCatalog(CatalogRows, Protocol):
         """A job row as stored, locked to the end of the transaction."""
         ...
 
+    def batch_attempts(self, job_id: str) -> int:
+        """The attempts made at a job's batches, summed."""
+        ...
+
     def fresh_batch(self, batch_id: str) -> IngestionBatch | None:
         """The batch as stored."""
         ...

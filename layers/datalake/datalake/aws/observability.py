@@ -260,10 +260,9 @@ def emit_job_metrics(job_id: str, *, correlation_id: str | None = None) -> dict[
 
 
 def _emit_job(job_id: str, *, correlation_id: str | None) -> dict[str, Any] | None:
-    from sqlalchemy import func, select
-
     from datalake.catalog.db import session_scope
-    from datalake.catalog.models import DataLakeTable, IngestionBatch, IngestionJob
+    from datalake.catalog.models import DataLakeTable, IngestionJob
+    from datalake.catalog.sql_catalog import SqlCatalog
     from datalake.domain.vocabulary import JobStatus
 
     with session_scope(readonly=True) as session:
@@ -271,11 +270,7 @@ def _emit_job(job_id: str, *, correlation_id: str | None) -> dict[str, Any] | No
         if job is None:
             return None
         table = session.get(DataLakeTable, job.table_id)
-        attempts = session.execute(
-            select(func.coalesce(func.sum(IngestionBatch.attempts), 0)).where(
-                IngestionBatch.job_id == job_id
-            )
-        ).scalar_one()
+        attempts = SqlCatalog(session).batch_attempts(job_id)
         read = int(job.records_read or 0)
         rejected = int(job.records_rejected or 0)
         ratio = 100.0 * rejected / read if read else 0.0

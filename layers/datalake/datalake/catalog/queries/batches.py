@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import IngestionBatch, IngestionJob
@@ -34,6 +34,16 @@ class BatchQueries:
             self.session.scalars(
                 select(IngestionBatch).where(IngestionBatch.job_id == job_id)
             ).all()
+        )
+
+    def batch_attempts(self, job_id: str) -> int:
+        """The attempts made at a job's batches, summed (a retried batch counts each)."""
+        return int(
+            self.session.execute(
+                select(func.coalesce(func.sum(IngestionBatch.attempts), 0)).where(
+                    IngestionBatch.job_id == job_id
+                )
+            ).scalar_one()
         )
 
     def fresh_batch(self, batch_id: str) -> IngestionBatch | None:
