@@ -87,6 +87,12 @@ class CorruptInput(DatalakeError):
     """A source file cannot be parsed at all (as opposed to single bad records)."""
 
 
+class CompactionUnavailable(DatalakeError):
+    """Compaction cannot be requested (the optimize function is not configured or refused)."""
+
+    status_code = 503
+
+
 class Unauthorized(DatalakeError):
     """Missing or invalid credentials."""
 

@@ -23,19 +23,13 @@ from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, 
 from datalake.catalog.paging import page
 from datalake.domain.limits import PARTITION_PATH_MAX
 from datalake.domain.partitioning import PartitionField, parse_partitioning
-from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
+from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
 from datalake.services.jobs import merge_stats, partition_path
 from datalake.services.tables import get_table
 
 #: A committed file smaller than this fraction of the target size is a compaction candidate.
 SMALL_FILE_FRACTION = 0.5
 MIN_TARGET_MB, MAX_TARGET_MB = 1, 2048
-
-
-class CompactionUnavailable(DatalakeError):
-    """Compaction cannot be requested (the optimize function is not configured or refused)."""
-
-    status_code = 503
 
 
 class CompactionRequester(Protocol):
