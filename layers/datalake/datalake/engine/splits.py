@@ -140,7 +140,7 @@ def _prefix(store: ObjectStore, obj: ObjectInfo, compression: str | None,
             nbytes: int = SAMPLE_BYTES) -> tuple[bytes, bool]:
     """The first ``nbytes`` (decompressed) bytes and whether that is the whole content."""
     if compression == "gzip":
-        raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes))
+        raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes), etag=obj.etag)
         d = zlib.decompressobj(wbits=31)
         try:
             out = d.decompress(raw, nbytes)
@@ -148,7 +148,7 @@ def _prefix(store: ObjectStore, obj: ObjectInfo, compression: str | None,
             raise CorruptInput(f"{obj.uri} is not valid gzip: {e}") from e
         complete = d.eof and len(raw) >= obj.size
         return out, complete
-    raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes))
+    raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes), etag=obj.etag)
     return raw, len(raw) >= obj.size
 
 
@@ -265,7 +265,7 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
         elif fmt == "parquet":
             out.extend(_parquet_splits(obj, store, split_size, base, len(out)))
         elif fmt == "avro":
-            head = store.get_range(obj.bucket, obj.key, 0, 4)
+            head = store.get_range(obj.bucket, obj.key, 0, 4, etag=obj.etag)
             if head != b"Obj\x01":
                 raise CorruptInput(f"{obj.uri} is not an Avro object container file")
             for s, e in _byte_ranges(obj.size, split_size):
