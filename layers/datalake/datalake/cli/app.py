@@ -22,9 +22,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from datalake.cli.client import REPO_ROOT, ApiClient, CliError, Profile, resolve_profile
-from datalake.cli.lake import API, TableNotFound, committed_files, resolve_table, s3_client
+from datalake.cli.client import REPO_ROOT, ApiClient, ApiError, CliError, Profile, resolve_profile
 
+API = "/api/v1"
 #: Options that belong to the whole program but may be written after the command too
 #: (``datalake tables list --api-url ...``): :func:`_hoist` moves them to the front.
 GLOBAL_VALUED = ("--api-url", "--token", "--profile")
@@ -140,6 +140,35 @@ def note(msg: str) -> None:
 
 
 # ================================================================================ helpers
+class TableNotFound(CliError):
+    """No live table has the name or id given."""
+
+
+def resolve_table(api: ApiClient, ref: str) -> dict[str, Any]:
+    """The table ``ref`` names (``NAMESPACE.NAME`` or an id).
+
+    Raises
+    ------
+    TableNotFound
+        When no live table has that name or id.
+    """
+    if "." in ref:
+        namespace, name = ref.split(".", 1)
+        page = api.get(f"{API}/tables/", namespace=namespace, limit=1000)
+        for t in page["items"]:
+            if t["name"] == name:
+                return dict(t)
+        raise TableNotFound(f"no table {ref} (namespace {namespace!r} has no table {name!r})")
+    try:
+        return dict(api.call("GET", f"{API}/tables/{ref}"))
+    except ApiError as e:
+        if e.status in (404, 422):
+            raise TableNotFound(
+                f"no table {ref} (name a table as NAMESPACE.NAME or by its id)"
+            ) from e
+        raise
+
+
 def split_name(ref: str) -> tuple[str, str]:
     """``NAMESPACE.NAME`` -> (namespace, name); a CliError for anything else."""
     if ref.count(".") != 1 or not all(ref.split(".")):
@@ -160,6 +189,23 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
         except ValueError:
             result[key] = raw
     return result
+
+
+def s3_client(profile: Profile) -> Any:
+    """A boto3 S3 client for the profile (LocalStack's endpoint for the local stack)."""
+    import boto3
+    from botocore.config import Config
+
+    kwargs: dict[str, Any] = {"config": Config(retries={"max_attempts": 3, "mode": "standard"})}
+    if profile.aws_endpoint_url:
+        kwargs["endpoint_url"] = profile.aws_endpoint_url
+        # LocalStack takes any credentials; real AWS uses the normal chain.
+        kwargs.setdefault("aws_access_key_id", os.environ.get("AWS_ACCESS_KEY_ID") or "test")
+        kwargs.setdefault(
+            "aws_secret_access_key", os.environ.get("AWS_SECRET_ACCESS_KEY") or "test"
+        )
+    kwargs["region_name"] = profile.region or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    return boto3.client("s3", **kwargs)
 
 
 def _s3_error(e: Exception, what: str) -> CliError:
@@ -403,6 +449,16 @@ def files(table: TableArg, as_json: JsonOpt = False) -> None:
     emit({"items": listing, "total": len(listing)}, as_json, lambda p: out.print(
         list_table(p["items"], ["path", "record_count", "size_bytes", "partition"],
                    f"{p['total']} file(s)")))
+
+
+def committed_files(api: ApiClient, table_id: str) -> list[dict[str, Any]]:
+    """Every committed file of one snapshot of the table (all pages)."""
+    page = api.get(f"{API}/tables/{table_id}/files", limit=10000)
+    items = list(page["items"])
+    while page.get("next"):
+        page = api.get(f"{API}/tables/{table_id}/files", cursor=page["next"], limit=10000)
+        items.extend(page["items"])
+    return items
 
 
 # ================================================================================ sources

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from datalake.cli.client import ApiClient, CliError, Profile
-from datalake.cli.lake import TableNotFound, committed_files, resolve_table, s3_client
 
 if TYPE_CHECKING:
     import pyarrow.compute as pc
@@ -65,6 +64,8 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     CliError
         When DuckDB is missing, a table is unknown or empty, or the SQL fails.
     """
+    from datalake.cli.app import TableNotFound, committed_files, resolve_table, s3_client
+
     duckdb = _duckdb()
     explicit = bool(tables)
     refs = tables or named_tables(sql)
