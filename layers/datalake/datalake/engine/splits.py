@@ -265,7 +265,7 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
         elif fmt == "parquet":
             out.extend(_parquet_splits(obj, store, split_size, base, len(out)))
         elif fmt == "avro":
-            head = store.get_range(obj.bucket, obj.key, 0, 4, etag=obj.etag)
+            head = store.get_range(obj.bucket, obj.key, 0, 4)
             if head != b"Obj\x01":
                 raise CorruptInput(f"{obj.uri} is not an Avro object container file")
             for s, e in _byte_ranges(obj.size, split_size):
