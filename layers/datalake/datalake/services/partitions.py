@@ -23,7 +23,13 @@ from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, 
 from datalake.catalog.paging import page
 from datalake.domain.limits import PARTITION_PATH_MAX
 from datalake.domain.partitioning import PartitionField, parse_partitioning
-from datalake.errors import CommitConflict, Conflict, InvalidInput, NotFound
+from datalake.errors import (  # CompactionUnavailable: re-exported for request_compaction's callers
+    CommitConflict,
+    CompactionUnavailable,  # noqa: F401
+    Conflict,
+    InvalidInput,
+    NotFound,
+)
 from datalake.services.jobs import merge_stats, partition_path
 from datalake.services.tables import get_table
 
