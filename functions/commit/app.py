@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from typing import Any
 
+from datalake.aws.events import JobEvent
 from datalake.aws.observability import emit_job_metrics, get_logger, instrument
 from datalake.aws.s3 import S3ObjectStore
 from datalake.services.jobs import publish_job
 
 logger = get_logger()
+store = S3ObjectStore()
 
 
 @instrument("commit")
 def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    job = publish_job(event["job_id"], store=S3ObjectStore())
+    request = JobEvent.model_validate(event)
+    job = publish_job(request.job_id, store=store)
     out = {
         "job_id": job.id,
         "table_id": job.table_id,
@@ -28,5 +31,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         "files": job.files_written,
     }
     logger.info("committed", extra=out)
-    emit_job_metrics(job.id, correlation_id=event.get("correlation_id"))
+    emit_job_metrics(job.id, correlation_id=request.correlation_id)
     return out

@@ -19,6 +19,7 @@ from datalake.services.batch_messages import handle_batch_message
 logger = get_logger()
 processor = BatchProcessor(event_type=EventType.SQS)
 callbacks = StepFunctionsCallbacks()
+store = S3ObjectStore()
 
 
 def record_handler(record: SQSRecord) -> None:
@@ -27,7 +28,7 @@ def record_handler(record: SQSRecord) -> None:
     # then one EMF document of its figures.
     with observe_batch(record.body, receive_count=receive_count) as observed:
         observed["fate"] = handle_batch_message(
-            record.body, receive_count=receive_count, store=S3ObjectStore(), callbacks=callbacks
+            record.body, receive_count=receive_count, store=store, callbacks=callbacks
         )
 
 

@@ -32,6 +32,7 @@ from starlette.testclient import TestClient
 
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import AuditEvent, IngestionBatch, SchemaChange
+from datalake.cli.query import to_duckdb
 from datalake.errors import DatalakeError, SchemaMismatch
 from datalake.services import jobs, reading, schemas, tables
 from datalake.tokens import make_token
@@ -258,7 +259,7 @@ def test_evolve_then_roll_back(s3: Any, api: TestClient) -> None:
         {"id": 3_000_000_000, "city": "Lima"},
         {"id": 4_000_000_000, "city": None},
     ]
-    relation = reading.to_duckdb(table_id, store=store())
+    relation = to_duckdb(table_id, store=store())
     assert relation.aggregate("count(*), max(id), count(city)").fetchall() == [
         (8, 4_000_000_000, 5)
     ]

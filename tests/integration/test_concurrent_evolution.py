@@ -3,7 +3,8 @@
 Each job's files add a different column. Both plans read the same table version before
 either records its new version (a barrier in front of ``record_version`` forces it); the
 loser's optimistic ``UPDATE ... WHERE version = :expected`` matches no row, it gets
-``CommitConflict`` and ``plan_job`` re-plans on the winner's version. Both jobs succeed,
+``CommitConflict`` and its retried Plan (the state machine's Retry, done here by
+``plan_as_retried``) re-plans on the winner's version. Both jobs succeed,
 both columns exist, and version numbers are strictly increasing without duplicates.
 """
 
@@ -24,6 +25,7 @@ from datalake.catalog.db import session_scope
 from datalake.catalog.models import DataLakeSchema, SchemaChange
 from datalake.config import get_settings
 from datalake.engine.store import LocalObjectStore
+from datalake.errors import CommitConflict
 from datalake.services import jobs, planning, reading, schemas, tables
 from datalake.services.worker import run_batch
 from tests.fakes import LANDING, FakeOrchestrator
@@ -48,6 +50,17 @@ def catalog(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]
 @pytest.fixture
 def store(tmp_path: Path) -> LocalObjectStore:
     return LocalObjectStore(tmp_path / "s3")
+
+
+def plan_as_retried(job_id: str, store: LocalObjectStore) -> dict[str, Any]:
+    """Plan as the state machine runs it: a CommitConflict runs the Plan task again
+    (its Retry lists the error; MaxAttempts 6)."""
+    for _ in range(5):
+        try:
+            return planning.plan_job(job_id, store=store)
+        except CommitConflict:
+            continue
+    return planning.plan_job(job_id, store=store)
 
 
 def start_job(store: LocalObjectStore, table_id: str, key: str, body: str) -> str:
@@ -87,7 +100,7 @@ def test_concurrent_jobs_adding_columns_both_succeed(
 
     def plan(job_id: str) -> None:
         try:
-            results[job_id] = planning.plan_job(job_id, store=store)
+            results[job_id] = plan_as_retried(job_id, store)
         except BaseException as e:  # reported by the assertion below
             results[job_id] = e
 

@@ -187,3 +187,38 @@ def test_the_rules_catch_what_they_guard() -> None:
     guarded = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import boto3\n")
     assert "boto3" not in set(_imports(guarded, "datalake.aws.x"))
     assert _of_layer("domain") and _of_layer("engine") and _of_layer("aws")
+
+
+DOC = ROOT / "docs" / "architecture.md"
+MARKER = "<!-- Generated from the code by tests/unit/test_import_rules.py"
+
+
+def layer_arrows() -> dict[str, list[str]]:
+    """Which layers (and top-level modules) each one imports, from the code."""
+    arrows: dict[str, set[str]] = {}
+    for module, names in GRAPH.items():
+        source = _layer(module) or "datalake"
+        for name in _internal(names):
+            target = _layer(name) or "datalake"
+            if target not in (source, "datalake"):
+                arrows.setdefault(source, set()).add(target)
+        arrows.setdefault(source, set())
+    arrows.pop("datalake", None)
+    return {k: sorted(v) for k, v in sorted(arrows.items())}
+
+
+def arrows_table() -> str:
+    rows = ["| layer or module | imports |", "|---|---|"]
+    for source, targets in layer_arrows().items():
+        rows.append(f"| `{source}` | {', '.join(f'`{t}`' for t in targets) or '—'} |")
+    return "\n".join(rows)
+
+
+def test_the_architecture_page_draws_the_arrows_as_they_are() -> None:
+    text = DOC.read_text()
+    assert MARKER in text, f"{DOC} lost its generated table"
+    drawn = text.split(MARKER, 1)[1].split("-->", 1)[1].strip()
+    assert drawn.startswith(arrows_table()), (
+        "docs/architecture.md's arrows are stale; replace the table after its marker with:\n"
+        + arrows_table()
+    )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from datalake.domain.vocabulary import DEFAULT_BATCH_SIZE, DEFAULT_SPLIT_SIZE_MB
@@ -69,6 +69,16 @@ class Settings(BaseSettings):
     #: ``replaced_file_retention_seconds`` too (time travel reaches back that far).
     iceberg_catalog: Literal["sql", "glue", "none"] = "sql"
     iceberg_catalog_uri: str | None = None
+    #: The optimize function the API invokes for a compaction request (the template's).
+    optimize_function: str | None = None
+    #: The region (Lambda sets ``AWS_REGION``; elsewhere ``AWS_DEFAULT_REGION``).
+    aws_region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
+    #: S3's endpoint when it is not AWS's own (LocalStack), as boto3 reads it.
+    s3_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
+    )
     #: X-Ray tracing of the functions (Powertools Tracer): None = on for ``aws`` only.
     #: ``POWERTOOLS_TRACE_DISABLED=true`` switches it off whatever this says.
     tracing: bool | None = None

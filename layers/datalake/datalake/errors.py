@@ -83,8 +83,19 @@ class SourceChanged(DatalakeError):
     """A source object changed (size or ETag) while it was being read."""
 
 
+class ObjectsNotDeleted(DatalakeError):
+    """Object storage refused to delete some objects; ``details`` lists each key with
+    the store's error code and message."""
+
+
 class CorruptInput(DatalakeError):
     """A source file cannot be parsed at all (as opposed to single bad records)."""
+
+
+class CompactionUnavailable(DatalakeError):
+    """Compaction cannot be requested (the optimize function is not configured or refused)."""
+
+    status_code = 503
 
 
 class Unauthorized(DatalakeError):

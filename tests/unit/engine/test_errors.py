@@ -35,8 +35,8 @@ def test_source_changed_before_reading(store):
 class MutatingStore(LocalObjectStore):
     """Rewrites the object the first time it is opened for reading."""
 
-    def open_input(self, bucket, key):
-        f = super().open_input(bucket, key)
+    def open_input(self, bucket, key, *, size=None, etag=None):
+        f = super().open_input(bucket, key, size=size, etag=etag)
         path = self._path(bucket, key)
         with open(path, "ab") as g:
             g.write(b"3,z\n")

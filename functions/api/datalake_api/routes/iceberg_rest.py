@@ -13,13 +13,13 @@ Errors follow the specification's ``ErrorModel``: ``{"error": {"message", "type"
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 
 from datalake.catalog.models import DataLakeTable
+from datalake.config import get_settings
 from datalake.services import iceberg_refs, tables
 from datalake_api.deps import PrincipalDep, SessionDep
 
@@ -49,9 +49,9 @@ def _live(session: SessionDep, namespace: str | None = None) -> list[DataLakeTab
 def _client_config() -> dict[str, str]:
     """FileIO hints for clients: the region, and the S3 endpoint when not AWS's own
     (LocalStack). No credentials: a client reads the lake with its own."""
-    config = {"s3.region": os.environ.get("AWS_REGION") or os.environ.get(
-        "AWS_DEFAULT_REGION") or "us-east-1"}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    settings = get_settings()
+    config = {"s3.region": settings.aws_region}
+    endpoint = settings.s3_endpoint_url
     if endpoint:
         config["s3.endpoint"] = endpoint
         config["s3.path-style-access"] = "true"

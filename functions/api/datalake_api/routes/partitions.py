@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, status
 
+from datalake.config import get_settings
 from datalake.services import partitions
 from datalake.services.partitions import CompactionRequester
 from datalake_api.deps import AuditDep, CorrelationDep, PrincipalDep, SessionDep
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/partitions", tags=["partitions"])
 def _requester() -> CompactionRequester:
     from datalake.aws.lambdas import LambdaCompactionRequester
 
-    return LambdaCompactionRequester(os.environ.get("DATALAKE_OPTIMIZE_FUNCTION"))
+    return LambdaCompactionRequester(get_settings().optimize_function)
 
 
 def get_compaction_requester() -> CompactionRequester:

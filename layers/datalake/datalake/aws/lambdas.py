@@ -1,14 +1,16 @@
-"""Lambda adapters: request a compaction run by invoking the optimize function asynchronously."""
+"""Lambda adapters: request a compaction run by invoking the optimize function
+asynchronously; a function's own deadline from its invocation context."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datalake.aws.clients import client
-from datalake.services.partitions import CompactionUnavailable
+from datalake.errors import CompactionUnavailable
 
 
 class LambdaCompactionRequester:
@@ -47,3 +49,12 @@ class LambdaCompactionRequester:
         except (ClientError, BotoCoreError) as e:
             raise CompactionUnavailable(f"could not start compaction: {e}") from e
         return (resp.get("ResponseMetadata") or {}).get("RequestId")
+
+
+def deadline(context: Any, *, margin_s: float) -> float | None:
+    """The :func:`time.monotonic` instant ``margin_s`` before the invocation's timeout
+    (at least a second from now); None without a Lambda context (tests, scripts)."""
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    if not callable(remaining):
+        return None
+    return time.monotonic() + max(remaining() / 1000.0 - margin_s, 1.0)

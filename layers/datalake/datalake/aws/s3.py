@@ -12,7 +12,7 @@ import io
 from typing import Any, BinaryIO
 
 from datalake.engine.store import ObjectInfo
-from datalake.errors import NotFound, SourceChanged
+from datalake.errors import NotFound, ObjectsNotDeleted, SourceChanged
 
 _MISSING = {"404", "NoSuchKey", "NotFound", "NoSuchBucket"}
 _CHANGED = {"412", "PreconditionFailed"}
@@ -193,10 +193,32 @@ class S3ObjectStore:
         self.client.put_object(Bucket=bucket, Key=key, Body=body)
 
     def delete(self, bucket: str, keys: builtins.list[str]) -> None:
+        """Delete ``keys`` (a missing key is no error), 1,000 per request.
+
+        Raises
+        ------
+        ObjectsNotDeleted
+            When S3 refused some keys: ``DeleteObjects`` answers 200 and lists them under
+            ``Errors``, so they are raised here instead of left behind unseen. Every chunk
+            is attempted first.
+        """
+        failed: builtins.list[dict[str, str]] = []
         for i in range(0, len(keys), 1000):
             chunk = keys[i : i + 1000]
             if chunk:
-                self.client.delete_objects(
+                resp = self.client.delete_objects(
                     Bucket=bucket,
                     Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
                 )
+                failed += [
+                    {"key": str(e.get("Key")), "code": str(e.get("Code")),
+                     "message": str(e.get("Message", ""))}
+                    for e in resp.get("Errors") or []
+                ]
+        if failed:
+            first = failed[0]
+            raise ObjectsNotDeleted(
+                f"{len(failed)} object(s) of s3://{bucket} not deleted, e.g. {first['key']}: "
+                f"{first['code']} {first['message']}".rstrip(),
+                details=failed,
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from functools import lru_cache
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -41,6 +42,18 @@ class StepFunctionsOrchestrator:
         # CANCELLED and every worker and Commit honours it.
         with contextlib.suppress(ClientError):
             self.sfn.stop_execution(executionArn=execution_id, cause=reason[:32000])
+
+
+@lru_cache(maxsize=4)
+def job_orchestrator(state_machine_arn: str | None) -> StepFunctionsOrchestrator:
+    """The orchestrator of ``state_machine_arn``, built once per process (container).
+
+    Raises
+    ------
+    DatalakeError
+        When no state machine is configured (nothing is cached then).
+    """
+    return StepFunctionsOrchestrator(state_machine_arn or "")
 
 
 DEAD_TOKEN_ERRORS = frozenset({"TaskTimedOut", "InvalidToken", "TaskDoesNotExist"})

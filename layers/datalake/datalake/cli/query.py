@@ -11,10 +11,17 @@ from __future__ import annotations
 
 import re
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datalake.cli.client import ApiClient, CliError, Profile
+
+if TYPE_CHECKING:
+    import pyarrow.compute as pc
+    from sqlalchemy.orm import Session
+
+    from datalake.engine.store import ObjectStore
 
 #: ``namespace.name`` in SQL, not inside quotes (a rough cut; ``--table`` is the exact way).
 _DOTTED = re.compile(r"(?<![\w.'\"])([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?![\w.(])")
@@ -107,3 +114,52 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
         except duckdb.Error as e:
             raise CliError(f"query failed: {e}") from e
     return {"columns": columns, "rows": rows, "tables": used}
+
+
+def to_duckdb(
+    table_id: str,
+    *,
+    store: ObjectStore,
+    connection: Any = None,
+    name: str | None = None,
+    session: Session | None = None,
+    columns: Sequence[str] | None = None,
+    filter: pc.Expression | None = None,
+) -> Any:
+    """A DuckDB relation over :func:`datalake.services.reading.read_table`, read from the
+    catalog directly (DuckDB is a development dependency: the library never imports it).
+
+    Parameters
+    ----------
+    table_id:
+        The table.
+    store:
+        Where the files are.
+    connection:
+        A ``duckdb.DuckDBPyConnection``; default a new in-memory one.
+    name:
+        Also register the Arrow table as a view of that name on the connection.
+    session, columns, filter:
+        As for :func:`~datalake.services.reading.read_table`.
+
+    Returns
+    -------
+    duckdb.DuckDBPyRelation
+
+    Raises
+    ------
+    CliError
+        When DuckDB is not installed.
+    """
+    from datalake.services.reading import read_table
+
+    duckdb = _duckdb()
+    data = (
+        read_table(session, table_id, store=store, columns=columns, filter=filter)
+        if session is not None
+        else read_table(table_id, store=store, columns=columns, filter=filter)
+    )
+    con = connection if connection is not None else duckdb.connect()
+    if name:
+        con.register(name, data)
+    return con.from_arrow(data)

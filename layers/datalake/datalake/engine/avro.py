@@ -23,37 +23,11 @@ from typing import Any, BinaryIO
 
 import pyarrow as pa
 
+from datalake.engine.avro_varint import read_long, write_long
 from datalake.engine.store import ObjectStore
 from datalake.errors import CorruptInput
 
 MAGIC = b"Obj\x01"
-
-
-def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = 0
-    result = 0
-    while True:
-        if pos >= len(buf):
-            raise IndexError
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            break
-        shift += 7
-        if shift > 63:
-            raise CorruptInput("invalid Avro varint")
-    return (result >> 1) ^ -(result & 1), pos
-
-
-def _write_long(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 @dataclass
@@ -72,17 +46,17 @@ def parse_header(data: bytes, uri: str = "") -> AvroHeader:
     pos = 4
     meta: dict[str, bytes] = {}
     while True:
-        count, pos = _read_long(data, pos)
+        count, pos = read_long(data, pos)
         if count == 0:
             break
         if count < 0:
             count = -count
-            _size, pos = _read_long(data, pos)
+            _size, pos = read_long(data, pos)
         for _ in range(count):
-            klen, pos = _read_long(data, pos)
+            klen, pos = read_long(data, pos)
             key = data[pos : pos + klen].decode()
             pos += klen
-            vlen, pos = _read_long(data, pos)
+            vlen, pos = read_long(data, pos)
             if pos + vlen > len(data):
                 raise IndexError
             meta[key] = data[pos : pos + vlen]
@@ -100,10 +74,29 @@ def parse_header(data: bytes, uri: str = "") -> AvroHeader:
 
 def read_header(store: ObjectStore, bucket: str, key: str, size: int,
                 etag: str | None = None) -> AvroHeader:
+    """Read and parse an Avro file's header (64 KiB first, more if it is longer).
+
+    Parameters
+    ----------
+    store, bucket, key:
+        Where the file is.
+    size:
+        The file's size (no read goes past it).
+    etag:
+        The planned version: every read is conditional on it, so the header cannot come
+        from another version of the file than the blocks read later.
+
+    Raises
+    ------
+    CorruptInput
+        When the file is not Avro or its header is truncated.
+    SourceChanged
+        When the file is no longer the ``etag`` version.
+    """
     uri = f"s3://{bucket}/{key}"
     n = 64 * 1024
     while True:
-        data = store.get_range(bucket, key, 0, min(size, n))
+        data = store.get_range(bucket, key, 0, min(size, n), etag=etag)
         try:
             return parse_header(data, uri)
         except IndexError:
@@ -184,11 +177,11 @@ class AvroDecoder:
         meta = dict(header.meta)
         meta["avro.schema"] = json.dumps(schema).encode()
         out = bytearray(MAGIC)
-        out += _write_long(len(meta))
+        out += write_long(len(meta))
         for k, v in meta.items():
             kb = k.encode()
-            out += _write_long(len(kb)) + kb + _write_long(len(v)) + v
-        out += _write_long(0) + header.sync
+            out += write_long(len(kb)) + kb + write_long(len(v)) + v
+        out += write_long(0) + header.sync
         self.header_bytes = bytes(out)
         self._getters = [itemgetter(n) for n in self.names]
 
@@ -326,7 +319,7 @@ def _read_varint(raw: BinaryIO) -> tuple[int, bytes] | None:
             break
         if len(out) > 10:
             raise CorruptInput("invalid Avro varint")
-    val, _ = _read_long(bytes(out), 0)
+    val, _ = read_long(bytes(out), 0)
     return val, bytes(out)
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from datalake.engine.avro_varint import read_long
 from datalake.errors import CorruptInput
 
 _PRIMS = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
@@ -261,9 +262,7 @@ def decompress(codec: str, data: bytes) -> bytes:
 
 def iter_blocks(chunks: Iterator[bytes]) -> Iterator[tuple[int, bytes]]:
     """(record count, compressed data) for each raw block from ``owned_blocks``."""
-    from datalake.engine.avro import _read_long
-
     for raw in chunks:
-        count, p = _read_long(raw, 0)
-        size, p = _read_long(raw, p)
+        count, p = read_long(raw, 0)
+        size, p = read_long(raw, p)
         yield count, raw[p : p + size]

@@ -123,7 +123,7 @@ class CsvReader(BaseReader):
         if self.opts["header"]:
             names = s.header
             if names is None:
-                data = self.store.get_range(s.bucket, s.key, 0, min(s.size, 2**20))
+                data = self.store.get_range(s.bucket, s.key, 0, min(s.size, 2**20), etag=s.etag)
                 if s.compression == "gzip":
                     import zlib
 

@@ -138,7 +138,7 @@ def _prefix(store: ObjectStore, obj: ObjectInfo, compression: str | None,
             nbytes: int = SAMPLE_BYTES) -> tuple[bytes, bool]:
     """The first ``nbytes`` (decompressed) bytes and whether that is the whole content."""
     if compression == "gzip":
-        raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes))
+        raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes), etag=obj.etag)
         d = zlib.decompressobj(wbits=31)
         try:
             out = d.decompress(raw, nbytes)
@@ -146,7 +146,7 @@ def _prefix(store: ObjectStore, obj: ObjectInfo, compression: str | None,
             raise CorruptInput(f"{obj.uri} is not valid gzip: {e}") from e
         complete = d.eof and len(raw) >= obj.size
         return out, complete
-    raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes))
+    raw = store.get_range(obj.bucket, obj.key, 0, min(obj.size, nbytes), etag=obj.etag)
     return raw, len(raw) >= obj.size
 
 

@@ -17,7 +17,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol, runtime_checkable
 
-from datalake.errors import NotFound
+from datalake.errors import NotFound, SourceChanged
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,12 +42,24 @@ class ObjectStore(Protocol):
 
     def list(self, bucket: str, prefix: str) -> list[ObjectInfo]: ...
 
-    def get_range(self, bucket: str, key: str, start: int, end: int | None) -> bytes:
-        """Bytes ``[start, end)`` of an object (``end=None``: to the end)."""
+    def get_range(self, bucket: str, key: str, start: int, end: int | None, *,
+                  etag: str | None = None) -> bytes:
+        """Bytes ``[start, end)`` of an object (``end=None``: to the end).
+
+        With ``etag`` the read is conditional: :class:`~datalake.errors.SourceChanged`
+        when the object is no longer that version.
+        """
         ...
 
-    def open_input(self, bucket: str, key: str) -> BinaryIO:
-        """A seekable, streaming, read-only file object over the object."""
+    def open_input(self, bucket: str, key: str, *, size: int | None = None,
+                   etag: str | None = None) -> BinaryIO:
+        """A seekable, streaming, read-only file object over the object.
+
+        ``size`` is the object's size when the caller knows it (a listing's or a plan's;
+        an implementation may use it instead of asking again). With ``etag`` every read
+        is conditional on that version. Either differing from the object raises
+        :class:`~datalake.errors.SourceChanged`.
+        """
         ...
 
     def put_file(self, bucket: str, key: str, path: str) -> None: ...
@@ -61,7 +73,9 @@ class LocalObjectStore:
     """Buckets are subdirectories of ``root``; keys are relative paths.
 
     The ETag is derived from size, mtime and inode (cheap, changes whenever the file is
-    rewritten), not from the content.
+    rewritten), not from the content. A read given an ETag or size checks them on the
+    file it opened: an open file keeps reading the version it checked, as a conditional
+    S3 GET does, even if the object is replaced meanwhile.
     """
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
@@ -102,20 +116,31 @@ class LocalObjectStore:
         out.sort(key=lambda o: o.key)
         return out
 
-    def get_range(self, bucket: str, key: str, start: int, end: int | None) -> bytes:
-        path = self._path(bucket, key)
+    def _open_checked(self, bucket: str, key: str, size: int | None,
+                      etag: str | None) -> BinaryIO:
         try:
-            with open(path, "rb") as f:
-                f.seek(start)
-                return f.read() if end is None else f.read(max(0, end - start))
+            f = open(self._path(bucket, key), "rb")  # noqa: SIM115 - the caller closes it
         except FileNotFoundError as e:
             raise NotFound(f"s3://{bucket}/{key} does not exist") from e
+        st = os.fstat(f.fileno())
+        found = self._etag(st)
+        if (etag and etag.strip('"') != found) or (size is not None and size != st.st_size):
+            f.close()
+            raise SourceChanged(
+                f"s3://{bucket}/{key} is no longer the version expected (size {size}, etag "
+                f"{etag!r}; found size {st.st_size}, etag {found!r})"
+            )
+        return f
 
-    def open_input(self, bucket: str, key: str) -> BinaryIO:
-        try:
-            return open(self._path(bucket, key), "rb")
-        except FileNotFoundError as e:
-            raise NotFound(f"s3://{bucket}/{key} does not exist") from e
+    def get_range(self, bucket: str, key: str, start: int, end: int | None, *,
+                  etag: str | None = None) -> bytes:
+        with self._open_checked(bucket, key, None, etag) as f:
+            f.seek(start)
+            return f.read() if end is None else f.read(max(0, end - start))
+
+    def open_input(self, bucket: str, key: str, *, size: int | None = None,
+                   etag: str | None = None) -> BinaryIO:
+        return self._open_checked(bucket, key, size, etag)
 
     def _atomic_write(self, bucket: str, key: str, writer: Any) -> None:
         path = self._path(bucket, key)

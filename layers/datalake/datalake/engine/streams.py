@@ -15,15 +15,9 @@ CHUNK = 4 * 2**20
 
 def open_at(store: ObjectStore, bucket: str, key: str, start: int = 0, *,
             size: int | None = None, etag: str | None = None) -> BinaryIO:
-    """Open ``s3://bucket/key`` positioned at byte ``start``.
-
-    Stores that accept ``size``/``etag`` keywords (S3) get them, so every GET is
-    conditional on the planned ETag.
-    """
-    try:
-        f = store.open_input(bucket, key, size=size, etag=etag)  # type: ignore[call-arg]
-    except TypeError:
-        f = store.open_input(bucket, key)
+    """Open ``s3://bucket/key`` positioned at byte ``start``; with the planned ``size``
+    and ``etag``, every read is conditional on that version (SourceChanged if not)."""
+    f = store.open_input(bucket, key, size=size, etag=etag)
     if start:
         f.seek(start)
     return f

@@ -668,9 +668,13 @@ class PublishResult:
     seq: int = 0
 
 
-def publish_table(table_id: str, *, settings: Settings | None = None) -> PublishResult:
+def publish_table(table_id: str, *, settings: Settings | None = None,
+                  attempts: int = PUBLISH_ATTEMPTS) -> PublishResult:
     """Bring the table's Iceberg table up to the catalog's current change, one Iceberg
     snapshot per catalog change (see the module's docstring). Idempotent.
+
+    ``attempts`` bounds the tries when another process commits the same Iceberg table
+    first; a caller that is retried as a whole (Commit, by the state machine) passes 1.
 
     Raises
     ------
@@ -685,12 +689,12 @@ def publish_table(table_id: str, *, settings: Settings | None = None) -> Publish
     from pyiceberg.exceptions import CommitFailedException
 
     catalog = get_catalog(settings)
-    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+    for attempt in range(1, attempts + 1):
         try:
             _publish_once(catalog, table_id, result)
             return result
         except (CommitFailedException, CommitConflict) as e:
-            if attempt == PUBLISH_ATTEMPTS:
+            if attempt >= attempts:
                 raise IcebergPublishError(
                     f"Iceberg table of {table_id} kept changing underneath: {e}"
                 ) from e

@@ -599,8 +599,9 @@ def _between_commits(job: IngestionJob) -> None:
     in production; the crash-consistency tests put a fault here."""
 
 
-def publish_iceberg(table_id: str) -> None:
-    """Publish the table's committed changes as Iceberg snapshots (services/iceberg.py).
+def publish_iceberg(table_id: str, *, attempts: int | None = None) -> None:
+    """Publish the table's committed changes as Iceberg snapshots (services/iceberg.py),
+    trying up to ``attempts`` times on Iceberg conflicts (default: the publisher's own).
 
     Raises
     ------
@@ -613,7 +614,10 @@ def publish_iceberg(table_id: str) -> None:
     if not iceberg.enabled():
         return
     try:
-        iceberg.publish_table(table_id)
+        if attempts is None:
+            iceberg.publish_table(table_id)
+        else:
+            iceberg.publish_table(table_id, attempts=attempts)
     except Exception as e:
         raise TransientError(
             f"committed, but not yet published as Iceberg ({type(e).__name__}: {e}); "
@@ -638,7 +642,8 @@ def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
         job = commit_job(session, job_id)
         retried = SqlCatalog(session).has_retried_batch(job_id)
     _between_commits(job)
-    publish_iceberg(job.table_id)
+    # One try: Commit's one retry policy is the state machine's (TransientError).
+    publish_iceberg(job.table_id, attempts=1)
     if store is None:
         return job
     try:

@@ -27,7 +27,13 @@ from datalake.domain.file_sizes import (
 from datalake.domain.limits import PARTITION_PATH_MAX
 from datalake.domain.partitioning import PartitionField, parse_partitioning, range_names
 from datalake.domain.stats import merge_stats
-from datalake.errors import CommitConflict, Conflict, DatalakeError, InvalidInput, NotFound
+from datalake.errors import (  # CompactionUnavailable: re-exported for request_compaction's callers
+    CommitConflict,
+    CompactionUnavailable,
+    Conflict,
+    InvalidInput,
+    NotFound,
+)
 from datalake.services.jobs import partition_path
 from datalake.services.tables import get_table
 
@@ -49,12 +55,6 @@ __all__ = [
     "target_bytes",
     "validate_target_mb",
 ]
-
-
-class CompactionUnavailable(DatalakeError):
-    """Compaction cannot be requested (the optimize function is not configured or refused)."""
-
-    status_code = 503
 
 
 class CompactionRequester(Protocol):

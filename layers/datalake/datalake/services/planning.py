@@ -16,12 +16,10 @@ from datalake.domain.vocabulary import JobStatus, SchemaPolicy
 from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import CommitConflict, InvalidInput, NotFound, SourceChanged
+from datalake.errors import InvalidInput, NotFound, SourceChanged
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
 from datalake.services.schemas import record_version, schema_at
 from datalake.services.tables import get_table
-
-MAX_EVOLVE_ATTEMPTS = 5
 
 
 def expand_sources(
@@ -98,6 +96,9 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         When the job is no longer RUNNING.
     InvalidInput
         When a source holds no object or its format is unknown.
+    CommitConflict
+        When a concurrent job evolved the table's schema first: the state machine's
+        retry of Plan (its only retry policy) re-plans on the winner's version.
     """
     with session_scope() as session:
         job = get_job(session, job_id)
@@ -125,29 +126,25 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
     groups = pack_splits(splits, split_size_bytes=split_bytes)
     observed = _observe(splits, store=store, options=options) if needs_schema else None
 
-    for attempt in range(MAX_EVOLVE_ATTEMPTS):
-        try:
-            with session_scope() as session:
-                job = get_job(session, job_id)
-                if job.status != JobStatus.RUNNING:
-                    raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
-                version = _settle_schema(session, job_id, job.table_id, observed)
-                job.schema_version = version
-                batches = [
-                    IngestionBatch(job_id=job_id, seq=i, split=batch_to_json(group))
-                    for i, group in enumerate(groups)
-                ]
-                catalog = SqlCatalog(session)
-                for batch in batches:
-                    catalog.add(batch)
-                job.batches_total = len(batches)
-                catalog.flush()
-            # after the commit: a failed write is redone by the retried Plan (above)
-            return _batch_items(job_id, batches, timeout, store)
-        except CommitConflict:
-            if attempt == MAX_EVOLVE_ATTEMPTS - 1:
-                raise
-    raise AssertionError("unreachable")
+    # A CommitConflict (a concurrent job evolved the schema first) is raised as it is:
+    # the state machine retries Plan, which re-plans on the winner's version.
+    with session_scope() as session:
+        job = get_job(session, job_id)
+        if job.status != JobStatus.RUNNING:
+            raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
+        version = _settle_schema(session, job_id, job.table_id, observed)
+        job.schema_version = version
+        batches = [
+            IngestionBatch(job_id=job_id, seq=i, split=batch_to_json(group))
+            for i, group in enumerate(groups)
+        ]
+        catalog = SqlCatalog(session)
+        for batch in batches:
+            catalog.add(batch)
+        job.batches_total = len(batches)
+        catalog.flush()
+    # after the commit: a failed write is redone by the retried Plan (above)
+    return _batch_items(job_id, batches, timeout, store)
 
 
 def _observe(splits: list[Split], *, store: ObjectStore, options: dict[str, Any]) -> Any:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -40,7 +39,7 @@ from datalake.engine.store import ObjectStore
 from datalake.errors import InvalidInput, NotFound, SchemaMismatch
 from datalake.services.tables import get_table
 
-__all__ = ["FileRef", "file_field_ids", "project", "read_table", "scan_table", "to_duckdb"]
+__all__ = ["FileRef", "file_field_ids", "project", "read_table", "scan_table"]
 
 
 @dataclass(frozen=True)
@@ -62,12 +61,6 @@ class FileRef:
 class _Snapshot:
     schema: Schema
     files: list[FileRef]
-
-
-def _default_store() -> ObjectStore:
-    from datalake.aws.s3 import S3ObjectStore
-
-    return S3ObjectStore()
 
 
 def _snapshot(session: Session, table_id: str, version: int | None) -> _Snapshot:
@@ -233,11 +226,10 @@ def _take_snapshot(target: Session | str, table_id: str | None, version: int | N
 
 def _scan(
     snap: _Snapshot,
-    store: ObjectStore | None,
+    store: ObjectStore,
     columns: Sequence[str] | None,
     filter: pc.Expression | None,
 ) -> Iterator[pa.Table]:
-    store = store or _default_store()
     wanted = _select(snap.schema, columns)
     # With a filter, project every column first: it may refer to columns not selected.
     reading = snap.schema if filter is not None else wanted
@@ -262,7 +254,7 @@ def scan_table(
     target: Session | str,
     table_id: str | None = None,
     *,
-    store: ObjectStore | None = None,
+    store: ObjectStore,
     columns: Sequence[str] | None = None,
     filter: pc.Expression | None = None,
     schema_version: int | None = None,
@@ -280,7 +272,7 @@ def read_table(
     target: Session | str,
     table_id: str | None = None,
     *,
-    store: ObjectStore | None = None,
+    store: ObjectStore,
     columns: Sequence[str] | None = None,
     filter: pc.Expression | None = None,
     schema_version: int | None = None,
@@ -294,7 +286,7 @@ def read_table(
     table_id:
         The table, when ``target`` is a session.
     store:
-        Where the files are (default: S3 through boto3).
+        Where the files are (``datalake.aws.s3.S3ObjectStore`` for the lake on S3).
     columns:
         Current column names to return (case-insensitive), in this order; default all.
     filter:
@@ -326,43 +318,3 @@ def read_table(
     if not parts:
         return arrow_schema.empty_table()
     return pa.concat_tables(parts)
-
-
-def to_duckdb(
-    table_id: str,
-    *,
-    connection: Any = None,
-    name: str | None = None,
-    session: Session | None = None,
-    store: ObjectStore | None = None,
-    columns: Sequence[str] | None = None,
-    filter: pc.Expression | None = None,
-) -> Any:
-    """A DuckDB relation over :func:`read_table` (DuckDB is a development dependency).
-
-    Parameters
-    ----------
-    table_id:
-        The table.
-    connection:
-        A ``duckdb.DuckDBPyConnection``; default a new in-memory one.
-    name:
-        Also register the Arrow table as a view of that name on the connection.
-    session, store, columns, filter:
-        As for :func:`read_table`.
-
-    Returns
-    -------
-    duckdb.DuckDBPyRelation
-    """
-    import duckdb
-
-    data = (
-        read_table(session, table_id, store=store, columns=columns, filter=filter)
-        if session is not None
-        else read_table(table_id, store=store, columns=columns, filter=filter)
-    )
-    con = connection if connection is not None else duckdb.connect()
-    if name:
-        con.register(name, data)
-    return con.from_arrow(data)

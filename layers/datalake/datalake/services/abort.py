@@ -1,0 +1,45 @@
+"""The workflow's Catch: a job whose workflow gave up is marked FAILED and cleaned up."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from datalake.catalog.db import session_scope
+from datalake.domain.vocabulary import JobStatus
+from datalake.ports import ObjectSweeper
+from datalake.services.jobs import abort_job, publish_iceberg
+
+log = logging.getLogger(__name__)
+
+__all__ = ["abort_workflow"]
+
+
+def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str, Any]:
+    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote.
+
+    Parameters
+    ----------
+    job_id:
+        The job whose workflow failed.
+    error:
+        What failed, recorded on the job.
+    store:
+        Where the job's objects are (data and quarantine), to delete them.
+
+    Returns
+    -------
+    dict
+        ``{"job_id", "status", "error"}`` of the job afterwards.
+    """
+    with session_scope() as session:
+        job = abort_job(session, job_id, error=error, store=store)
+        out = {"job_id": job.id, "status": job.status, "error": job.error}
+    if job.status == JobStatus.SUCCEEDED:
+        # Commit committed and then failed for good (its Iceberg publish): publish now,
+        # best effort (the next change of the table or the optimize schedule would).
+        try:
+            publish_iceberg(job.table_id)
+        except Exception:
+            log.warning("Iceberg publish after a failed Commit failed", extra=out)
+    return out
