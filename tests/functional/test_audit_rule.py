@@ -91,3 +91,20 @@ def test_a_cancel_is_audited_with_the_cancel_even_when_its_clean_up_fails(
         job = jobs.cancel_job(session, jid, orchestrator=None, store=_BrokenStore(), actor="dave")
         assert job.status == "CANCELLED"
     assert ("job.cancel", "dave") in [(a, who) for a, who, _, _ in _trail()]
+
+
+def test_an_upload_records_one_start_per_job_even_when_redelivered(use_catalog: str) -> None:
+    from datalake.services.uploads import start_jobs_for_upload
+
+    with session_scope() as session:
+        tid = tables.create_table(session, name="up", schema=SCHEMA, actor="alice").id
+        sources.create_source(session, name="s", table_id=tid, bucket="datalake-landing",
+                              prefix="in/", actor="alice")
+    for _ in range(2):  # SQS delivers the same upload event twice
+        start_jobs_for_upload("datalake-landing", "in/a.csv", etag="e1", sequencer="01",
+                              orchestrator=FakeOrchestrator(), correlation_id="s3-event-1")
+    starts = [(who, cid, d) for a, who, cid, d in _trail() if a == "job.start"]
+    assert len(starts) == 1, starts
+    who, cid, details = starts[0]
+    assert (who, cid) == ("source:s", "s3-event-1")
+    assert details["object"] == SOURCE and details["created"] is True

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datalake.catalog.db import session_scope
 from datalake.domain.vocabulary import JobStatus
 from datalake.ports import Orchestrator
-from datalake.services import audit
 from datalake.services.jobs import job_for_object, start_job
 from datalake.services.sources import match_sources
 
@@ -53,14 +52,7 @@ def start_jobs_for_upload(
                 continue
             actor = f"source:{source.name}"
             start_job(session, job.id, orchestrator=orchestrator, actor=actor,
-                      correlation_id=correlation_id)
-            audit.record(
-                session,
-                actor=actor,
-                action="job.start",
-                entity_type="job",
-                entity_id=job.id,
-                details={"object": f"s3://{bucket}/{key}", "created": created},
-            )
+                      correlation_id=correlation_id,
+                      details={"object": f"s3://{bucket}/{key}", "created": created})
             started.append(job.id)
     return started
