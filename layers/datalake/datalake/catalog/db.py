@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from functools import lru_cache
@@ -10,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import (
+    DataError,
+    DBAPIError,
+    DisconnectionError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+)
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,10 +31,20 @@ DEFAULT_SQLITE = ".datalake/catalog.db"
 connect.install()  # sslmode/sslrootcert in DATABASE_URL -> pg8000's ssl_context (connect.py)
 #: Execution option marking a read-only transaction.
 READONLY = "datalake_readonly"
-#: Connections per process (and as many again in overflow): a Lambda container serves
-#: one request at a time; uvicorn's thread pool serves many.
-POOL_SIZE = int(os.environ.get("DATALAKE_DB_POOL_SIZE") or 5)
+#: Connections per process, opened as needed and then kept: a Lambda container serves
+#: one request at a time (one connection); uvicorn's thread pool serves many. No overflow:
+#: an overflow connection is closed on its return, so a load just above the pool's size
+#: would open and close a connection for most requests (~25 ms of CPU each with pg8000).
+POOL_SIZE = int(os.environ.get("DATALAKE_DB_POOL_SIZE") or 10)
 SOCKET_TIMEOUT_SECONDS = 15
+#: A pooled connection idle for longer is pinged before use (a frozen Lambda container,
+#: a proxy's idle timeout); one in steady use is not: a statement on a connection the
+#: server dropped fails, session_scope invalidates it (and the pool the connections
+#: older than it), and the next request connects afresh.
+IDLE_PING_SECONDS = 30.0
+#: Connections are replaced after this many seconds (server-side idle and lifetime
+#: limits, RDS Proxy pinning), whatever their use.
+RECYCLE_SECONDS = 1800
 
 
 def normalise_url(url: str | None) -> str:
@@ -81,17 +99,51 @@ def get_engine(url: str | None = None) -> Engine:
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
-    _memoise_pg8000_paramstyle()
-    return create_engine(
+    if "+pg8000" in real:
+        _memoise_pg8000_paramstyle()
+        connect_args: dict[str, Any] = {"timeout": SOCKET_TIMEOUT_SECONDS}
+    else:
+        connect_args = {"connect_timeout": SOCKET_TIMEOUT_SECONDS}
+    engine = create_engine(
         real,
-        pool_pre_ping=True,
         pool_size=POOL_SIZE,
-        max_overflow=POOL_SIZE,
+        max_overflow=0,
+        pool_recycle=RECYCLE_SECONDS,
         # A pool with no free connection answers 503 within a second, not after 30 s.
         pool_timeout=1,
         # No statement of the catalog runs this long; a dead peer fails instead of hanging.
-        connect_args={"timeout": SOCKET_TIMEOUT_SECONDS},
+        connect_args=connect_args,
     )
+    _ping_after_idle(engine)
+    return engine
+
+
+def _ping_after_idle(engine: Engine) -> None:
+    """Ping a pooled connection at checkout only when it sat idle for a while.
+
+    ``pool_pre_ping`` costs a round trip (two with pg8000: it opens a transaction) on
+    every checkout, i.e. on every request. A connection returned a moment ago is as good
+    as the server that answered it then; one that idled may have been dropped (a frozen
+    container, an idle timeout), and for it the ping spares the request a 503.
+    """
+    dialect = engine.dialect
+
+    @event.listens_for(engine, "checkin")
+    def _returned(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None:
+            record.info["datalake_returned_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        returned = record.info.get("datalake_returned_at")
+        if returned is None or time.monotonic() - returned < IDLE_PING_SECONDS:
+            return  # new, or in steady use
+        try:
+            alive = dialect.do_ping(dbapi_conn)
+        except Exception as e:
+            raise DisconnectionError(f"an idle pooled connection is gone: {e}") from e
+        if not alive:
+            raise DisconnectionError("an idle pooled connection is gone")
 
 
 def _memoise_pg8000_paramstyle() -> None:
