@@ -215,6 +215,12 @@ def get_read_engine() -> Engine:
 
 @lru_cache(maxsize=8)
 def _readonly(engine: Engine) -> Engine:
+    if engine.dialect.driver == "psycopg":
+        # Under Postgres's READ COMMITTED every statement reads its own snapshot, inside
+        # a transaction or not: a read's BEGIN and COMMIT buy nothing but two round
+        # trips. psycopg switches autocommit on the client (pg8000 would send two
+        # statements to switch it back on the connection's return).
+        return engine.execution_options(**{READONLY: True}, isolation_level="AUTOCOMMIT")
     return engine.execution_options(**{READONLY: True})
 
 
