@@ -1,7 +1,7 @@
 """Catalog connections: Postgres when ``DATABASE_URL`` says so, else SQLite.
 
-Postgres goes through pg8000 (pure Python, in every layer) or psycopg 3 (libpq, C;
-about 35% less CPU per API read, see the README's Performance section). The URL's
+Postgres goes through pg8000 (pure Python, in every layer) or psycopg 3 (libpq, C; about
+20-40% less CPU per API read, see the README's Performance section). The URL's
 driver decides (``postgresql+pg8000://``, ``postgresql+psycopg://``); a plain
 ``postgres(ql)://`` takes ``DATALAKE_DB_DRIVER`` (default ``pg8000``).
 """
