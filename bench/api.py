@@ -5,9 +5,13 @@
   ``GET /tables/{id}``, ``GET /ingestion/jobs?limit=50`` and ``POST /ingestion/jobs``:
   serial requests (what one Lambda container sees), p50/p99; then 8 concurrent clients on
   the two reads for ``--seconds``, requests/s and p99.
+- The server's CPU per request (its process's user + system seconds over the requests it
+  served, each route on its own), which other work on a shared machine disturbs far less
+  than requests/s: what bounds one process's throughput.
 
 Machines here are shared and noisy: medians and percentiles over many requests, never
-one timing. Postgres: ``DATALAKE_BENCH_PG`` (default the server at 127.0.0.1:5432).
+one timing. Postgres: ``DATALAKE_BENCH_PG`` (default the server at 127.0.0.1:5432),
+through ``--driver`` (default psycopg, as the API function is deployed).
 """
 
 from __future__ import annotations
@@ -54,6 +58,21 @@ def import_times(n: int) -> list[float]:
         )
         out.append(float(r.stdout.strip().splitlines()[-1]))
     return out
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_per_request(
+    base: str, headers: dict[str, str], path: str, pid: int, clients: int, seconds: float
+) -> float:
+    """Milliseconds of the server's CPU per request of ``path`` under ``clients`` clients."""
+    before = cpu_seconds(pid)
+    done, _ = concurrent(base, headers, [path], clients, seconds)
+    return (cpu_seconds(pid) - before) / done * 1000
 
 
 def _free_port() -> int:
@@ -152,6 +171,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--imports", type=int, default=10)
     ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument(
+        "--driver", choices=["psycopg", "pg8000"], default="psycopg", help="Postgres driver"
+    )
+    ap.add_argument(
+        "--cpu-rounds", type=int, default=3, help="rounds of the CPU-per-request measure"
+    )
     args = ap.parse_args()
 
     imports = import_times(args.imports)
@@ -175,7 +200,12 @@ def main() -> None:
     try:
         table_id = seed_catalog(url, args.jobs)
         port_no = _free_port()
-        env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": os.pathsep.join(sys.path[:2])}
+        env = {
+            **os.environ,
+            "DATABASE_URL": url,
+            "DATALAKE_DB_DRIVER": args.driver,
+            "PYTHONPATH": os.pathsep.join(sys.path[:2]),
+        }
         proc = subprocess.Popen(
             [
                 sys.executable,
@@ -207,6 +237,7 @@ def main() -> None:
                 except httpx.TransportError:
                     time.sleep(0.1)
             reads = [f"/api/v1/tables/{table_id}", "/api/v1/ingestion/jobs?limit=50"]
+            labels = ["GET /tables/{id}", "GET /ingestion/jobs?limit=50"]
             serial(c, "GET", reads[0], 50)  # warm up the pool and the code paths
             rows = []
             for label, method, path, body, goal in [
@@ -239,6 +270,20 @@ def main() -> None:
             f"{statistics.median(lat):.1f} ms, p99 {p99:.1f} ms "
             f"(goal <= {GOALS['conc_p99_ms']:.0f})"
         )
+        if args.workers == 1:  # one process: its CPU is the server's
+            print(
+                f"\nserver CPU per request ({args.driver}), {args.clients} clients, "
+                f"median of {args.cpu_rounds} rounds of {args.seconds / 3:.0f} s:"
+            )
+            for label, path in zip(labels, reads, strict=True):
+                ms = [
+                    cpu_per_request(base, headers, path, proc.pid, args.clients, args.seconds / 3)
+                    for _ in range(args.cpu_rounds)
+                ]
+                print(
+                    f"  {label:32s} {statistics.median(ms):5.2f} ms "
+                    f"({', '.join(f'{x:.2f}' for x in ms)})"
+                )
     finally:
         if proc is not None:
             proc.terminate()

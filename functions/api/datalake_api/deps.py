@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from functools import lru_cache
 from typing import Annotated, Any
 
+from anyio import CancelScope
 from fastapi import Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from datalake.catalog.db import Session, session_scope
@@ -19,10 +21,23 @@ from datalake.services import audit
 from datalake_api.auth import Principal, authenticate
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
     # GET only reads: a read replica may serve it, and SQLite takes no write lock.
-    with session_scope(readonly=request.method == "GET", fail_fast=True) as session:
+    scope = session_scope(readonly=request.method == "GET", fail_fast=True)
+    # Opening a session does no I/O (it connects on its first statement), so it happens
+    # here, on the event loop, sparing a thread-pool hop per request; its end commits
+    # (or rolls back and translates the error) on a worker thread.
+    session = scope.__enter__()
+    try:
         yield session
+    except BaseException as e:
+        # Shielded: a cancelled request (the client left) still gives its connection back.
+        with CancelScope(shield=True):
+            handled = await run_in_threadpool(scope.__exit__, type(e), e, e.__traceback__)
+        if not handled:
+            raise
+    else:
+        await run_in_threadpool(scope.__exit__, None, None, None)
 
 
 #: Declares the bearer scheme in the OpenAPI document; the token is checked below.

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Self, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -11,7 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
+    model_validator,
 )
 
 from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB
@@ -62,15 +63,37 @@ FormatName = Annotated[Word, AfterValidator(_format)]
 
 class _Out(BaseModel):
     model_config = ConfigDict(from_attributes=True)
+    #: The fields that may hold a datetime (set per class from the annotations).
+    _instant_fields: ClassVar[tuple[str, ...]] = ()
 
-    @field_validator("*", mode="after")
     @classmethod
-    def _utc(cls, value: Any) -> Any:
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls._instant_fields = tuple(
+            name for name, f in cls.model_fields.items() if _may_be_datetime(f.annotation)
+        )
+
+    @model_validator(mode="after")
+    def _utc(self) -> Self:
         """The catalog stores UTC; SQLite hands it back naive. Answer the same on both
         catalogs, and the same for a row just written and one read back (replays)."""
-        if isinstance(value, datetime) and value.tzinfo is None:
-            return value.replace(tzinfo=UTC)
-        return value
+        # One call per model over its few datetime fields, not one per field: a page of
+        # 50 jobs made 1,350 calls into Python, a tenth of the request's CPU.
+        values = self.__dict__
+        for name in self._instant_fields:
+            value = values.get(name)
+            if isinstance(value, datetime) and value.tzinfo is None:
+                values[name] = value.replace(tzinfo=UTC)
+        return self
+
+
+def _may_be_datetime(annotation: Any) -> bool:
+    """Whether a field's value itself may be a datetime (``datetime``, ``Any``, a union)."""
+    if annotation is Any or annotation is datetime:
+        return True
+    if get_origin(annotation) in (Union, UnionType):
+        return any(_may_be_datetime(arg) for arg in get_args(annotation))
+    return False
 
 
 class FieldError(BaseModel):

@@ -1,4 +1,4 @@
-"""TLS to the catalog's Postgres: libpq's ``sslmode`` / ``sslrootcert`` for pg8000.
+"""TLS to the catalog's Postgres: libpq's ``sslmode`` / ``sslrootcert`` for both drivers.
 
 pg8000 takes an ``ssl_context`` and refuses libpq's URL options (``?sslmode=require``
 is a TypeError), while RDS for PostgreSQL 15+ refuses plain connections by default. So a
@@ -17,7 +17,9 @@ verify-ca    TLS, the server's chain checked against the CA bundle
 verify-full  as verify-ca, and the certificate must name the host
 ============ =====================================================================
 
-The CA bundle is ``sslrootcert`` (a path), else ``DATALAKE_DB_CA_BUNDLE``, else the RDS
+psycopg is libpq and reads both options itself (same table); the hook only checks the
+mode and fills in the CA bundle libpq would not know of. The CA bundle is
+``sslrootcert`` (a path), else ``DATALAKE_DB_CA_BUNDLE``, else the RDS
 global bundle when it is shipped in the layer
 (``datalake/catalog/certs/rds-global-bundle.pem``), else the system's trust store.
 A server whose certificate does not verify is a :class:`DatabaseTLSError` that says so in
@@ -128,10 +130,45 @@ def apply_tls(cparams: dict[str, Any]) -> None:
     cparams["ssl_context"] = ssl_context(str(mode or "verify-full"), root)
 
 
+def apply_libpq_tls(cparams: dict[str, Any]) -> None:
+    """Check libpq's ``sslmode`` in psycopg connect kwargs and name the CA bundle.
+
+    Parameters
+    ----------
+    cparams:
+        The keyword arguments SQLAlchemy is about to pass to ``psycopg.connect``; changed
+        in place. A verifying mode without ``sslrootcert`` gets :func:`ca_bundle`'s
+        (libpq's own default, ``~/.postgresql/root.crt``, is not where ours live), and
+        ``system`` becomes the system store's bundle, which libpq before 16 does not
+        know by that name.
+
+    Raises
+    ------
+    DatabaseTLSError
+        For an unknown mode or a missing CA file.
+    """
+    mode = cparams.get("sslmode")
+    root = cparams.get("sslrootcert")
+    if mode is None and root is None:
+        return
+    mode = str(mode or "verify-full").strip().lower()
+    if mode not in SSL_MODES:
+        raise DatabaseTLSError(f"sslmode={mode!r} is not one of {', '.join(SSL_MODES)}")
+    cparams["sslmode"] = mode
+    if mode in ("disable", "allow", "prefer") or (mode == "require" and not root):
+        cparams.pop("sslrootcert", None)  # libpq would verify a given root even then
+        return
+    bundle = ca_bundle(root)
+    cparams["sslrootcert"] = bundle or ssl.get_default_verify_paths().cafile or "system"
+
+
 def _do_connect(dialect: Any, _conn_rec: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-    if dialect.driver != "pg8000":
-        return None  # SQLite and other drivers connect as usual
-    apply_tls(cparams)
+    if dialect.driver == "psycopg":
+        apply_libpq_tls(cparams)
+    elif dialect.driver == "pg8000":
+        apply_tls(cparams)
+    else:
+        return None  # SQLite connects as usual
     try:
         return dialect.connect(*cargs, **cparams)
     except Exception as e:
@@ -152,8 +189,15 @@ def _tls_reason(error: BaseException) -> str | None:
             return f"the server's certificate did not verify ({seen.verify_message})"
         if isinstance(seen, ssl.SSLError):
             return f"TLS handshake error ({seen.reason or seen})"
-        if "Server refuses SSL" in str(seen):
+        text = str(seen)
+        if "Server refuses SSL" in text or "server does not support SSL" in text:
             return "the server refuses TLS, and sslmode requires it"
+        if "certificate verify failed" in text or "does not match host name" in text:
+            # libpq's words (psycopg): the line that says which check failed
+            line = next(
+                (x for x in text.splitlines() if "certificate" in x or "host name" in x), text
+            )
+            return f"the server's certificate did not verify ({line.strip()[:200]})"
         seen = seen.__cause__ or seen.__context__
     return None
 
