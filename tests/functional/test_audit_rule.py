@@ -108,3 +108,31 @@ def test_an_upload_records_one_start_per_job_even_when_redelivered(use_catalog: 
     who, cid, details = starts[0]
     assert (who, cid) == ("source:s", "s3-event-1")
     assert details["object"] == SOURCE and details["created"] is True
+
+
+def test_partition_and_retry_changes_record_their_own_events(use_catalog: str) -> None:
+    from datalake.services import partitions, rebuild
+
+    spec = [{"column": "day", "transform": "identity"}]
+    schema = {"fields": [{"name": "id", "type": "long"}, {"name": "day", "type": "string"}]}
+    with session_scope() as session:
+        tid = tables.create_table(session, name="p", schema=schema, partitioning=spec).id
+    with session_scope() as session:
+        part = partitions.register_partition(
+            session, table_id=tid, values={"day": "d1"}, actor="pat", correlation_id="c-7"
+        )
+        pid = part.id
+    with session_scope() as session:
+        partitions.recompute_stats(session, pid, actor="pat", correlation_id="c-8")
+    with session_scope() as session:
+        jid = jobs.create_job(session, table_id=tid, sources=[SOURCE]).id
+    with session_scope() as session:
+        jobs.abort_job(session, jid, error="boom", store=FakeDeleter())
+    with session_scope() as session:
+        new_id = rebuild.retry_job(session, jid, actor="rita", correlation_id="c-9").id
+    events = {a: (who, cid, d) for a, who, cid, d in _trail()}
+    assert events["partition.create"][:2] == ("pat", "c-7")
+    assert events["partition.create"][2]["path"] == "day=d1"
+    assert events["partition.stats"][:2] == ("pat", "c-8")
+    assert events["job.retry"] == ("rita", "c-9", {"retry_of": jid, "table_id": tid})
+    assert new_id != jid

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated
 
 from anyio import CancelScope
 from fastapi import Depends, Request
@@ -17,7 +17,6 @@ from datalake.config import get_settings
 from datalake.domain.limits import CORRELATION_ID_MAX, text_problem
 from datalake.errors import InvalidInput
 from datalake.ports import ObjectReader, ObjectSweeper, Orchestrator
-from datalake.services import audit
 from datalake_api.auth import Principal, authenticate
 
 
@@ -104,34 +103,3 @@ SweeperDep = Annotated[ObjectSweeper, Depends(get_sweeper)]
 ReaderDep = Annotated[ObjectReader, Depends(get_object_reader)]
 
 
-class Auditor:
-    """Records audit events for the calling principal, in the request's transaction."""
-
-    def __init__(self, session: Session, actor: str, correlation_id: str) -> None:
-        self.session = session
-        self.actor = actor
-        self.correlation_id = correlation_id
-
-    def __call__(
-        self,
-        action: str,
-        entity_type: str,
-        entity_id: str | None,
-        details: dict[str, Any] | None = None,
-    ) -> None:
-        audit.record(
-            self.session,
-            actor=self.actor,
-            action=action,
-            entity_type=entity_type,
-            entity_id=entity_id,
-            details=details,
-            correlation_id=self.correlation_id,
-        )
-
-
-async def get_auditor(session: SessionDep, who: PrincipalDep, cid: CorrelationDep) -> Auditor:
-    return Auditor(session, who.subject, cid)
-
-
-AuditDep = Annotated[Auditor, Depends(get_auditor)]

@@ -11,7 +11,6 @@ from datalake.domain.limits import HEADER_VALUE_MAX
 from datalake.services import jobs, rebuild
 from datalake.services.idempotency import create_job_once
 from datalake_api.deps import (
-    AuditDep,
     CorrelationDep,
     OrchestratorDep,
     PrincipalDep,
@@ -130,9 +129,10 @@ def cancel_job(
 
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED)
-def retry_job(job_id: PathId, session: SessionDep, who: PrincipalDep, record: AuditDep) -> JobOut:
+def retry_job(
+    job_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+) -> JobOut:
     """A new PENDING job over a failed, cancelled or corrupted job's sources."""
     who.require("writer")
-    job = rebuild.retry_job(session, job_id, actor=who.subject)
-    record("job.retry", "job", job.id, {"retry_of": job_id, "table_id": job.table_id})
+    job = rebuild.retry_job(session, job_id, actor=who.subject, correlation_id=cid)
     return JobOut.model_validate(job)

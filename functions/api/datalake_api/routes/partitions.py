@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, status
 from datalake.config import get_settings
 from datalake.services import partitions
 from datalake.services.partitions import CompactionRequester
-from datalake_api.deps import AuditDep, CorrelationDep, PrincipalDep, SessionDep
+from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     OptimizeAccepted,
     OptimizeRequest,
@@ -41,11 +41,12 @@ RequesterDep = Annotated[CompactionRequester, Depends(get_compaction_requester)]
 @router.post("", status_code=status.HTTP_201_CREATED)
 @router.post("/", status_code=status.HTTP_201_CREATED, include_in_schema=False)
 def register_partition(
-    body: PartitionCreate, session: SessionDep, who: PrincipalDep, record: AuditDep
+    body: PartitionCreate, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> PartitionOut:
     who.require("writer")
-    part = partitions.register_partition(session, table_id=body.table_id, values=body.values)
-    record("partition.create", "partition", part.id, {"table_id": part.table_id, "path": part.path})
+    part = partitions.register_partition(
+        session, table_id=body.table_id, values=body.values, actor=who.subject, correlation_id=cid
+    )
     return PartitionOut.model_validate(part)
 
 
@@ -70,20 +71,10 @@ def get_partition(partition_id: PathId, session: SessionDep, who: PrincipalDep) 
 
 @router.put("/{partition_id}/stats")
 def recompute_stats(
-    partition_id: PathId, session: SessionDep, who: PrincipalDep, record: AuditDep
+    partition_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> PartitionOut:
     who.require("writer")
-    part = partitions.recompute_stats(session, partition_id)
-    record(
-        "partition.stats",
-        "partition",
-        part.id,
-        {
-            "table_id": part.table_id,
-            "record_count": part.record_count,
-            "file_count": part.file_count,
-        },
-    )
+    part = partitions.recompute_stats(session, partition_id, actor=who.subject, correlation_id=cid)
     return PartitionOut.model_validate(part)
 
 
@@ -93,7 +84,6 @@ def optimize_table(
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
-    record: AuditDep,
     requester: RequesterDep,
     body: OptimizeRequest | None = None,
 ) -> OptimizeAccepted:
@@ -108,6 +98,4 @@ def optimize_table(
         actor=who.subject,
         correlation_id=cid,
     )
-    details = {k: v for k, v in accepted.items() if k != "status"}
-    record("table.optimize", "table", table_id, details)
     return OptimizeAccepted(**accepted)

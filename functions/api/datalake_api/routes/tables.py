@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, status
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
 from datalake.services import iceberg_refs, tables, verify
-from datalake_api.deps import AuditDep, CorrelationDep, PrincipalDep, ReaderDep, SessionDep
+from datalake_api.deps import CorrelationDep, PrincipalDep, ReaderDep, SessionDep
 from datalake_api.models import (
     DataFileOut,
     FilePage,
@@ -157,7 +157,7 @@ def verify_table(
     table_id: PathId,
     session: SessionDep,
     who: PrincipalDep,
-    record: AuditDep,
+    cid: CorrelationDep,
     store: ReaderDep,
     limit: Annotated[int, Query(ge=1, le=verify.MAX_LIMIT)] = verify.DEFAULT_LIMIT,
     since: Instant = None,
@@ -171,16 +171,7 @@ def verify_table(
         limit=limit,
         since=since,
         deadline=time.monotonic() + VERIFY_BUDGET_SECONDS,
-    )
-    record(
-        "table.verify",
-        "table",
-        table_id,
-        {
-            "files_checked": report.files_checked,
-            "missing": [m["path"] for m in report.missing],
-            "corrupt": [c["path"] for c in report.corrupt],
-            "jobs_marked": report.jobs_marked,
-        },
+        actor=who.subject,
+        correlation_id=cid,
     )
     return VerifyOut.model_validate(report.__dict__)

@@ -34,6 +34,7 @@ from datalake.errors import (  # CompactionUnavailable: re-exported for request_
     InvalidInput,
     NotFound,
 )
+from datalake.services import audit
 from datalake.services.jobs import partition_path
 from datalake.services.tables import get_table
 
@@ -154,8 +155,11 @@ def normalise_values(table: DataLakeTable, values: Any) -> dict[str, str | None]
 # ------------------------------------------------------------------------- use cases
 
 
-def register_partition(session: Session, *, table_id: str, values: Any) -> DataLakePartition:
-    """Register an (empty) partition of a live table.
+def register_partition(
+    session: Session, *, table_id: str, values: Any, actor: str = "system",
+    correlation_id: str | None = None,
+) -> DataLakePartition:
+    """Register an (empty) partition of a live table (audited as ``partition.create``).
 
     Raises
     ------
@@ -180,6 +184,9 @@ def register_partition(session: Session, *, table_id: str, values: Any) -> DataL
     part = DataLakePartition(table_id=table.id, path=path, values=ordered, stats={})
     with catalog.savepoint():  # a concurrent insert's win leaves the caller's change intact
         catalog.insert(part, conflict=f"partition {path} of table {table_id} exists")
+    audit.record(session, actor=actor, action="partition.create", entity_type="partition",
+                 entity_id=part.id, details={"table_id": part.table_id, "path": part.path},
+                 correlation_id=correlation_id)
     return part
 
 
@@ -229,8 +236,13 @@ def refresh_partition(session: Session, part: DataLakePartition) -> DataLakePart
     return part
 
 
-def recompute_stats(session: Session, partition_id: str) -> DataLakePartition:
+def recompute_stats(
+    session: Session, partition_id: str, *, actor: str = "system",
+    correlation_id: str | None = None,
+) -> DataLakePartition:
     """Recompute a partition's stats from the catalog's committed file rows (no I/O on S3).
+
+    Audited as ``partition.stats``.
 
     Raises
     ------
@@ -239,7 +251,12 @@ def recompute_stats(session: Session, partition_id: str) -> DataLakePartition:
     CommitConflict
         When the partition changed while it was being recomputed.
     """
-    return refresh_partition(session, get_partition(session, partition_id))
+    part = refresh_partition(session, get_partition(session, partition_id))
+    audit.record(session, actor=actor, action="partition.stats", entity_type="partition",
+                 entity_id=part.id, correlation_id=correlation_id,
+                 details={"table_id": part.table_id, "record_count": part.record_count,
+                          "file_count": part.file_count})
+    return part
 
 
 def target_bytes(table: DataLakeTable, override_mb: float | None = None) -> int:
@@ -302,7 +319,7 @@ def request_compaction(
         "correlation_id": correlation_id,
     }
     request_id = requester.request(payload)
-    return {
+    accepted = {
         "table_id": table.id,
         "status": "ACCEPTED",
         "partition_id": partition_id,
@@ -310,3 +327,7 @@ def request_compaction(
         "request_id": request_id,
         "partitions_to_compact": len(candidates),
     }
+    audit.record(session, actor=actor, action="table.optimize", entity_type="table",
+                 entity_id=table.id, correlation_id=correlation_id,
+                 details={k: v for k, v in accepted.items() if k != "status"})
+    return accepted

@@ -14,6 +14,7 @@ from datalake.catalog.models import IngestionJob
 from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain.vocabulary import JobStatus
 from datalake.errors import CommitConflict, Conflict
+from datalake.services import audit
 from datalake.services.jobs import create_job, get_job
 from datalake.services.supersede import check_rebuildable
 
@@ -27,8 +28,10 @@ def is_retryable(job: IngestionJob) -> bool:
     )
 
 
-def retry_job(session: Session, job_id: str, *, actor: str = "system") -> IngestionJob:
-    """Create a PENDING job that redoes ``job_id`` (it is not started).
+def retry_job(
+    session: Session, job_id: str, *, actor: str = "system", correlation_id: str | None = None
+) -> IngestionJob:
+    """Create a PENDING job that redoes ``job_id`` (it is not started; audited as ``job.retry``).
 
     Raises
     ------
@@ -69,7 +72,11 @@ def retry_job(session: Session, job_id: str, *, actor: str = "system") -> Ingest
         timeout_seconds=old.timeout_seconds,
         source_id=old.source_id,
         actor=actor,
+        correlation_id=correlation_id,
     )
     new.retry_of = old.id
     catalog.flush()
+    audit.record(session, actor=actor, action="job.retry", entity_type="job", entity_id=new.id,
+                 details={"retry_of": job_id, "table_id": new.table_id},
+                 correlation_id=correlation_id)
     return new

@@ -40,6 +40,7 @@ from datalake.domain.stats import merge_stats
 from datalake.domain.vocabulary import FileStatus
 from datalake.errors import CommitConflict, InvalidInput, NotFound
 from datalake.ports import ObjectReader
+from datalake.services import audit
 from datalake.services.tables import get_table
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,12 @@ def verify_table(
     limit: int = DEFAULT_LIMIT,
     since: datetime | None = None,
     deadline: float | None = None,
+    actor: str = "system:verify",
+    correlation_id: str | None = None,
 ) -> VerifyReport:
     """Check up to ``limit`` committed files of a table against their checksums.
+
+    Audited as ``table.verify`` (what was checked and marked), with the marks.
 
     The session's transaction is committed before any object is read (so no catalog
     lock is held during the reads); the marks are written in a new transaction, which
@@ -229,6 +234,13 @@ def verify_table(
     report.partitions_marked = retired.partitions
     report.jobs_marked = retired.job_ids
     report.remaining = _count_due(session, table_id, since)
+    audit.record(session, actor=actor, action="table.verify", entity_type="table",
+                 entity_id=table_id, correlation_id=correlation_id, details={
+                     "files_checked": report.files_checked,
+                     "missing": [m["path"] for m in report.missing],
+                     "corrupt": [c["path"] for c in report.corrupt],
+                     "jobs_marked": report.jobs_marked,
+                 })
     return report
 
 
