@@ -51,6 +51,14 @@ def _first_message(error: ValidationError) -> str:
     return str(error.errors()[0].get("msg", error)).removeprefix("Value error, ")
 
 
+def _validated[M: BaseModel](model: type[M], values: dict[str, Any]) -> M:
+    """``model`` of ``values``; the first validator's message as :class:`InvalidInput`."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as e:
+        raise InvalidInput(_first_message(e)) from None
+
+
 class TableFormat(BaseModel):
     """The Parquet a table's files are written as.
 
@@ -100,10 +108,7 @@ class TableFormat(BaseModel):
         """
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInput("format must be an object")
-        try:
-            return cls.model_validate(dict(data or {}))
-        except ValidationError as e:
-            raise InvalidInput(_first_message(e)) from None
+        return _validated(cls, dict(data or {}))
 
     @classmethod
     def of(cls, stored: Mapping[str, Any] | None) -> Self:
@@ -208,10 +213,7 @@ class IngestOptions(BaseModel):
         if data is not None and not isinstance(data, Mapping):
             raise InvalidInput("options must be an object")
         values = {"batch_size": batch_size, "split_size_mb": split_size_mb, **(data or {})}
-        try:
-            return cls.model_validate(values)
-        except ValidationError as e:
-            raise InvalidInput(_first_message(e)) from None
+        return _validated(cls, values)
 
     @classmethod
     def of(cls, stored: Mapping[str, Any] | None) -> Self:
