@@ -88,6 +88,7 @@ def seed_catalog(url: str, jobs: int) -> str:
     from datalake.catalog.db import get_engine, session_scope
     from datalake.catalog.migrate import upgrade
     from datalake.catalog.models import IngestionJob, utcnow
+    from datalake.domain.vocabulary import JobStatus
     from datalake.services.tables import create_table
 
     upgrade(url)
@@ -98,7 +99,7 @@ def seed_catalog(url: str, jobs: int) -> str:
         {
             "id": str(uuid.uuid4()),
             "table_id": table_id,
-            "status": "COMMITTED",
+            "status": JobStatus.SUCCEEDED,
             "sources": [f"s3://datalake-landing/in/{i}.csv"],
             "options": {"batch_size": 10000},
             "max_retries": 2,
