@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from datalake.domain.formats import MAX_TARGET_FILE_SIZE_MB, MIN_TARGET_FILE_SIZE_MB
+from datalake.domain.formats import (
+    MAX_TARGET_FILE_SIZE_MB,
+    MIN_TARGET_FILE_SIZE_MB,
+    check_target_file_size_mb,
+)
 from datalake.domain.vocabulary import DEFAULT_TARGET_FILE_SIZE_MB
-from datalake.errors import InvalidInput
 
 #: A committed file smaller than this fraction of the target size is a compaction candidate.
 SMALL_FILE_FRACTION = 0.5
@@ -16,24 +19,14 @@ MIN_TARGET_MB, MAX_TARGET_MB = MIN_TARGET_FILE_SIZE_MB, MAX_TARGET_FILE_SIZE_MB
 
 
 def validate_target_mb(value: Any) -> float | None:
-    """Validate an optional ``target_file_size_mb`` override (1 to 2048).
+    """Validate an optional ``target_file_size_mb`` override (a table format's range).
 
     Raises
     ------
     InvalidInput
         When ``value`` is not None and not a number in range (booleans are refused).
     """
-    if value is None:
-        return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not (MIN_TARGET_MB <= value <= MAX_TARGET_MB)
-    ):
-        raise InvalidInput(
-            f"target_file_size_mb must be a number between {MIN_TARGET_MB} and {MAX_TARGET_MB}"
-        )
-    return float(value)
+    return None if value is None else float(check_target_file_size_mb(value))
 
 
 def target_mb(table_format: Mapping[str, Any], override_mb: float | None = None) -> float:

@@ -33,6 +33,7 @@ __all__ = [
     "MIN_TARGET_FILE_SIZE_MB",
     "IngestOptions",
     "TableFormat",
+    "check_target_file_size_mb",
 ]
 
 #: A table's ``target_file_size_mb`` range.
@@ -44,6 +45,26 @@ MAX_SPLIT_SIZE_MB = 10_240
 MAX_UPLOAD_CONCURRENCY = 64
 
 _MB = 2**20
+
+
+def check_target_file_size_mb(value: Any) -> int | float:
+    """``value`` when it is a target file size in MB a table may have (1 to 2048).
+
+    Raises
+    ------
+    InvalidInput
+        For anything else (booleans included).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not MIN_TARGET_FILE_SIZE_MB <= value <= MAX_TARGET_FILE_SIZE_MB
+    ):
+        raise InvalidInput(
+            f"target_file_size_mb must be a number between {MIN_TARGET_FILE_SIZE_MB} "
+            f"and {MAX_TARGET_FILE_SIZE_MB}"
+        )
+    return value
 
 
 def _first_message(error: ValidationError) -> str:
@@ -86,16 +107,10 @@ class TableFormat(BaseModel):
     @field_validator("target_file_size_mb", mode="before")
     @classmethod
     def _size(cls, value: Any) -> Any:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not MIN_TARGET_FILE_SIZE_MB <= value <= MAX_TARGET_FILE_SIZE_MB
-        ):
-            raise ValueError(
-                f"target_file_size_mb must be a number between {MIN_TARGET_FILE_SIZE_MB} "
-                f"and {MAX_TARGET_FILE_SIZE_MB}"
-            )
-        return value
+        try:
+            return check_target_file_size_mb(value)
+        except InvalidInput as e:
+            raise ValueError(e.message) from None
 
     @classmethod
     def parse(cls, data: Mapping[str, Any] | None) -> Self:
