@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 if TYPE_CHECKING:  # the rows the catalog answers with; no SQLAlchemy at run time here
+    from sqlalchemy import Row
+
     from datalake.catalog.models import (
         AuditEvent,
         DataFile,
@@ -379,8 +381,9 @@ class Catalog(FileCatalog, Protocol):
         created_before: datetime | None = None,
         limit: int,
         offset: int,
-    ) -> tuple[list[IngestionJob], int]:
-        """Jobs matching the filters, newest first."""
+    ) -> tuple[list[Row[Any]], int]:
+        """Jobs matching the filters, newest first (read-only rows, a job's columns as
+        attributes)."""
         ...
 
     def set_job_status(

@@ -11,7 +11,7 @@ import hashlib
 import logging
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 from datalake.catalog.db import session_scope
@@ -37,6 +37,10 @@ from datalake.domain.limits import bucket_problem, key_problem
 from datalake.domain.partitioning import hive_path
 from datalake.domain.stats import merge_stats
 from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus, SourceFormat
+
+if TYPE_CHECKING:
+    from sqlalchemy import Row
+
 from datalake.errors import (
     CommitConflict,
     Conflict,
@@ -203,8 +207,9 @@ def list_jobs(
     created_before: datetime | None = None,
     limit: int = 100,
     offset: int = 0,
-) -> tuple[list[IngestionJob], int]:
-    """Jobs matching the filters, newest first, and their total count."""
+) -> tuple[list[Row[Any]], int]:
+    """Jobs matching the filters, newest first, and their total count (read-only rows
+    with a job's columns as attributes)."""
     wanted: JobStatus | None = None
     if status:
         if status.upper() not in STATUSES:

@@ -6,12 +6,12 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Row, select
 from sqlalchemy.orm import Session
 
 from datalake.catalog.cas import compare_and_set
 from datalake.catalog.models import DataFile, IngestionBatch, IngestionJob
-from datalake.catalog.paging import page
+from datalake.catalog.paging import page, row_page
 from datalake.domain.vocabulary import FileStatus, JobStatus
 
 
@@ -39,20 +39,21 @@ class JobQueries:
         created_before: datetime | None = None,
         limit: int,
         offset: int,
-    ) -> tuple[list[IngestionJob], int]:
-        """A page of the jobs matching the filters, newest first, and their total."""
-        query = select(IngestionJob)
+    ) -> tuple[list[Row[Any]], int]:
+        """A page of the jobs matching the filters, newest first, and their total: rows
+        with a job's columns as attributes, for answers (not ORM objects to change)."""
+        jobs = IngestionJob.__table__.c
+        query = select(*jobs)
         if status:
-            query = query.where(IngestionJob.status == status)
+            query = query.where(jobs.status == status)
         if table_id:
-            query = query.where(IngestionJob.table_id == table_id)
+            query = query.where(jobs.table_id == table_id)
         if created_after:
-            query = query.where(IngestionJob.created_at >= created_after)
+            query = query.where(jobs.created_at >= created_after)
         if created_before:
-            query = query.where(IngestionJob.created_at < created_before)
-        return page(
-            self.session, query, order_by=IngestionJob.created_at.desc(), limit=limit,
-            offset=offset,
+            query = query.where(jobs.created_at < created_before)
+        return row_page(
+            self.session, query, order_by=jobs.created_at.desc(), limit=limit, offset=offset
         )
 
     def set_job_status(
