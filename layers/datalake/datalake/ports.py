@@ -287,6 +287,11 @@ class Catalog(FileCatalog, Protocol):
         """A table, live or soft-deleted, or None."""
         ...
 
+    def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
+        """A table's columns with its current schema document and, from the Iceberg SQL
+        catalog named, its metadata pointer (read-only row), or None."""
+        ...
+
     def live_tables_page(
         self, *, namespace: str | None = None, limit: int, offset: int
     ) -> tuple[list[DataLakeTable], int]:

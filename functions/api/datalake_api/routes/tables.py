@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, status
 
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
+from datalake.domain.layout import table_prefix
 from datalake.services import iceberg_refs, tables, verify
 from datalake_api.deps import CorrelationDep, PrincipalDep, ReaderDep, SessionDep
 from datalake_api.models import (
@@ -31,9 +32,14 @@ def table_out(session: SessionDep, table: DataLakeTable) -> TableOut:
     out = TableOut.model_validate(table)
     schema = tables.current_schema(session, table)
     out.schema_ = schema.to_json() if len(schema) else None
-    out.location = f"s3://{get_settings().lake_bucket}/{table.namespace}/{table.name}/"
+    out.location = location_of(table.namespace, table.name)
     out.iceberg = iceberg_refs.reference(session, table)
     return out
+
+
+def location_of(namespace: str, name: str) -> str:
+    """The table's folder in the lake."""
+    return f"s3://{get_settings().lake_bucket}/{table_prefix(namespace, name)}/"
 
 
 def file_out(f: DataFile) -> DataFileOut:
@@ -96,7 +102,12 @@ def list_tables(
 @router.get("/{table_id}")
 def get_table(table_id: PathId, session: SessionDep, who: PrincipalDep) -> TableOut:
     who.require("reader")
-    return table_out(session, tables.get_table(session, table_id))
+    view = tables.get_table_view(session, table_id)
+    out = TableOut.model_validate(view.row)
+    out.schema_ = view.schema.to_json() if len(view.schema) else None
+    out.location = location_of(view.row.namespace, view.row.name)
+    out.iceberg = view.iceberg
+    return out
 
 
 @router.put("/{table_id}")

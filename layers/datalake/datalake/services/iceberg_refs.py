@@ -24,9 +24,21 @@ log = logging.getLogger(__name__)
 CATALOG_NAME = "datalake"
 
 
-def identifier(table: DataLakeTable) -> str:
-    """``<namespace>.<name>``, the table's Iceberg identifier."""
-    return f"{table.namespace}.{table.name}"
+def identifier(namespace: str, name: str) -> str:
+    """``<namespace>.<name>``, a table's Iceberg identifier."""
+    return f"{namespace}.{name}"
+
+
+def joinable_catalog(settings: Settings | None = None) -> str | None:
+    """The Iceberg SQL catalog's name when its pointers live in the catalog's own
+    database (one statement can read a table and its pointer), else None (Glue, another
+    database, or Iceberg off)."""
+    settings = settings or get_settings()
+    if settings.iceberg_catalog in ("none", "glue"):
+        return None
+    own = normalise_url(settings.database_url)
+    uri = normalise_url(settings.iceberg_catalog_uri or settings.database_url)
+    return CATALOG_NAME if uri == own else None
 
 
 def metadata_location(
@@ -46,24 +58,31 @@ def metadata_location(
             return None
         params = got.get("Table", {}).get("Parameters", {}) or {}
         return params.get("metadata_location")
-    own = normalise_url(settings.database_url)
-    uri = normalise_url(settings.iceberg_catalog_uri or settings.database_url)
     where = {"catalog_name": CATALOG_NAME, "namespace": namespace, "name": name}
-    if uri == own:
+    if joinable_catalog(settings) is not None:
         return iceberg_metadata_location(session, **where)
+    uri = normalise_url(settings.iceberg_catalog_uri or settings.database_url)
     with get_engine(uri).connect() as conn:
         return iceberg_metadata_location(conn, **where)
 
 
 def reference(session: Session, table: DataLakeTable) -> dict[str, Any] | None:
     """``{"identifier", "metadata_location"}`` of a table (None when Iceberg is off)."""
+    return reference_of(session, table.namespace, table.name)
+
+
+def reference_of(
+    session: Session, namespace: str, name: str, *, joined: tuple[str | None] | None = None
+) -> dict[str, Any] | None:
+    """:func:`reference` by name; ``joined`` is the pointer already read beside the table
+    (see :func:`joinable_catalog`), which spares a second query."""
     settings = get_settings()
     if settings.iceberg_catalog == "none":
         return None
-    return {
-        "identifier": identifier(table),
-        "metadata_location": metadata_location(session, table.namespace, table.name, settings),
-    }
+    location = (
+        joined[0] if joined is not None else metadata_location(session, namespace, name, settings)
+    )
+    return {"identifier": identifier(namespace, name), "metadata_location": location}
 
 
 def read_metadata(location: str) -> dict[str, Any]:

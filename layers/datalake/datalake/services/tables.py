@@ -19,7 +19,7 @@ from datalake.domain.schema import Schema
 from datalake.domain.vocabulary import DEFAULT_SCHEMA_POLICY
 from datalake.errors import InvalidInput, NotFound
 from datalake.ports import Catalog
-from datalake.services import audit
+from datalake.services import audit, iceberg_refs
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 
@@ -139,6 +139,38 @@ def get_table(session: Session, table_id: str, *, include_deleted: bool = False)
     if table is None or (table.deleted_at is not None and not include_deleted):
         raise NotFound(f"table {table_id} not found")
     return table
+
+
+@dataclass(frozen=True)
+class TableView:
+    """What ``GET /tables/{id}`` answers: the table's columns (``row``, by attribute),
+    its current schema and its Iceberg reference (None when Iceberg is off)."""
+
+    row: Any
+    schema: Schema
+    iceberg: dict[str, Any] | None
+
+
+def get_table_view(session: Session, table_id: str) -> TableView:
+    """A live table, its current schema and Iceberg reference, read in one statement.
+
+    Raises
+    ------
+    NotFound
+        When there is no such table, or it is soft-deleted.
+    """
+    joined = iceberg_refs.joinable_catalog()
+    row = SqlCatalog(session).table_view(table_id, iceberg_catalog=joined)
+    if row is None or row.deleted_at is not None:
+        raise NotFound(f"table {table_id} not found")
+    schema = Schema.from_json(row.schema_doc) if row.schema_doc else Schema()
+    iceberg = iceberg_refs.reference_of(
+        session,
+        row.namespace,
+        row.name,
+        joined=(row.metadata_location,) if joined is not None else None,
+    )
+    return TableView(row=row, schema=schema, iceberg=iceberg)
 
 
 def list_tables(

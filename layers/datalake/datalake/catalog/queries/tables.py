@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import and_, func, or_, select
+from typing import Any
+
+from sqlalchemy import Row, and_, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from datalake.catalog import snapshots
-from datalake.catalog.models import DataFile, DataLakeTable
+from datalake.catalog.models import ICEBERG_TABLES, DataFile, DataLakeSchema, DataLakeTable
 from datalake.catalog.paging import page
 
 
@@ -18,6 +20,37 @@ class TableQueries:
     def table(self, table_id: str) -> DataLakeTable | None:
         """The table of that id, live or soft-deleted; None when there is none."""
         return self.session.get(DataLakeTable, table_id)
+
+    def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
+        """A table's columns, its current schema document (``schema_doc``) and, when
+        ``iceberg_catalog`` names an Iceberg SQL catalog in this database, its metadata
+        pointer (``metadata_location``), in one statement; None when there is no table.
+
+        For answers only (``GET /tables/{id}``): one round trip and no ORM objects in
+        place of three ORM selects, most of that route's CPU.
+        """
+        tables, schemas = DataLakeTable.__table__.c, DataLakeSchema.__table__.c
+        location: Any = literal(None).label("metadata_location")
+        query = select(*tables, schemas.schema.label("schema_doc")).outerjoin(
+            DataLakeSchema.__table__,
+            and_(
+                schemas.table_id == tables.id, schemas.version == tables.current_schema_version
+            ),
+        )
+        if iceberg_catalog is not None:
+            iceberg = ICEBERG_TABLES.c
+            location = iceberg.metadata_location
+            query = query.outerjoin(
+                ICEBERG_TABLES,
+                and_(
+                    iceberg.catalog_name == iceberg_catalog,
+                    iceberg.table_namespace == tables.namespace,
+                    iceberg.table_name == tables.name,
+                ),
+            )
+        return self.session.connection().execute(
+            query.add_columns(location).where(tables.id == table_id)
+        ).first()
 
     def live_tables_page(
         self, *, namespace: str | None = None, limit: int, offset: int
