@@ -744,6 +744,14 @@ def test_the_rest_catalog_serves_the_tables_to_pyiceberg_and_duckdb_with_a_token
                     headers={"Authorization": f"Bearer {admin}"}).json()
     assert got["iceberg"] == {"identifier": "default.t",
                               "metadata_location": tbl.metadata_location}
+    # and GET /tables/{id}/files lists exactly the current snapshot's files
+    listing = httpx.get(api_server.removesuffix("/iceberg") + f"/tables/{table_id}/files",
+                        params={"limit": 1000},
+                        headers={"Authorization": f"Bearer {admin}"}).json()
+    assert listing["next"] is None
+    assert sorted(f["path"] for f in listing["items"]) == sorted(
+        t.file.file_path for t in tbl.scan().plan_files()
+    )
 
     con = duckdb_connection(moto_server)
     con.execute(f"CREATE SECRET lake_rest (TYPE iceberg, TOKEN '{token}')")
@@ -854,3 +862,58 @@ def test_the_optimize_schedule_expires_old_snapshots_and_orphaned_metadata(
     assert manifest_lists[1] < manifest_lists[0]
     assert ids_pyiceberg(tbl) == list(range(300))
     assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(300))
+
+
+def test_the_scheduled_optimize_run_keeps_then_expires_by_the_retention_setting(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the scheduled optimize Lambda runs (``optimize(None)``), with
+    ``DATALAKE_REPLACED_FILE_RETENTION_SECONDS``: within it, compaction's replaced files
+    and the snapshots listing them stay (time travel reads them); past it, the next run
+    expires those snapshots, deletes the replaced files and the orphaned metadata."""
+    import time
+
+    from datalake.services.optimize import optimize
+
+    table_id = make_table()
+    jobs_ = [run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+             for k in range(3)]
+    first = load(catalog_url, moto_server).snapshots()[0]
+    data_before = {t.file.file_path for t in load(catalog_url, moto_server).scan().plan_files()}
+
+    def keys(prefix: str) -> set[str]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=LAKE, Prefix=prefix)
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    monkeypatch.setenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", "3600")
+    get_settings.cache_clear()
+    out = optimize(None, store=store())
+    assert out["status"] == "DONE" and out["files_replaced"] == len(data_before)
+    tbl = load(catalog_url, moto_server)
+    assert [s.summary.operation.value for s in tbl.snapshots()] == [
+        "append", "append", "append", "replace"
+    ]
+    lake = {f"s3://{LAKE}/{k}" for k in keys("default/t/")}
+    assert data_before <= lake  # replaced, still there for time travel
+    assert ids_pyiceberg(tbl, snapshot_id=first.snapshot_id) == list(range(100))
+    assert ids_polars(tbl, snapshot_id=first.snapshot_id) == list(range(100))
+
+    time.sleep(1.2)
+    monkeypatch.setenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", "1")
+    monkeypatch.setattr(iceberg, "ORPHAN_MIN_AGE_SECONDS", 0)
+    get_settings.cache_clear()
+    manifest_lists = {k for k in keys("default/t/metadata/") if "/snap-" in k}
+    assert len(manifest_lists) == 4
+    optimize(None, store=store())
+    tbl = load(catalog_url, moto_server)
+    assert [s.summary.operation.value for s in tbl.snapshots()] == ["replace"]
+    lake = {f"s3://{LAKE}/{k}" for k in keys("default/t/")}
+    assert not data_before & lake  # the replaced files are gone
+    assert {k for k in keys("default/t/metadata/") if "/snap-" in k} == {
+        tbl.current_snapshot().manifest_list.removeprefix(f"s3://{LAKE}/")
+    }
+    expected = list(range(300))
+    assert ids_pyiceberg(tbl) == ids_polars(tbl) == expected
+    assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == expected
+    with session_scope() as session:
+        assert {j.status for j in (jobs.get_job(session, i) for i in jobs_)} == {"SUCCEEDED"}
