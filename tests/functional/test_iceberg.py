@@ -376,7 +376,10 @@ def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exac
                             env=dict(os.environ), capture_output=True, text=True, timeout=180)
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     with session_scope() as session:
-        assert jobs.get_job(session, job_id).status == "SUCCEEDED"
+        job = jobs.get_job(session, job_id)
+        assert job.status == "SUCCEEDED"
+        # the API never says "in Iceberg" before a publish has recorded it
+        assert jobs.iceberg_published(session, job) is False
     published = [first, job_id] if point == "after-iceberg-commit" else [first]
     assert snapshot_jobs(load(catalog_url, moto_server)) == published
 
@@ -392,6 +395,7 @@ def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exac
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
         assert job.records_written == 400
+        assert jobs.iceberg_published(session, job) is True
         files, _ = tables.committed_files(session, table_id)
         assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
             t.file.file_path for t in tbl.scan().plan_files()
@@ -917,3 +921,36 @@ def test_the_scheduled_optimize_run_keeps_then_expires_by_the_retention_setting(
     assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == expected
     with session_scope() as session:
         assert {j.status for j in (jobs.get_job(session, i) for i in jobs_)} == {"SUCCEEDED"}
+
+
+def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between Commit's catalog transaction and its Iceberg commit the job is SUCCEEDED,
+    and ``GET /ingestion/jobs/{id}`` says its rows are not in Iceberg yet."""
+    import httpx
+
+    from datalake.tokens import make_token
+
+    table_id = make_table()
+    job_id = start_job(s3, table_id, HEADER + csv_rows(0, 50), "in/a.csv")
+    plan_and_run(job_id)
+    url = api_server.removesuffix("/iceberg") + f"/ingestion/jobs/{job_id}"
+    headers = {"Authorization": f"Bearer {make_token('reader', ['reader'])}"}
+    seen: list[dict[str, Any]] = []
+
+    def between(job: Any) -> None:
+        seen.append(httpx.get(url, headers=headers).json())
+        seen.append({"iceberg_jobs": published_jobs(catalog_url, moto_server)})
+
+    monkeypatch.setattr(jobs, "_between_commits", between)
+    jobs.publish_job(job_id, store=store())
+    assert seen[0]["status"] == "SUCCEEDED" and seen[0]["iceberg_published"] is False
+    assert seen[1] == {"iceberg_jobs": []}
+    after = httpx.get(url, headers=headers).json()
+    assert after["iceberg_published"] is True
+    assert snapshot_jobs(load(catalog_url, moto_server)) == [job_id]
+    listed = httpx.get(api_server.removesuffix("/iceberg") + "/ingestion/jobs",
+                       headers=headers).json()["items"]
+    assert [j["iceberg_published"] for j in listed] == [None]  # lists do not say
