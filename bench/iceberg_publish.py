@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     url = args.database_url or f"sqlite:///{tmp}/catalog.db"
     os.environ["DATABASE_URL"] = url
     os.environ["DATALAKE_LAKE_BUCKET"] = "lake"
+    # the jobs read this bench's own landing bucket (sources are checked against it)
+    os.environ["DATALAKE_LANDING_BUCKET"] = "landing"
     upgrade(url)
     cases = {
         "366 partitions (day)": (csv_days(), [{"column": "ts", "transform": "day"}]),

@@ -67,7 +67,12 @@ def wait_for_job(api: ApiClient, table_id: str, timeout: float = 420) -> dict[st
             if line != last:
                 print(line, flush=True)
                 last = line
-            if job["status"] in ("SUCCEEDED", "FAILED", "CANCELLED"):
+            if job["status"] == "SUCCEEDED":
+                # committed; its Iceberg snapshot is published a moment later by Commit
+                job = api.call("GET", f"/api/v1/ingestion/jobs/{job['id']}")
+                if job.get("iceberg_published") is not False:
+                    return dict(job)
+            elif job["status"] in ("FAILED", "CANCELLED"):
                 return dict(job)
         time.sleep(1)
     raise SystemExit(f"the job did not finish within {timeout:.0f}s")

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
+import signal
 import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -185,13 +189,31 @@ def ids_duckdb(con: Any, metadata_location: str) -> list[int]:
     return sorted(r[0] for r in rows)
 
 
-def ids_polars(tbl: Any) -> list[int]:
+def ids_polars(tbl: Any, snapshot_id: int | None = None) -> list[int]:
     import polars as pl
 
     # polars plans Iceberg scans with pyiceberg unless its optional planner is installed
     os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
 
-    return sorted(pl.scan_iceberg(tbl).select("id").collect()["id"].to_list())
+    frame = pl.scan_iceberg(tbl, snapshot_id=snapshot_id).select("id").collect()
+    return sorted(frame["id"].to_list())
+
+
+def polars_rows(tbl: Any, *columns: str, snapshot_id: int | None = None) -> list[Any]:
+    """``columns`` of every row as polars reads them, sorted by the first."""
+    import polars as pl
+
+    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    frame = pl.scan_iceberg(tbl, snapshot_id=snapshot_id).select(*columns).collect()
+    return sorted(frame.iter_rows(), key=lambda r: r[0])
+
+
+def duckdb_files_read(con: Any, query: str) -> int:
+    """How many data files DuckDB's Iceberg scan read for ``query`` (EXPLAIN ANALYZE)."""
+    plan = "\n".join(str(r[1]) for r in con.execute("EXPLAIN ANALYZE " + query).fetchall())
+    found = re.findall(r"Total Files Read: (\d+)", plan)
+    assert len(found) == 1, plan
+    return int(found[0])
 
 
 def load(catalog_url: str, endpoint: str, name: str = "t") -> Any:
@@ -297,6 +319,89 @@ def test_a_crash_between_the_catalog_commit_and_the_iceberg_commit_is_published_
     assert ids_pyiceberg(tbl) == list(range(200))
 
 
+#: Runs Commit (``publish_job``) in a process of its own that SIGKILLs itself at one
+#: point: no ``except``, ``finally`` or ``atexit`` runs, as when Lambda's sandbox dies.
+KILLED_COMMIT = """
+import os, signal, sys
+
+from datalake.aws.s3 import S3ObjectStore
+from datalake.services import jobs
+
+point, job_id = sys.argv[1], sys.argv[2]
+
+
+def die(*_args, **_kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+if point == "after-catalog-commit":  # the job's rows committed, nothing of Iceberg yet
+    jobs._between_commits = die
+elif point == "metadata-written":  # the snapshot's files and metadata.json, no pointer swap
+    from pyiceberg.catalog import MetastoreCatalog
+
+    real_write = MetastoreCatalog._write_metadata
+
+    def write_then_die(metadata, io, metadata_path):
+        real_write(metadata, io, metadata_path)
+        die()
+
+    MetastoreCatalog._write_metadata = staticmethod(write_then_die)
+else:  # "after-iceberg-commit": the catalog's pointer swap committed, Commit not returned
+    from pyiceberg.catalog.sql import SqlCatalog
+
+    real_commit = SqlCatalog.commit_table
+
+    def commit_then_die(self, *args, **kwargs):
+        real_commit(self, *args, **kwargs)
+        die()
+
+    SqlCatalog.commit_table = commit_then_die
+jobs.publish_job(job_id, store=S3ObjectStore())
+print("Commit returned: the process was never killed")
+"""
+
+
+@pytest.mark.parametrize("point", ["after-catalog-commit", "metadata-written",
+                                   "after-iceberg-commit"])
+def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exact_rows(
+    s3: Any, catalog_url: str, moto_server: str, point: str
+) -> None:
+    table_id = make_table()
+    first = run_job(s3, table_id, HEADER + csv_rows(0, 100), "in/a.csv")
+    job_id = start_job(s3, table_id, HEADER + csv_rows(1000, 400), "in/b.csv",
+                       split_size_mb=0.004, batch_size=50)
+    assert len(plan_and_run(job_id)) > 1
+
+    killed = subprocess.run([sys.executable, "-c", KILLED_COMMIT, point, job_id],
+                            env=dict(os.environ), capture_output=True, text=True, timeout=180)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        assert job.status == "SUCCEEDED"
+        # the API never says "in Iceberg" before a publish has recorded it
+        assert jobs.iceberg_published(session, job) is False
+    published = [first, job_id] if point == "after-iceberg-commit" else [first]
+    assert snapshot_jobs(load(catalog_url, moto_server)) == published
+
+    jobs.publish_job(job_id, store=store())  # the state machine's retry of Commit
+    jobs.publish_job(job_id, store=store())  # and one more, for good measure
+    tbl = load(catalog_url, moto_server)
+    assert snapshot_jobs(tbl) == [first, job_id]
+    expected = list(range(100)) + list(range(1000, 1400))
+    con = duckdb_connection(moto_server)
+    assert ids_pyiceberg(tbl) == ids_duckdb(con, tbl.metadata_location) == expected
+    assert ids_polars(tbl) == expected
+    assert int(tbl.current_snapshot().summary["total-records"]) == len(expected)
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        assert job.records_written == 400
+        assert jobs.iceberg_published(session, job) is True
+        files, _ = tables.committed_files(session, table_id)
+        assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
+            t.file.file_path for t in tbl.scan().plan_files()
+        }
+
+
 def test_a_job_left_unpublished_is_published_first_by_the_next_commit(
     s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -342,10 +447,12 @@ def test_compaction_is_one_replace_snapshot_and_time_travel_still_reads_each_job
     assert ids_polars(tbl) == expected
     for k, snap in enumerate(snaps[:3]):  # time travel to each job's snapshot
         assert snap.summary.additional_properties[iceberg.SUMMARY_JOB] == job_ids[k]
-        assert ids_pyiceberg(tbl, snapshot_id=snap.snapshot_id) == list(range((k + 1) * 100))
-        n = con.execute(f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}', "
-                        f"snapshot_from_id = {snap.snapshot_id})").fetchone()[0]
-        assert n == (k + 1) * 100
+        as_of = list(range((k + 1) * 100))
+        assert ids_pyiceberg(tbl, snapshot_id=snap.snapshot_id) == as_of
+        assert ids_polars(tbl, snapshot_id=snap.snapshot_id) == as_of
+        rows = con.execute(f"SELECT id FROM iceberg_scan('{tbl.metadata_location}', "
+                           f"snapshot_from_id = {snap.snapshot_id})").fetchall()
+        assert sorted(r[0] for r in rows) == as_of
     with session_scope() as session:
         files, _ = tables.committed_files(session, table_id)
         assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
@@ -381,8 +488,27 @@ def test_replaced_files_are_deleted_only_once_the_snapshots_listing_them_expire(
     assert ids_pyiceberg(load(catalog_url, moto_server)) == list(range(200))
 
 
+def polars_files_read(
+    tbl: Any, start: dt.datetime, end: dt.datetime, capfd: pytest.CaptureFixture[str]
+) -> tuple[int, int]:
+    """How many data files polars' Iceberg scan reads for ``start <= ts < end`` (its
+    verbose log names the number of sources it hands its Parquet reader), and the rows."""
+    import polars as pl
+
+    os.environ.setdefault("POLARS_ICEBERG_PLANNER", "pyiceberg")
+    capfd.readouterr()
+    with pl.Config(verbose=True):
+        n = pl.scan_iceberg(tbl).filter(
+            (pl.col("ts") >= start) & (pl.col("ts") < end)
+        ).select(pl.len()).collect().item()
+    log = capfd.readouterr().err
+    found = re.findall(r"native scan_parquet\(\): num_sources: (\d+)", log)
+    assert len(found) == 1, log
+    return int(found[0]), int(n)
+
+
 def test_a_query_on_one_day_plans_only_that_days_files(
-    s3: Any, catalog_url: str, moto_server: str
+    s3: Any, catalog_url: str, moto_server: str, capfd: pytest.CaptureFixture[str]
 ) -> None:
     from pyiceberg.expressions import And, GreaterThanOrEqual, LessThan
 
@@ -403,19 +529,88 @@ def test_a_query_on_one_day_plans_only_that_days_files(
     assert {t.file.file_path for t in planned} == {
         t.file.file_path for t in all_files if "ts_day=2013-01-03/" in t.file.file_path
     }
-    print(f"\npartition pruning: {len(planned)} of {len(all_files)} files planned")
     assert 0 < len(planned) < len(all_files) / 5
     rows = tbl.scan(row_filter=one_day, selected_fields=("id",)).to_arrow()
     assert sorted(rows["id"].to_pylist()) == [
         i for i in range(2000) if i % 10 == 2
     ]
-    # DuckDB prunes the same way (its count agrees with the rows of that day)
+    # DuckDB and polars prune the same way: they read exactly the files pyiceberg plans
     con = duckdb_connection(moto_server)
-    n = con.execute(
-        f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}') "
-        "WHERE ts >= TIMESTAMP '2013-01-03' AND ts < TIMESTAMP '2013-01-04'"
-    ).fetchone()[0]
-    assert n == 200
+    query = (f"SELECT count(*) FROM iceberg_scan('{tbl.metadata_location}') "
+             "WHERE ts >= TIMESTAMP '2013-01-03' AND ts < TIMESTAMP '2013-01-04'")
+    assert con.execute(query).fetchone()[0] == 200
+    duckdb_read = duckdb_files_read(con, query)
+    polars_read, polars_rows = polars_files_read(
+        tbl, dt.datetime(2013, 1, 3), dt.datetime(2013, 1, 4), capfd
+    )
+    print(f"partition pruning: pyiceberg plans {len(planned)} of {len(all_files)} files, "
+          f"DuckDB reads {duckdb_read}, polars {polars_read}")
+    assert duckdb_read == polars_read == len(planned)
+    assert polars_rows == 200
+
+
+def test_each_data_file_is_described_by_its_own_contents(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    """The metrics and partition tuple published for each file (from the footer our
+    writer kept) are what the object itself holds, by field id."""
+    import io
+
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+    from pyiceberg.conversions import from_bytes
+    from pyiceberg.transforms import BucketTransform, DayTransform
+    from pyiceberg.types import StringType, TimestampType
+    from pyiceberg.utils.datetime import datetime_to_micros
+
+    table_id = make_table(partitioning=[{"column": "ts", "transform": "day"},
+                                        {"column": "carrier", "transform": "bucket[4]"}])
+    nulls = "".join(f"{i},2013-01-0{1 + i % 3} 05:00:00,AA,\n" for i in range(900, 960))
+    run_job(s3, table_id, HEADER + csv_rows(0, 400, days=3) + nulls, "in/a.csv")
+    tbl = load(catalog_url, moto_server)
+    types = {f.field_id: f.field_type for f in tbl.schema().fields}
+    day = DayTransform().transform(TimestampType())
+    bucket = BucketTransform(4).transform(StringType())
+    tasks = list(tbl.scan().plan_files())
+    assert len(tasks) > 3
+    nulls_seen = 0
+    for task in tasks:
+        f = task.file
+        bucket_name, key = f.file_path.removeprefix("s3://").split("/", 1)
+        raw = s3.get_object(Bucket=bucket_name, Key=key)["Body"].read()
+        data = pq.read_table(io.BytesIO(raw))
+        meta = pq.read_metadata(io.BytesIO(raw))
+        assert f.record_count == data.num_rows and f.file_size_in_bytes == len(raw)
+        ids = {int(c.metadata[b"PARQUET:field_id"]): c.name for c in data.schema}
+        assert set(ids) == set(types) == set(f.value_counts) == set(f.null_value_counts)
+        for fid, name in ids.items():
+            column = data[name]
+            index = data.schema.get_field_index(name)
+            assert f.column_sizes[fid] == sum(
+                meta.row_group(g).column(index).total_compressed_size
+                for g in range(meta.num_row_groups)
+            ), name
+            assert f.value_counts[fid] == data.num_rows, name
+            assert f.null_value_counts[fid] == column.null_count, name
+            nulls_seen += column.null_count
+            if column.null_count == len(column):
+                assert fid not in f.lower_bounds, name
+                continue
+            low, high = pc.min(column).as_py(), pc.max(column).as_py()
+            if isinstance(low, dt.datetime):
+                low, high = datetime_to_micros(low), datetime_to_micros(high)
+            assert from_bytes(types[fid], f.lower_bounds[fid]) == low, name
+            assert from_bytes(types[fid], f.upper_bounds[fid]) == high, name
+        firsts = [meta.row_group(g).column(0) for g in range(meta.num_row_groups)]
+        assert f.split_offsets == sorted(  # where each row group starts
+            c.dictionary_page_offset if c.has_dictionary_page else c.data_page_offset
+            for c in firsts
+        )
+        # the partition tuple is Iceberg's transform of every row's values
+        days = {day(datetime_to_micros(v)) for v in data["ts"].to_pylist()}
+        buckets = {bucket(v) for v in data["carrier"].to_pylist()}
+        assert (days, buckets) == ({f.partition[0]}, {f.partition[1]})
+    assert nulls_seen == 60
 
 
 def test_range_partitions_are_published_without_that_field_and_still_prune_by_bounds(
@@ -462,6 +657,8 @@ def test_schema_evolution_and_rollback_keep_field_ids_for_every_engine(
     assert con.execute(
         f"SELECT count(*), max(id), count(city) FROM iceberg_scan('{tbl.metadata_location}')"
     ).fetchone() == (6, 4_000_000_000, 3)
+    assert polars_rows(tbl, "id", "city") == list(zip(got["id"].to_pylist(),
+                                                      got["city"].to_pylist(), strict=True))
 
     # Roll back to version 1 (no city, id int) and ingest under it.
     with session_scope() as session:
@@ -484,10 +681,14 @@ def test_schema_evolution_and_rollback_keep_field_ids_for_every_engine(
     assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == sorted(
         got["id"].to_pylist()
     )
+    assert ids_polars(tbl) == sorted(got["id"].to_pylist())
     # time travel to the snapshot before the rollback still has city, by its id
     before = tbl.snapshots()[2]
     old = tbl.scan(snapshot_id=before.snapshot_id).to_arrow()
     assert "city" in old.column_names and old.num_rows == 6
+    assert sorted(polars_rows(tbl, "id", "city", snapshot_id=before.snapshot_id)) == sorted(
+        zip(old["id"].to_pylist(), old["city"].to_pylist(), strict=True)
+    )
 
 
 @pytest.fixture
@@ -547,6 +748,14 @@ def test_the_rest_catalog_serves_the_tables_to_pyiceberg_and_duckdb_with_a_token
                     headers={"Authorization": f"Bearer {admin}"}).json()
     assert got["iceberg"] == {"identifier": "default.t",
                               "metadata_location": tbl.metadata_location}
+    # and GET /tables/{id}/files lists exactly the current snapshot's files
+    listing = httpx.get(api_server.removesuffix("/iceberg") + f"/tables/{table_id}/files",
+                        params={"limit": 1000},
+                        headers={"Authorization": f"Bearer {admin}"}).json()
+    assert listing["next"] is None
+    assert sorted(f["path"] for f in listing["items"]) == sorted(
+        t.file.file_path for t in tbl.scan().plan_files()
+    )
 
     con = duckdb_connection(moto_server)
     con.execute(f"CREATE SECRET lake_rest (TYPE iceberg, TOKEN '{token}')")
@@ -657,3 +866,91 @@ def test_the_optimize_schedule_expires_old_snapshots_and_orphaned_metadata(
     assert manifest_lists[1] < manifest_lists[0]
     assert ids_pyiceberg(tbl) == list(range(300))
     assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == list(range(300))
+
+
+def test_the_scheduled_optimize_run_keeps_then_expires_by_the_retention_setting(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the scheduled optimize Lambda runs (``optimize(None)``), with
+    ``DATALAKE_REPLACED_FILE_RETENTION_SECONDS``: within it, compaction's replaced files
+    and the snapshots listing them stay (time travel reads them); past it, the next run
+    expires those snapshots, deletes the replaced files and the orphaned metadata."""
+    import time
+
+    from datalake.services.optimize import optimize
+
+    table_id = make_table()
+    jobs_ = [run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+             for k in range(3)]
+    first = load(catalog_url, moto_server).snapshots()[0]
+    data_before = {t.file.file_path for t in load(catalog_url, moto_server).scan().plan_files()}
+
+    def keys(prefix: str) -> set[str]:
+        pages = s3.get_paginator("list_objects_v2").paginate(Bucket=LAKE, Prefix=prefix)
+        return {o["Key"] for page in pages for o in page.get("Contents", [])}
+
+    monkeypatch.setenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", "3600")
+    get_settings.cache_clear()
+    out = optimize(None, store=store())
+    assert out["status"] == "DONE" and out["files_replaced"] == len(data_before)
+    tbl = load(catalog_url, moto_server)
+    assert [s.summary.operation.value for s in tbl.snapshots()] == [
+        "append", "append", "append", "replace"
+    ]
+    lake = {f"s3://{LAKE}/{k}" for k in keys("default/t/")}
+    assert data_before <= lake  # replaced, still there for time travel
+    assert ids_pyiceberg(tbl, snapshot_id=first.snapshot_id) == list(range(100))
+    assert ids_polars(tbl, snapshot_id=first.snapshot_id) == list(range(100))
+
+    time.sleep(1.2)
+    monkeypatch.setenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", "1")
+    monkeypatch.setattr(iceberg, "ORPHAN_MIN_AGE_SECONDS", 0)
+    get_settings.cache_clear()
+    manifest_lists = {k for k in keys("default/t/metadata/") if "/snap-" in k}
+    assert len(manifest_lists) == 4
+    optimize(None, store=store())
+    tbl = load(catalog_url, moto_server)
+    assert [s.summary.operation.value for s in tbl.snapshots()] == ["replace"]
+    lake = {f"s3://{LAKE}/{k}" for k in keys("default/t/")}
+    assert not data_before & lake  # the replaced files are gone
+    assert {k for k in keys("default/t/metadata/") if "/snap-" in k} == {
+        tbl.current_snapshot().manifest_list.removeprefix(f"s3://{LAKE}/")
+    }
+    expected = list(range(300))
+    assert ids_pyiceberg(tbl) == ids_polars(tbl) == expected
+    assert ids_duckdb(duckdb_connection(moto_server), tbl.metadata_location) == expected
+    with session_scope() as session:
+        assert {j.status for j in (jobs.get_job(session, i) for i in jobs_)} == {"SUCCEEDED"}
+
+
+def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between Commit's catalog transaction and its Iceberg commit the job is SUCCEEDED,
+    and ``GET /ingestion/jobs/{id}`` says its rows are not in Iceberg yet."""
+    import httpx
+
+    from datalake.tokens import make_token
+
+    table_id = make_table()
+    job_id = start_job(s3, table_id, HEADER + csv_rows(0, 50), "in/a.csv")
+    plan_and_run(job_id)
+    url = api_server.removesuffix("/iceberg") + f"/ingestion/jobs/{job_id}"
+    headers = {"Authorization": f"Bearer {make_token('reader', ['reader'])}"}
+    seen: list[dict[str, Any]] = []
+
+    def between(job: Any) -> None:
+        seen.append(httpx.get(url, headers=headers).json())
+        seen.append({"iceberg_jobs": published_jobs(catalog_url, moto_server)})
+
+    monkeypatch.setattr(jobs, "_between_commits", between)
+    jobs.publish_job(job_id, store=store())
+    assert seen[0]["status"] == "SUCCEEDED" and seen[0]["iceberg_published"] is False
+    assert seen[1] == {"iceberg_jobs": []}
+    after = httpx.get(url, headers=headers).json()
+    assert after["iceberg_published"] is True
+    assert snapshot_jobs(load(catalog_url, moto_server)) == [job_id]
+    listed = httpx.get(api_server.removesuffix("/iceberg") + "/ingestion/jobs",
+                       headers=headers).json()["items"]
+    assert [j["iceberg_published"] for j in listed] == [None]  # lists do not say

@@ -210,6 +210,30 @@ def test_watch_prints_progress_lines_off_a_terminal(
     assert "SUCCEEDED" in captured.out and "7.0 s" in captured.out
 
 
+def test_watch_waits_for_a_succeeded_jobs_iceberg_snapshot(
+    capsys: pytest.CaptureFixture[str], api: FakeApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commit marks the job SUCCEEDED a moment before Iceberg shows it: following a job
+    ends only once its rows can be read as Iceberg (or after a bounded wait)."""
+    done = {**job("SUCCEEDED", 2, 2, 1000), "finished_at": "2026-01-01T00:00:07"}
+    states = iter([{**done, "iceberg_published": False}, {**done, "iceberg_published": False},
+                   {**done, "iceberg_published": True}])
+    api.routes[("GET", "/api/v1/ingestion/jobs/j1")] = lambda req, body: (200, next(states))
+    monkeypatch.setattr("datalake.cli.progress.POLL_S", 0.0)
+    monkeypatch.setattr("datalake.cli.progress.time.sleep", lambda s: None)
+    assert run(["jobs", "watch", "j1"]) == 0
+    assert capsys.readouterr().err.splitlines() == [
+        "job j1 SUCCEEDED: batches 2/2, records read 1,000 written 1,000 rejected 0, "
+        "publishing as Iceberg",
+        "job j1 SUCCEEDED: batches 2/2, records read 1,000 written 1,000 rejected 0",
+    ]
+    # Never published (Commit's retries ran out): the wait is bounded and says so.
+    api.routes[("GET", "/api/v1/ingestion/jobs/j1")] = (200, {**done, "iceberg_published": False})
+    monkeypatch.setattr("datalake.cli.progress.ICEBERG_WAIT_S", 0.0)
+    assert run(["jobs", "watch", "j1"]) == 0
+    assert "not yet published as Iceberg" in capsys.readouterr().err
+
+
 def test_a_failed_job_exits_1_with_its_error_and_json_stays_parseable(
     capsys: pytest.CaptureFixture[str], api: FakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,7 +79,10 @@ def list_jobs(
 @router.get("/{job_id}")
 def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
     who.require("reader")
-    return JobOut.model_validate(jobs.get_job(session, job_id))
+    job = jobs.get_job(session, job_id)
+    out = JobOut.model_validate(job)
+    out.iceberg_published = jobs.iceberg_published(session, job)
+    return out
 
 
 @router.get("/{job_id}/batches")

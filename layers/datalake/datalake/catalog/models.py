@@ -92,6 +92,9 @@ class DataLakeTable(TimestampMixin, Base):
     # deleted: see datalake.catalog.snapshots.
     file_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     swept_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    # The last of those changes the table's Iceberg snapshot is known to show (raised by
+    # each publish after its Iceberg commit; never ahead of Iceberg): services/iceberg.py.
+    iceberg_seq: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 class DataLakeSchema(Base):

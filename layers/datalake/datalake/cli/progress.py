@@ -17,6 +17,9 @@ FINISHED = tuple(s for s in JobStatus if s.finished)
 _STYLES = {JobStatus.SUCCEEDED: "green", JobStatus.FAILED: "red", JobStatus.CANCELLED: "yellow"}
 #: Seconds between two reads of the job.
 POLL_S = 1.0
+#: How long ``follow`` waits, after a job SUCCEEDED, for its Iceberg snapshot (Commit
+#: publishes it right after; longer only when Commit is being retried).
+ICEBERG_WAIT_S = 120.0
 
 
 #: Pages of batches read per poll while a job runs (1,000 each).
@@ -59,10 +62,11 @@ def with_batch_progress(api: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
 def progress_line(job: dict[str, Any]) -> str:
     """One line saying how far a job is (the non-terminal progress output)."""
     total = job.get("batches_total") or 0
+    publishing = ", publishing as Iceberg" if job.get("iceberg_published") is False else ""
     return (
         f"job {job['id']} {job['status']}: batches {_done(job)}/{total}, records read "
         f"{job.get('records_read', 0):,} written {job.get('records_written', 0):,} "
-        f"rejected {job.get('records_rejected', 0):,}"
+        f"rejected {job.get('records_rejected', 0):,}{publishing}"
     )
 
 
@@ -98,9 +102,24 @@ def follow(
         Seconds between reads of the job.
     """
     path = f"/api/v1/ingestion/jobs/{job_id}"
+    succeeded_at: list[float] = []
 
     def read() -> dict[str, Any]:
         return with_batch_progress(api, dict(api.call("GET", path)))
+
+    def finished(job: dict[str, Any]) -> bool:
+        # A SUCCEEDED job is committed; its Iceberg snapshot follows a moment later, and
+        # a reader of the Iceberg table would not see it yet: wait for that too.
+        if job["status"] != JobStatus.SUCCEEDED or job.get("iceberg_published") is not False:
+            return job["status"] in FINISHED
+        succeeded_at[:1] = succeeded_at[:1] or [time.monotonic()]
+        if time.monotonic() - succeeded_at[0] < ICEBERG_WAIT_S:
+            return False
+        if not quiet:
+            console.print(f"job {job_id[:8]} SUCCEEDED; not yet published as Iceberg "
+                          f"after {ICEBERG_WAIT_S:.0f}s (Commit is being retried)",
+                          highlight=False, markup=False)
+        return True
 
     job = read()
     if quiet or not console.is_terminal:
@@ -110,7 +129,7 @@ def follow(
             if not quiet and line != last:
                 console.print(line, highlight=False, markup=False, soft_wrap=True)
                 last = line
-            if job["status"] in FINISHED:
+            if finished(job):
                 return job
             time.sleep(poll_seconds)
             job = read()
@@ -135,7 +154,7 @@ def follow(
                 completed=_done(job),
                 records=_records_text(job),
             )
-            if job["status"] in FINISHED:
+            if finished(job):
                 return job
             time.sleep(poll_seconds)
             job = read()

@@ -733,6 +733,10 @@ def _publish_once(catalog: Catalog, table_id: str, result: PublishResult) -> Non
         tx._apply(updates, requirements)
         tbl = tx.commit_transaction()
     result.metadata_location = tbl.metadata_location
+    # Only now, after Iceberg's commit: a crash before this line leaves the number
+    # behind (the API then says "not yet in Iceberg" of a job that is), never ahead.
+    with session_scope() as session:
+        SqlCatalog(session).record_iceberg_seq(state.id, last_published_seq(tbl))
 
 
 def _note(result: PublishResult, tbl: Table) -> None:

@@ -604,6 +604,21 @@ def _between_commits(job: IngestionJob) -> None:
     in production; the crash-consistency tests put a fault here."""
 
 
+def iceberg_published(session: Session, job: IngestionJob) -> bool | None:
+    """Whether a SUCCEEDED job's rows are in its table's Iceberg snapshot yet (None: the
+    job did not succeed, predates change numbers, or Iceberg publishing is off).
+
+    Commit publishes right after its catalog transaction, so a job reads SUCCEEDED a
+    moment before this is true (longer after a crash, until Commit's retry); a client
+    that reads the table as Iceberg waits for it (``datalake ingest --wait`` does).
+    """
+    if job.status != JobStatus.SUCCEEDED or job.file_seq is None:
+        return None
+    if get_settings().iceberg_catalog == "none":
+        return None
+    return SqlCatalog(session).iceberg_seq_of(job.table_id) >= job.file_seq
+
+
 def publish_iceberg(table_id: str, *, attempts: int | None = None) -> None:
     """Publish the table's committed changes as Iceberg snapshots (services/iceberg.py),
     trying up to ``attempts`` times on Iceberg conflicts (default: the publisher's own).

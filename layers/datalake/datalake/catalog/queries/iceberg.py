@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, select, update
 from sqlalchemy.orm import Session
 
-from datalake.catalog.models import ICEBERG_TABLES, DataFile, IngestionJob
+from datalake.catalog.models import ICEBERG_TABLES, DataFile, DataLakeTable, IngestionJob
 
 
 class IcebergQueries:
@@ -41,6 +41,22 @@ class IcebergQueries:
             if job_id is not None:
                 by_seq.setdefault(int(seq or 0), job_id)
         return by_seq
+
+    def record_iceberg_seq(self, table_id: str, seq: int) -> None:
+        """Raise the table's ``iceberg_seq`` to ``seq`` (the change its Iceberg snapshot
+        now shows); never lowers it."""
+        self.session.execute(
+            update(DataLakeTable)
+            .where(DataLakeTable.id == table_id, DataLakeTable.iceberg_seq < seq)
+            .values(iceberg_seq=seq)
+            .execution_options(synchronize_session=False)
+        )
+
+    def iceberg_seq_of(self, table_id: str) -> int:
+        """The last change of the table Iceberg is known to show (0: none)."""
+        return int(self.session.scalar(
+            select(DataLakeTable.iceberg_seq).where(DataLakeTable.id == table_id)
+        ) or 0)
 
 
 def iceberg_metadata_location(
