@@ -37,7 +37,9 @@ ZIP_EXCLUDE_DIRS = frozenset(
 ZIP_EXCLUDE_SUFFIXES = (".pyc", ".pyo", ".DS_Store")
 
 
-def source_files(src: Path, skip_dirs: frozenset[str] = ZIP_EXCLUDE_DIRS) -> list[Path]:
+def source_files(
+    src: Path, skip_dirs: frozenset[str] = ZIP_EXCLUDE_DIRS, *, bytecode: bool = False
+) -> list[Path]:
     """The files under ``src`` worth shipping, sorted: no caches, bytecode or egg-info.
 
     Parameters
@@ -46,22 +48,27 @@ def source_files(src: Path, skip_dirs: frozenset[str] = ZIP_EXCLUDE_DIRS) -> lis
         The folder to walk.
     skip_dirs:
         Folder names whose contents are left out, at any depth.
+    bytecode:
+        Keep ``__pycache__`` bytecode (a ``sam build`` output compiled it for Lambda).
     """
+    if bytecode:
+        skip_dirs = skip_dirs - {"__pycache__"}
+    suffixes = (".DS_Store",) if bytecode else ZIP_EXCLUDE_SUFFIXES
     return sorted(
         p
         for p in src.rglob("*")
         if p.is_file()
         and not (set(p.relative_to(src).parts[:-1]) & skip_dirs)
-        and not p.name.endswith(ZIP_EXCLUDE_SUFFIXES)
+        and not p.name.endswith(suffixes)
         and not any(part.endswith(".egg-info") for part in p.relative_to(src).parts)
     )
 
 
-def _zip_dir(src: Path, prefix: str = "") -> bytes:
+def _zip_dir(src: Path, prefix: str = "", *, bytecode: bool = False) -> bytes:
     """A deterministic zip of ``src`` (fixed timestamps, sorted entries)."""
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for p in source_files(src):
+        for p in source_files(src, bytecode=bytecode):
             info = zipfile.ZipInfo(prefix + p.relative_to(src).as_posix(), (1980, 1, 1, 0, 0, 0))
             mode = 0o755 if os.access(p, os.X_OK) else 0o644
             info.external_attr = (0o100000 | mode) << 16
@@ -81,7 +88,9 @@ def _zip_built_dir(src: Path, prefix: str = "") -> bytes:
     cache = marker.parent / "zips" / f"{name}.zip"
     if cache.exists():
         return cache.read_bytes()
-    data = _zip_dir(src, prefix)
+    # What AWS gets: the build's bytecode too (hash-based, so the zip's fixed timestamps
+    # do not invalidate it).
+    data = _zip_dir(src, prefix, bytecode=True)
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp")
     tmp.write_bytes(data)
