@@ -102,3 +102,17 @@ def glue_policy_actions() -> tuple[set[str], set[str]]:
     """(publishing functions' Glue actions, the API's), as the template grants them."""
     res = _template()["Resources"]
     return _glue_actions(res["GlueCatalogPolicy"]), _glue_actions(res["GlueReadPolicy"])
+
+
+def test_every_dead_letter_queue_has_an_alarm_notifying_the_topic() -> None:
+    res = _template()["Resources"]
+    dlqs = {n for n, r in res.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in n}
+    alarmed = {
+        d["Value"]["Fn::GetAtt"][0]
+        for r in res.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for d in r["Properties"].get("Dimensions", [])
+        if d["Name"] == "QueueName"
+    }
+    assert dlqs == {"BatchDeadLetterQueue", "TriggerDeadLetterQueue", "OptimizeDeadLetterQueue"}
+    assert dlqs <= alarmed, dlqs - alarmed
