@@ -64,3 +64,38 @@ def test_jobs_and_compaction_are_published_to_glue(glue: Any, s3: Any) -> None:
             "identifier": "default.t", "metadata_location": location
         }
     assert int(tbl.current_snapshot().summary["total-records"]) == 200
+
+
+def test_the_template_grants_every_glue_call_publishing_and_the_api_make(
+    glue: Any, s3: Any
+) -> None:
+    """The Glue operations a job's publish, a compaction and the API's table read really
+    call (pyiceberg's GlueCatalog included) are the template's grants, no fewer."""
+    from datalake.aws.clients import client
+    from datalake.services.compaction import compact_table
+    from tests.infra.test_template_policies import glue_policy_actions
+
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(f"glue:{model.name}")
+
+    events = client("glue").meta.events
+    events.register("before-call.glue", record)
+    try:
+        table_id = make_table()
+        for k in range(2):
+            job_id = start_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+            plan_and_run(job_id)
+            jobs.publish_job(job_id, store=store())
+        compact_table(table_id, store=store())
+        published = set(calls)
+        calls.clear()
+        with session_scope() as session:
+            assert iceberg_refs.reference(session, tables.get_table(session, table_id))
+        api = set(calls)
+    finally:
+        events.unregister("before-call.glue", record)
+    writer, reader = glue_policy_actions()
+    assert published and published <= writer, published - writer
+    assert api and api <= reader, api - reader

@@ -50,6 +50,10 @@ def test_the_catalog_url_comes_from_an_rds_shaped_secret(
     monkeypatch.setenv("DATABASE_SECRET_ARN", arn)
     url = make_url(db.normalise_url(None))
     assert url.drivername == "postgresql+pg8000"
+    # the API function's driver applies to secret credentials too
+    monkeypatch.setenv("DATALAKE_DB_DRIVER", "psycopg")
+    assert make_url(db.normalise_url(None)).drivername == "postgresql+psycopg"
+    monkeypatch.delenv("DATALAKE_DB_DRIVER")
     assert (url.username, url.password, url.host, url.port, url.database) == (
         "lake",
         "p@ss/w:rd",

@@ -64,3 +64,55 @@ def test_no_secret_in_plain_environment_variables() -> None:
     assert "DATALAKE_JWT_SECRET" not in env
     assert "JwtSecret" not in tpl["Parameters"]
     assert tpl["Resources"]["JwtSecret"]["Type"] == "AWS::SecretsManager::Secret"
+
+
+def _glue_actions(policy: dict[str, Any]) -> set[str]:
+    return {a for st in _statements(policy) for a in st["Action"]}
+
+
+def test_glue_permissions_only_with_the_glue_catalog_and_only_on_named_databases() -> None:
+    tpl = _template()
+    cond = tpl["Conditions"]["UsesGlue"]["Fn::And"]
+    assert {"Fn::Equals": [{"Ref": "IcebergCatalog"}, "glue"]} in cond
+    assert tpl["Parameters"]["IcebergCatalog"]["Default"] == "sql"
+    res = tpl["Resources"]
+    for name in ("GlueCatalogPolicy", "GlueReadPolicy"):
+        assert res[name]["Condition"] == "UsesGlue"
+        text = str(res[name]["Properties"]["PolicyDocument"])
+        # no database or table of the account beyond those named
+        assert "database/*" not in text and "table/*/" not in text, name
+        assert "GlueDatabaseNames" in text
+    assert _glue_actions(res["GlueReadPolicy"]) == {"glue:GetTable"}
+    attached = {
+        fn: [p for p in r["Properties"].get("Policies", []) if "Glue" in str(p)]
+        for fn, r in res.items()
+        if r["Type"] == "AWS::Serverless::Function"
+    }
+    writer = [{"Fn::If": ["UsesGlue", {"Ref": "GlueCatalogPolicy"}, {"Ref": "AWS::NoValue"}]}]
+    reader = [{"Fn::If": ["UsesGlue", {"Ref": "GlueReadPolicy"}, {"Ref": "AWS::NoValue"}]}]
+    assert {fn for fn, p in attached.items() if p} == {
+        "CommitFunction", "AbortFunction", "OptimizeFunction", "ApiFunction"
+    }
+    for fn in ("CommitFunction", "AbortFunction", "OptimizeFunction"):
+        assert attached[fn] == writer, fn
+    assert attached["ApiFunction"] == reader
+
+
+def glue_policy_actions() -> tuple[set[str], set[str]]:
+    """(publishing functions' Glue actions, the API's), as the template grants them."""
+    res = _template()["Resources"]
+    return _glue_actions(res["GlueCatalogPolicy"]), _glue_actions(res["GlueReadPolicy"])
+
+
+def test_every_dead_letter_queue_has_an_alarm_notifying_the_topic() -> None:
+    res = _template()["Resources"]
+    dlqs = {n for n, r in res.items() if r["Type"] == "AWS::SQS::Queue" and "DeadLetter" in n}
+    alarmed = {
+        d["Value"]["Fn::GetAtt"][0]
+        for r in res.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+        for d in r["Properties"].get("Dimensions", [])
+        if d["Name"] == "QueueName"
+    }
+    assert dlqs == {"BatchDeadLetterQueue", "TriggerDeadLetterQueue", "OptimizeDeadLetterQueue"}
+    assert dlqs <= alarmed, dlqs - alarmed

@@ -7,6 +7,7 @@ pg_hba.conf of ``hostssl`` lines only, so a plain connection is refused by the s
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import glob
 import ipaddress
@@ -39,10 +40,12 @@ class TlsServer:
     port: int
     ca: Path
     wrong_ca: Path
+    driver: str = "pg8000"
 
     def url(self, host: str = "127.0.0.1", **query: str) -> str:
         q = "&".join(f"{k}={v}" for k, v in query.items())
-        return f"postgresql://postgres@{host}:{self.port}/postgres" + (f"?{q}" if q else "")
+        base = f"postgresql+{self.driver}://postgres@{host}:{self.port}/postgres"
+        return base + (f"?{q}" if q else "")
 
 
 def _pem_ca(name: str) -> tuple[object, object, bytes]:
@@ -126,8 +129,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.fixture(params=db.DRIVERS)
+def tls_server(tls_cluster: TlsServer, request: pytest.FixtureRequest) -> TlsServer:
+    """The server, through each driver: pg8000 (the workers) and psycopg (the API)."""
+    return dataclasses.replace(tls_cluster, driver=request.param)
+
+
 @pytest.fixture(scope="module")
-def tls_server() -> Iterator[TlsServer]:
+def tls_cluster() -> Iterator[TlsServer]:
     if not INITDB:
         pytest.skip(
             "NO initdb: the TLS tests need a PostgreSQL server installation "

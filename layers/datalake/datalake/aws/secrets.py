@@ -87,7 +87,10 @@ def jwt_secret(arn: str) -> str:
 
 
 def database_url(arn: str, environ: Any = None) -> str:
-    """A pg8000 SQLAlchemy URL built from an RDS-shaped secret (see the module doc).
+    """A ``postgresql://`` URL built from an RDS-shaped secret (see the module doc).
+
+    No driver in it: ``DATALAKE_DB_DRIVER`` picks one (``catalog.db.normalise_url``), so
+    the API function's psycopg applies on AWS too, where the credentials are a secret.
 
     Parameters
     ----------
@@ -113,7 +116,7 @@ def database_url(arn: str, environ: Any = None) -> str:
         query["sslrootcert"] = env["DATABASE_SSLROOTCERT"]
     q = "&".join(f"{k}={quote(str(v), safe='/-')}" for k, v in query.items())
     return (
-        f"postgresql+pg8000://{quote(str(user), safe='')}:{quote(str(password), safe='')}"
+        f"postgresql://{quote(str(user), safe='')}:{quote(str(password), safe='')}"
         f"@{host}:{int(port)}/{quote(str(name), safe='')}?{q}"
     )
 
