@@ -116,3 +116,17 @@ def test_every_dead_letter_queue_has_an_alarm_notifying_the_topic() -> None:
     }
     assert dlqs == {"BatchDeadLetterQueue", "TriggerDeadLetterQueue", "OptimizeDeadLetterQueue"}
     assert dlqs <= alarmed, dlqs - alarmed
+
+
+def test_every_function_logs_to_a_log_group_of_the_stack_with_retention() -> None:
+    """Lambda's own /aws/lambda/<name> group keeps every line forever: each function logs
+    to a group the stack owns, whose retention is the LogRetentionDays parameter."""
+    res = _template()["Resources"]
+    functions = [k for k, v in res.items() if v["Type"] == "AWS::Serverless::Function"]
+    assert len(functions) >= 8, functions
+    for name in functions:
+        ref = res[name]["Properties"].get("LoggingConfig", {}).get("LogGroup")
+        assert isinstance(ref, dict) and "Ref" in ref, f"{name} logs to Lambda's own group"
+        group = res[ref["Ref"]]
+        assert group["Type"] == "AWS::Logs::LogGroup", name
+        assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
