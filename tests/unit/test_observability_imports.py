@@ -25,3 +25,32 @@ def test_tracing_is_off_locally_and_costs_no_import() -> None:
         cwd=ROOT / "functions" / "api",
     )
     assert result.returncode == 0, result.stderr + result.stdout
+
+
+def test_tracing_switches_by_configuration() -> None:
+    # DATALAKE_TRACING turns the Tracer on anywhere; POWERTOOLS_TRACE_DISABLED wins over it;
+    # DATALAKE_ENVIRONMENT=aws turns it on by default.
+    code = (
+        "import os, sys\n"
+        "from datalake.config import get_settings\n"
+        "from datalake.aws import observability as o\n"
+        "def on(**env):\n"
+        "    for k in ('DATALAKE_TRACING', 'POWERTOOLS_TRACE_DISABLED', 'DATALAKE_ENVIRONMENT'):\n"
+        "        os.environ.pop(k, None)\n"
+        "    os.environ.update(env)\n"
+        "    get_settings.cache_clear()\n"
+        "    return o.tracing_enabled()\n"
+        "assert not on()\n"
+        "assert on(DATALAKE_TRACING='true')\n"
+        "assert not on(DATALAKE_TRACING='true', POWERTOOLS_TRACE_DISABLED='true')\n"
+        "assert on(DATALAKE_ENVIRONMENT='aws')\n"
+        "assert not on(DATALAKE_ENVIRONMENT='aws', DATALAKE_TRACING='false')\n"
+        "os.environ['DATALAKE_TRACING'] = 'true'; get_settings.cache_clear()\n"
+        "assert not o.get_tracer().disabled, 'tracer stayed disabled'\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={"PYTHONPATH": str(ROOT / "layers" / "datalake"), "PATH": "/usr/bin:/bin"},
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
