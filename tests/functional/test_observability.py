@@ -144,3 +144,22 @@ def test_plan_worker_and_commit_log_the_jobs_correlation_id(
         assert line["correlation_id"] == CID and line["job_id"] == job_id, line
         assert line["function"] == function and line["service"] == "datalake"
     assert by_message["batch done"]["batch_id"]
+
+
+def test_a_job_over_its_tables_rejected_ratio_emits_the_breach_the_alarm_reads(
+    aws: dict[str, Any], job_id: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """1 of 3 records rejected: under a 0.5 threshold no breach (above); under 0.2 the
+    job's EMF says JobRejectedRatioBreached = 1, the metric RejectedRatioAlarm reads."""
+    from datalake.aws.observability import emit_job_metrics
+
+    run_job(aws, job_id)
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        tables.update_table(session, job.table_id, {"max_rejected_ratio": 0.2})
+    capsys.readouterr()
+    figures = emit_job_metrics(job_id, correlation_id=CID)
+    assert figures is not None
+    (doc,) = map(flat, emf(documents(capsys.readouterr().out), "JobRejectedRatioBreached"))
+    assert doc["JobRejectedRatioThreshold"] == pytest.approx(20)
+    assert doc["JobRejectedRatioBreached"] == 1 and doc["job_id"] == job_id

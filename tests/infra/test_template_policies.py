@@ -130,3 +130,17 @@ def test_every_function_logs_to_a_log_group_of_the_stack_with_retention() -> Non
         group = res[ref["Ref"]]
         assert group["Type"] == "AWS::Logs::LogGroup", name
         assert group["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}, name
+
+
+def test_the_failed_job_and_rejected_ratio_alarms_read_the_metrics_jobs_emit() -> None:
+    """The names here are the ones aws/observability.py emits (tests/functional/
+    test_observability.py checks the emitting side)."""
+    res = _template()["Resources"]
+    failed = res["FailedJobsAlarm"]["Properties"]
+    assert (failed["Namespace"], failed["MetricName"]) == ("Datalake", "JobsFailed")
+    assert failed["Dimensions"] == [{"Name": "service", "Value": "datalake"}]
+    (query,) = res["RejectedRatioAlarm"]["Properties"]["Metrics"]
+    assert "JobRejectedRatioBreached" in query["Expression"]
+    assert "FROM SCHEMA(Datalake" in query["Expression"]
+    for alarm in ("FailedJobsAlarm", "RejectedRatioAlarm"):
+        assert "AlarmActions" in res[alarm]["Properties"], alarm
