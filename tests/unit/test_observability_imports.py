@@ -10,6 +10,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _python(code: str) -> None:
+    """Run ``code`` in a fresh interpreter as the API function's import path sees it."""
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True,
+        env={"PYTHONPATH": f"{ROOT / 'functions' / 'api'}:{ROOT / 'layers' / 'datalake'}",
+             "PATH": "/usr/bin:/bin"},
+        cwd=ROOT / "functions" / "api",
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+
+
 def test_tracing_is_off_locally_and_costs_no_import() -> None:
     # The Tracer imports aws_xray_sdk (about 0.5 s of every cold start): not unless enabled.
     code = (
@@ -18,13 +29,7 @@ def test_tracing_is_off_locally_and_costs_no_import() -> None:
         "assert 'aws_xray_sdk.core' not in sys.modules, 'xray imported'\n"
         "assert o._TRACER is None and not o.tracing_enabled()\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
-        env={"PYTHONPATH": f"{ROOT / 'functions' / 'api'}:{ROOT / 'layers' / 'datalake'}",
-             "PATH": "/usr/bin:/bin"},
-        cwd=ROOT / "functions" / "api",
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
+    _python(code)
 
 
 def test_tracing_switches_by_configuration() -> None:
@@ -48,9 +53,4 @@ def test_tracing_switches_by_configuration() -> None:
         "os.environ['DATALAKE_TRACING'] = 'true'; get_settings.cache_clear()\n"
         "assert not o.get_tracer().disabled, 'tracer stayed disabled'\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True,
-        env={"PYTHONPATH": str(ROOT / "layers" / "datalake"), "PATH": "/usr/bin:/bin"},
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr + result.stdout
+    _python(code)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, status
 
 from datalake.catalog.models import DataFile, DataLakeTable
 from datalake.config import get_settings
 from datalake.domain.layout import table_prefix
+from datalake.domain.schema import Schema
 from datalake.services import iceberg_refs, tables, verify
 from datalake_api.deps import CorrelationDep, PrincipalDep, ReaderDep, SessionDep
 from datalake_api.models import (
@@ -29,17 +30,19 @@ VERIFY_BUDGET_SECONDS = 20.0
 
 
 def table_out(session: SessionDep, table: DataLakeTable) -> TableOut:
-    out = TableOut.model_validate(table)
-    schema = tables.current_schema(session, table)
+    return answer(
+        table, tables.current_schema(session, table), iceberg_refs.reference(session, table)
+    )
+
+
+def answer(row: Any, schema: Schema, iceberg: dict[str, Any] | None) -> TableOut:
+    """A table's answer from its columns (an ORM table or a read-only row), its current
+    schema and its Iceberg reference."""
+    out = TableOut.model_validate(row)
     out.schema_ = schema.to_json() if len(schema) else None
-    out.location = location_of(table.namespace, table.name)
-    out.iceberg = iceberg_refs.reference(session, table)
+    out.location = f"s3://{get_settings().lake_bucket}/{table_prefix(row.namespace, row.name)}/"
+    out.iceberg = iceberg
     return out
-
-
-def location_of(namespace: str, name: str) -> str:
-    """The table's folder in the lake."""
-    return f"s3://{get_settings().lake_bucket}/{table_prefix(namespace, name)}/"
 
 
 def file_out(f: DataFile) -> DataFileOut:
@@ -103,11 +106,7 @@ def list_tables(
 def get_table(table_id: PathId, session: SessionDep, who: PrincipalDep) -> TableOut:
     who.require("reader")
     view = tables.get_table_view(session, table_id)
-    out = TableOut.model_validate(view.row)
-    out.schema_ = view.schema.to_json() if len(view.schema) else None
-    out.location = location_of(view.row.namespace, view.row.name)
-    out.iceberg = view.iceberg
-    return out
+    return answer(view.row, view.schema, view.iceberg)
 
 
 @router.put("/{table_id}")

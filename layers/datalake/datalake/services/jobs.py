@@ -37,10 +37,6 @@ from datalake.domain.limits import bucket_problem, key_problem
 from datalake.domain.partitioning import hive_path
 from datalake.domain.stats import merge_stats
 from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus, SourceFormat
-
-if TYPE_CHECKING:
-    from sqlalchemy import Row
-
 from datalake.errors import (
     CommitConflict,
     Conflict,
@@ -52,6 +48,9 @@ from datalake.errors import (
 from datalake.ports import Catalog, ObjectDeleter, ObjectSweeper, Orchestrator
 from datalake.services import audit
 from datalake.services.tables import get_table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Row
 
 FORMATS: tuple[str, ...] = tuple(SourceFormat)
 # Plain strings: they are shown in error messages as a list.
