@@ -73,7 +73,9 @@ def list_jobs(
         limit=limit,
         offset=offset,
     )
-    return Page(items=[JobOut.model_validate(j) for j in items], total=total)
+    # The page's rows by mapping: by attribute, each field a row lacks (``corrupted_at``,
+    # ``iceberg_published``) raised and caught an AttributeError, a fifth of the CPU.
+    return Page(items=[JobOut.model_validate(j._mapping) for j in items], total=total)
 
 
 @router.get("/{job_id}")
