@@ -84,6 +84,31 @@ def normalise_url(url: str | None) -> str:
     return url
 
 
+def preload_driver() -> str:
+    """Import the catalog's SQLAlchemy dialect and its database driver, connecting to
+    nothing and reading no secret.
+
+    For a SnapStart snapshot (``datalake_api.snapstart``): importing psycopg and the
+    Postgres dialect was about two thirds of an API container's first request. The URL
+    itself may be a secret (``DATABASE_SECRET_ARN``), which rotates and must not be
+    frozen into a snapshot, so only its driver is decided here: ``DATABASE_URL``'s, or
+    ``DATALAKE_DB_DRIVER``'s when the credentials come from a secret.
+
+    Returns
+    -------
+    str
+        The SQLAlchemy driver name loaded (``postgresql+psycopg``, ``sqlite``...).
+    """
+    from sqlalchemy.engine import make_url
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        url = "postgresql://" if os.environ.get("DATABASE_SECRET_ARN") else "sqlite://"
+    parsed = make_url(normalise_url(url))
+    parsed.get_dialect().import_dbapi()
+    return parsed.drivername
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     # Several Lambda processes share the file locally: WAL lets readers run beside a
     # writer, and the busy timeout queues writers instead of failing them.
