@@ -5,9 +5,14 @@
   ``GET /tables/{id}``, ``GET /ingestion/jobs?limit=50`` and ``POST /ingestion/jobs``:
   serial requests (what one Lambda container sees), p50/p99; then 8 concurrent clients on
   the two reads for ``--seconds``, requests/s and p99.
-- The server's CPU per request (its process's user + system seconds over the requests it
-  served, each route on its own), which other work on a shared machine disturbs far less
-  than requests/s: what bounds one process's throughput.
+- The server's CPU per request (its processes' user + system seconds over the requests
+  they served, each route on its own), which other work on a shared machine disturbs far
+  less than requests/s: what bounds a process's throughput.
+- Cold start through the Lambda handler: import, then the first request, with and without
+  the SnapStart before-snapshot hook.
+- References in the same run, printed as ratios: the import of the stack's libraries
+  alone (:data:`FLOOR_IMPORT`), and ``bench/reference_api.py`` (the same SQL served by a
+  bare Starlette app on the same uvicorn) for requests/s and CPU per request.
 
 Machines here are shared and noisy: medians and percentiles over many requests, never
 one timing. Postgres: ``DATALAKE_BENCH_PG`` (default the server at 127.0.0.1:5432),
@@ -17,6 +22,7 @@ through ``--driver`` (default psycopg, as the API function is deployed).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import socket
 import statistics
@@ -60,10 +66,87 @@ def import_times(n: int) -> list[float]:
     return out
 
 
+#: What the handler cannot do without (the design card's stack): the floor of its import.
+FLOOR_IMPORT = "import fastapi, mangum, sqlalchemy.orm, jwt"
+
+
+def floor_import_times(n: int) -> list[float]:
+    """Milliseconds to import :data:`FLOOR_IMPORT` alone, once per fresh interpreter."""
+    code = f"import time; t = time.perf_counter(); {FLOOR_IMPORT}; "
+    code += "print((time.perf_counter() - t) * 1000)"
+    return [
+        float(
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            .stdout.strip()
+            .splitlines()[-1]
+        )
+        for _ in range(n)
+    ]
+
+
+COLD = """
+import json, os, sys, time
+t0 = time.perf_counter()
+import app
+if os.environ.get("BENCH_SNAPSTART"):
+    from datalake_api import snapstart
+    snapstart.before_snapshot()
+t1 = time.perf_counter()
+path = sys.argv[1]
+event = {"version": "2.0", "routeKey": "$default", "rawPath": path, "rawQueryString": "",
+         "headers": {"authorization": "Bearer " + os.environ["BENCH_TOKEN"], "host": "x"},
+         "requestContext": {"http": {"method": "GET", "path": path, "sourceIp": "127.0.0.1",
+                                     "protocol": "HTTP/1.1", "userAgent": "bench"},
+                            "requestId": "bench", "stage": "$default"},
+         "isBase64Encoded": False}
+class Context:
+    function_name = "api"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:api"
+    aws_request_id = "bench"
+    def get_remaining_time_in_millis(self):
+        return 30000
+answer = app.lambda_handler(event, Context())
+t2 = time.perf_counter()
+assert answer["statusCode"] == 200, answer
+print(json.dumps([(t1 - t0) * 1000, (t2 - t1) * 1000]))
+"""
+
+
+def cold_starts(n: int, path: str, env: dict[str, str], snapstart: bool) -> list[list[float]]:
+    """``[import ms, first request ms]`` of ``n`` fresh processes serving ``path`` through
+    the Lambda handler; with ``snapstart``, the before-snapshot hook runs in between (what
+    a restored SnapStart container has done before its first request)."""
+    run_env = {**env, "PYTHONPATH": str(ROOT / "layers" / "datalake")}
+    if snapstart:
+        run_env["BENCH_SNAPSTART"] = "1"
+    out = []
+    for _ in range(n):
+        r = subprocess.run(
+            [sys.executable, "-c", COLD, path],
+            cwd=ROOT / "functions" / "api",
+            env=run_env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        out.append(json.loads(r.stdout.strip().splitlines()[-1]))
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds so far of process ``pid`` and its children (uvicorn's
+    workers), from Linux ``/proc``."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid_s, rest = stat.read_text().split(" ", 1)
+        except OSError:
+            continue
+        fields = rest.rsplit(")", 1)[1].split()
+        if int(pid_s) == pid or int(fields[1]) == pid:
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def cpu_per_request(
@@ -164,6 +247,46 @@ def concurrent(
     return len(flat), flat
 
 
+def serve(target: list[str], env: dict[str, str], workers: int, cwd: Path) -> tuple[Any, str]:
+    """Start uvicorn on ``target`` (its app arguments) and wait until it answers."""
+    import httpx
+
+    port_no = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            *target,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port_no),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--workers",
+            str(workers),
+        ],
+        env=env,
+        cwd=cwd,
+    )
+    base = f"http://127.0.0.1:{port_no}"
+    for _ in range(200):
+        try:
+            httpx.get(base + "/", timeout=1)
+            return proc, base
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.terminate()
+    sys.exit(f"uvicorn {target[0]} did not start")
+
+
+def stop(proc: Any) -> None:
+    proc.terminate()
+    proc.wait(timeout=20)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--jobs", type=int, default=10_000)
@@ -171,7 +294,10 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--imports", type=int, default=10)
-    ap.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    ap.add_argument("--cold", type=int, default=5, help="fresh processes per cold-start case")
+    ap.add_argument(
+        "--workers", type=int, default=2, help="uvicorn worker processes (one per core here)"
+    )
     ap.add_argument(
         "--driver", choices=["psycopg", "pg8000"], default="psycopg", help="Postgres driver"
     )
@@ -181,10 +307,13 @@ def main() -> None:
     args = ap.parse_args()
 
     imports = import_times(args.imports)
+    floor = floor_import_times(args.imports)
     print(
         f"API handler import: median {statistics.median(imports):.0f} ms over "
         f"{len(imports)} fresh processes (min {min(imports):.0f}, max {max(imports):.0f}); "
-        f"goal <= {GOALS['import_ms']:.0f} ms"
+        f"goal <= {GOALS['import_ms']:.0f} ms\n"
+        f"  reference, `{FLOOR_IMPORT}` alone: median {statistics.median(floor):.0f} ms; "
+        f"the handler takes {statistics.median(imports) / statistics.median(floor):.2f}x"
     )
 
     import httpx
@@ -197,48 +326,45 @@ def main() -> None:
     admin = pg8000.native.Connection(user="postgres", host=host, port=int(port or 5432))
     admin.run(f'CREATE DATABASE "{name}"')
     url = f"{server}/{name}"
-    proc = None
+    procs: list[Any] = []
     try:
         table_id = seed_catalog(url, args.jobs)
-        port_no = _free_port()
+        # As autovacuum would have by now: the jobs page's count reads the visibility map.
+        admin_db = pg8000.native.Connection(
+            user="postgres", host=host, port=int(port or 5432), database=name
+        )
+        admin_db.run("VACUUM ANALYZE")
+        admin_db.close()
+        from datalake.tokens import make_token
+
+        token = make_token("bench", ["admin"])
         env = {
             **os.environ,
             "DATABASE_URL": url,
             "DATALAKE_DB_DRIVER": args.driver,
             "PYTHONPATH": os.pathsep.join(sys.path[:2]),
         }
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "datalake_api.main:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port_no),
-                "--log-level",
-                "warning",
-                "--no-access-log",
-                "--workers",
-                str(args.workers),
-            ],
-            env=env,
-        )
-        base = f"http://127.0.0.1:{port_no}"
-        from datalake.tokens import make_token
+        reads = [f"/api/v1/tables/{table_id}", "/api/v1/ingestion/jobs?limit=50"]
+        labels = ["GET /tables/{id}", "GET /ingestion/jobs?limit=50"]
 
-        headers = {"Authorization": "Bearer " + make_token("bench", ["admin"])}
+        cold = {
+            hooked: cold_starts(args.cold, reads[0], {**env, "BENCH_TOKEN": token}, hooked)
+            for hooked in (False, True)
+        }
+        print(
+            f"\ncold start, GET /tables/{{id}} through the Lambda handler, median of "
+            f"{args.cold} fresh processes:"
+        )
+        for hooked, runs in cold.items():
+            imp = statistics.median(r[0] for r in runs)
+            first = statistics.median(r[1] for r in runs)
+            what = "after the SnapStart hook" if hooked else "plain"
+            print(f"  {what:25s} import {imp:6.0f} ms, first request {first:5.0f} ms")
+
+        proc, base = serve(["datalake_api.main:create_app", "--factory"], env, args.workers, ROOT)
+        procs.append(proc)
+        headers = {"Authorization": "Bearer " + token}
         with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-            for _ in range(100):
-                try:
-                    if c.get("/health").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    time.sleep(0.1)
-            reads = [f"/api/v1/tables/{table_id}", "/api/v1/ingestion/jobs?limit=50"]
-            labels = ["GET /tables/{id}", "GET /ingestion/jobs?limit=50"]
             serial(c, "GET", reads[0], 50)  # warm up the pool and the code paths
             rows = []
             for label, method, path, body, goal in [
@@ -262,33 +388,56 @@ def main() -> None:
         for label, p50, p99, goal in rows:
             mark = "ok" if p99 <= goal else "MISSED"
             print(f"  {label:32s} {p50:8.1f} {p99:8.1f} {goal:9.0f}  {mark}")
-        done, lat = concurrent(base, headers, reads, args.clients, args.seconds)
-        rps = done / args.seconds
-        p99 = _pct(lat, 0.99)
+
+        ours = {"both reads": concurrent(base, headers, reads, args.clients, args.seconds)}
+        cpu = {}
+        for label, path in zip(labels, reads, strict=True):
+            per = [
+                cpu_per_request(base, headers, path, proc.pid, args.clients, args.seconds / 3)
+                for _ in range(args.cpu_rounds)
+            ]
+            cpu[label] = per
+        stop(procs.pop())
+
+        ref_env = {**env, "REFERENCE_DATABASE_URL": url}
+        proc, base = serve(["reference_api:app"], ref_env, args.workers, ROOT / "bench")
+        procs.append(proc)
+        ref = {"both reads": concurrent(base, {}, reads, args.clients, args.seconds)}
+        ref_cpu = {}
+        for label, path in zip(labels, reads, strict=True):
+            ref_cpu[label] = [
+                cpu_per_request(base, {}, path, proc.pid, args.clients, args.seconds / 3)
+                for _ in range(args.cpu_rounds)
+            ]
+        stop(procs.pop())
+
+        done, lat = ours["both reads"]
+        ref_done, ref_lat = ref["both reads"]
+        rps, ref_rps = done / args.seconds, ref_done / args.seconds
         print(
-            f"\n{args.clients} concurrent clients on the two reads for {args.seconds:.0f} s: "
-            f"{rps:.0f} requests/s (goal >= {GOALS['rps']:.0f}), p50 "
-            f"{statistics.median(lat):.1f} ms, p99 {p99:.1f} ms "
-            f"(goal <= {GOALS['conc_p99_ms']:.0f})"
+            f"\n{args.clients} concurrent clients on the two reads for {args.seconds:.0f} s, "
+            f"{args.workers} uvicorn worker(s):\n"
+            f"  datalake API        {rps:6.0f} requests/s (goal >= {GOALS['rps']:.0f}), p50 "
+            f"{statistics.median(lat):.1f} ms, p99 {_pct(lat, 0.99):.1f} ms "
+            f"(goal <= {GOALS['conc_p99_ms']:.0f})\n"
+            f"  reference (bare)    {ref_rps:6.0f} requests/s, p50 "
+            f"{statistics.median(ref_lat):.1f} ms, p99 {_pct(ref_lat, 0.99):.1f} ms "
+            f"(bench/reference_api.py: same SQL, no framework)\n"
+            f"  the API serves {rps / ref_rps:.2f}x the reference's requests/s"
         )
-        if args.workers == 1:  # one process: its CPU is the server's
+        print(
+            f"\nserver CPU per request ({args.driver}; all worker processes), {args.clients} "
+            f"clients, median of {args.cpu_rounds} rounds of {args.seconds / 3:.0f} s:"
+        )
+        for label in labels:
+            mine, theirs = statistics.median(cpu[label]), statistics.median(ref_cpu[label])
             print(
-                f"\nserver CPU per request ({args.driver}), {args.clients} clients, "
-                f"median of {args.cpu_rounds} rounds of {args.seconds / 3:.0f} s:"
+                f"  {label:32s} API {mine:5.2f} ms, reference {theirs:5.2f} ms "
+                f"({mine / theirs:.1f}x)"
             )
-            for label, path in zip(labels, reads, strict=True):
-                ms = [
-                    cpu_per_request(base, headers, path, proc.pid, args.clients, args.seconds / 3)
-                    for _ in range(args.cpu_rounds)
-                ]
-                print(
-                    f"  {label:32s} {statistics.median(ms):5.2f} ms "
-                    f"({', '.join(f'{x:.2f}' for x in ms)})"
-                )
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=20)
+        for proc in procs:
+            stop(proc)
         from datalake.catalog.db import get_engine
 
         get_engine(url).dispose()
