@@ -4,15 +4,33 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from functools import cache
 from typing import Any
 
-from sqlalchemy import Row, select
+from sqlalchemy import Row, Select, bindparam, select
 from sqlalchemy.orm import Session
 
 from datalake.catalog.cas import compare_and_set
 from datalake.catalog.models import DataFile, IngestionBatch, IngestionJob
-from datalake.catalog.paging import page, row_page
+from datalake.catalog.paging import page, page_statements, row_page
 from datalake.domain.vocabulary import FileStatus, JobStatus
+
+
+@cache
+def _jobs_page_statements(filters: frozenset[str]) -> tuple[Select[Any], Select[Any]]:
+    """The statements of :meth:`JobQueries.jobs_page` for one set of filters, as bound
+    parameters of the same names, built once per set."""
+    jobs = IngestionJob.__table__.c
+    query = select(*jobs)
+    if "status" in filters:
+        query = query.where(jobs.status == bindparam("status"))
+    if "table_id" in filters:
+        query = query.where(jobs.table_id == bindparam("table_id"))
+    if "created_after" in filters:
+        query = query.where(jobs.created_at >= bindparam("created_after"))
+    if "created_before" in filters:
+        query = query.where(jobs.created_at < bindparam("created_before"))
+    return page_statements(query, order_by=jobs.created_at.desc())
 
 
 class JobQueries:
@@ -42,19 +60,15 @@ class JobQueries:
     ) -> tuple[list[Row[Any]], int]:
         """A page of the jobs matching the filters, newest first, and their total: rows
         with a job's columns as attributes, for answers (not ORM objects to change)."""
-        jobs = IngestionJob.__table__.c
-        query = select(*jobs)
-        if status:
-            query = query.where(jobs.status == status)
-        if table_id:
-            query = query.where(jobs.table_id == table_id)
-        if created_after:
-            query = query.where(jobs.created_at >= created_after)
-        if created_before:
-            query = query.where(jobs.created_at < created_before)
-        return row_page(
-            self.session, query, order_by=jobs.created_at.desc(), limit=limit, offset=offset
-        )
+        filters = {
+            "status": status or None,
+            "table_id": table_id or None,
+            "created_after": created_after,
+            "created_before": created_before,
+        }
+        params = {k: v for k, v in filters.items() if v is not None}
+        statements = _jobs_page_statements(frozenset(params))
+        return row_page(self.session, statements, params, limit=limit, offset=offset)
 
     def set_job_status(
         self, job: IngestionJob, *, expect: Iterable[JobStatus], to: JobStatus, **fields: Any
