@@ -28,7 +28,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from pathlib import Path
@@ -215,35 +214,48 @@ def serial(client: Any, method: str, path: str, n: int, body: Any = None) -> lis
     return out
 
 
+def _client(
+    base: str, headers: dict[str, str], paths: list[str], first: int, start: float, end: float
+) -> tuple[list[float], list[str]]:
+    """One client process: requests over ``paths`` from wall time ``start`` to ``end``."""
+    import httpx
+
+    lat: list[float] = []
+    errors: list[str] = []
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
+        c.get("/")  # connect before the clock starts
+        time.sleep(max(0.0, start - time.time()))
+        k = first
+        while time.time() < end:
+            t = time.perf_counter()
+            r = c.get(paths[k % len(paths)])
+            lat.append((time.perf_counter() - t) * 1000)
+            if r.status_code != 200:
+                errors.append(f"{r.status_code} {r.text[:100]}")
+            k += 1
+    return lat, errors
+
+
 def concurrent(
     base: str, headers: dict[str, str], paths: list[str], clients: int, seconds: float
 ) -> tuple[int, list[float]]:
-    """Requests done and their latencies, ``clients`` threads cycling over ``paths``."""
-    import httpx
+    """Requests done and their latencies, ``clients`` processes cycling over ``paths``.
 
-    stop = time.monotonic() + seconds
-    lat: list[list[float]] = [[] for _ in range(clients)]
-    errors: list[str] = []
+    Processes, not threads: client threads would share one GIL, and their wait for it
+    would count in the server's latency.
+    """
+    import multiprocessing
 
-    def run(i: int) -> None:
-        with httpx.Client(base_url=base, headers=headers, timeout=30) as c:
-            k = i
-            while time.monotonic() < stop:
-                t = time.perf_counter()
-                r = c.get(paths[k % len(paths)])
-                lat[i].append((time.perf_counter() - t) * 1000)
-                if r.status_code != 200:
-                    errors.append(f"{r.status_code} {r.text[:100]}")
-                k += 1
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    with multiprocessing.get_context("spawn").Pool(clients) as pool:
+        start = time.time() + 5.0  # after every client has started and connected
+        results = pool.starmap(
+            _client,
+            [(base, headers, paths, i, start, start + seconds) for i in range(clients)],
+        )
+    errors = [e for _, errs in results for e in errs]
     if errors:
         sys.exit(f"{len(errors)} failed requests under concurrency, e.g. {errors[0]}")
-    flat = [x for part in lat for x in part]
+    flat = [x for lat, _ in results for x in lat]
     return len(flat), flat
 
 
