@@ -38,8 +38,9 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
             raise
     else:
         if readonly:
-            # A read commits nothing: its end only hands the connection back (psycopg's
-            # reads run in autocommit, so not even a round trip), cheaper than the hop.
+            # A read commits nothing: its end only hands the connection back, cheaper
+            # than the hop (psycopg's reads run in autocommit, with no round trip; on
+            # pg8000 and SQLite it is one short COMMIT of a read-only transaction).
             scope.__exit__(None, None, None)
         else:
             await run_in_threadpool(scope.__exit__, None, None, None)
