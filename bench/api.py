@@ -45,11 +45,15 @@ GOALS = {
 }
 
 
-def import_times(n: int) -> list[float]:
-    """Milliseconds to import the API handler, once per fresh interpreter."""
-    code = (
-        "import time; t = time.perf_counter(); import app; print((time.perf_counter() - t) * 1000)"
-    )
+#: What the handler cannot do without (the design card's stack): the floor of its import.
+FLOOR_IMPORT = "import fastapi, mangum, sqlalchemy.orm, jwt"
+
+
+def import_times(n: int, statement: str = "import app") -> list[float]:
+    """Milliseconds to run ``statement`` (by default, import the API handler), once per
+    fresh interpreter started in ``functions/api``."""
+    code = f"import time; t = time.perf_counter(); {statement}; "
+    code += "print((time.perf_counter() - t) * 1000)"
     env = {**os.environ, "PYTHONPATH": str(ROOT / "layers" / "datalake")}
     out = []
     for _ in range(n):
@@ -63,24 +67,6 @@ def import_times(n: int) -> list[float]:
         )
         out.append(float(r.stdout.strip().splitlines()[-1]))
     return out
-
-
-#: What the handler cannot do without (the design card's stack): the floor of its import.
-FLOOR_IMPORT = "import fastapi, mangum, sqlalchemy.orm, jwt"
-
-
-def floor_import_times(n: int) -> list[float]:
-    """Milliseconds to import :data:`FLOOR_IMPORT` alone, once per fresh interpreter."""
-    code = f"import time; t = time.perf_counter(); {FLOOR_IMPORT}; "
-    code += "print((time.perf_counter() - t) * 1000)"
-    return [
-        float(
-            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-            .stdout.strip()
-            .splitlines()[-1]
-        )
-        for _ in range(n)
-    ]
 
 
 COLD = """
@@ -319,7 +305,7 @@ def main() -> None:
     args = ap.parse_args()
 
     imports = import_times(args.imports)
-    floor = floor_import_times(args.imports)
+    floor = import_times(args.imports, FLOOR_IMPORT)
     print(
         f"API handler import: median {statistics.median(imports):.0f} ms over "
         f"{len(imports)} fresh processes (min {min(imports):.0f}, max {max(imports):.0f}); "

@@ -44,15 +44,17 @@ def _db() -> psycopg.Connection[Any]:
     return _conn
 
 
-def _json(value: Any) -> Response:
-    return Response(json.dumps(value, default=str), media_type="application/json")
+def _json(value: Any, status_code: int = 200) -> Response:
+    return Response(
+        json.dumps(value, default=str), status_code=status_code, media_type="application/json"
+    )
 
 
 async def table(request: Request) -> Response:
     cur = _db().execute(TABLE_SQL, ("lake", request.path_params["table_id"]))
     row = cur.fetchone()
     if row is None:
-        return _json({"detail": "no such table"})
+        return _json({"detail": "no such table"}, 404)
     return _json(dict(zip([d.name for d in cur.description or ()], row, strict=True)))
 
 
