@@ -318,6 +318,21 @@ class BatchOut(_Out):
     finished_at: datetime | None
 
 
+class RejectsOut(BaseModel):
+    """A job's rejected records (``GET /ingestion/jobs/{id}/rejects``): the first ``limit``
+    of ``total`` in plan order, each with its ``source``, ``row``, ``column``, ``value`` and
+    ``error``. ``gone`` is true when records were rejected and their quarantine objects no
+    longer exist (``missing``); ``note`` says so in one sentence."""
+
+    job_id: str
+    records_rejected: int
+    total: int
+    items: list[dict[str, Any]]
+    missing: list[str]
+    gone: bool
+    note: str | None
+
+
 class SchemaVersionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -110,6 +110,26 @@ class Forbidden(DatalakeError):
     status_code = 403
 
 
+#: Errors that the same input raises again on every attempt (a malformed file, a column a
+#: frozen table lacks, a partition field of the wrong type): a retry cannot clear them, so
+#: a batch that raises one fails at once. Anything else (TransientError, a dropped
+#: connection, a timeout, a library error of unknown kind) is worth another attempt.
+DETERMINISTIC: tuple[type[DatalakeError], ...] = (
+    InvalidInput,
+    NotFound,
+    IncompatibleSchema,
+    QualityGateFailed,
+    SchemaMismatch,
+    SourceChanged,
+    CorruptInput,
+)
+
+
+def is_deterministic(error: BaseException) -> bool:
+    """Whether ``error`` would recur on a retry of the same work (see :data:`DETERMINISTIC`)."""
+    return isinstance(error, DETERMINISTIC)
+
+
 def describe_validation_error(error: Exception) -> str:
     """A one-line, user-facing summary of a pydantic ``ValidationError`` (no doc links)."""
     errors = getattr(error, "errors", None)

@@ -8,16 +8,17 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response, status
 
 from datalake.domain.limits import HEADER_VALUE_MAX
-from datalake.services import jobs, rebuild
+from datalake.services import jobs, rebuild, rejects
 from datalake.services.idempotency import create_job_once
 from datalake_api.deps import (
     CorrelationDep,
     OrchestratorDep,
     PrincipalDep,
+    ReaderDep,
     SessionDep,
     SweeperDep,
 )
-from datalake_api.models import BatchOut, JobCreate, JobOut, Page
+from datalake_api.models import BatchOut, JobCreate, JobOut, Page, RejectsOut
 from datalake_api.params import BigLimit, IdFilter, Instant, Limit, NameFilter, Offset, PathId
 
 router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
@@ -76,16 +77,36 @@ def list_jobs(
     # The page's rows as dicts: read by attribute, each field a row lacks (``corrupted_at``,
     # ``iceberg_published``) raised and caught an AttributeError, and pydantic reads a
     # row's mapping more slowly still; as dicts the page takes about 15% less CPU.
-    return Page(items=[JobOut.model_validate(j._asdict()) for j in items], total=total)
+    # A running job's counters come from its batches (one statement for the page).
+    rows = jobs.with_live_counters(session, items)
+    return Page(items=[JobOut.model_validate(j) for j in rows], total=total)
 
 
 @router.get("/{job_id}")
 def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
+    """A job; while it runs, its counters are its batches' so far."""
     who.require("reader")
     job = jobs.get_job(session, job_id)
     out = JobOut.model_validate(job)
+    live = jobs.live_counters(session, job)
+    if live:
+        out = out.model_copy(update=live)
     out.iceberg_published = jobs.iceberg_published(session, job)
     return out
+
+
+@router.get("/{job_id}/rejects")
+def list_rejects(
+    job_id: PathId,
+    session: SessionDep,
+    who: PrincipalDep,
+    store: ReaderDep,
+    limit: Limit = 100,
+) -> RejectsOut:
+    """The records a job quarantined, with why each was rejected (or that they are gone)."""
+    who.require("reader")
+    found = rejects.read_rejects(session, job_id, store=store, limit=limit)
+    return RejectsOut.model_validate(found.to_json())
 
 
 @router.get("/{job_id}/batches")

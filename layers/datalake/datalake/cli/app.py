@@ -663,32 +663,22 @@ def rejects(
     as_json: JsonOpt = False,
 ) -> None:
     """The records a job quarantined, with the reason each was rejected."""
-    api = STATE.api
-    j = api.call("GET", f"{API}/ingestion/jobs/{job}")
-    batches = api.get(f"{API}/ingestion/jobs/{job}/batches", limit=10000)["items"]
-    keys = [b["quarantine_key"] for b in batches if b.get("quarantine_key")]
-    bucket = STATE.profile.lake_bucket
-    if keys and not bucket:
-        t = api.call("GET", f"{API}/tables/{j['table_id']}")
-        bucket = str(t.get("location") or "").removeprefix("s3://").split("/", 1)[0] or None
-    records: list[dict[str, Any]] = []
-    if keys:
-        s3 = s3_client(STATE.profile)
-        for key in keys:
-            try:
-                body = s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode()
-            except Exception as e:
-                raise s3_error(e, f"cannot read s3://{bucket}/{key}") from e
-            for line in body.splitlines():
-                if line.strip():
-                    records.append(json.loads(line))
-    shown = records[:limit]
-    result = {"job_id": job, "records_rejected": j["records_rejected"], "total": len(records),
-              "items": shown}
-    emit(result, as_json, lambda r: out.print(list_table(
-        r["items"], ["source", "row", "column", "value", "error"],
-        f"{r['total']} rejected record(s) of job {job}" + (
-            f", first {len(shown)}" if len(shown) < len(records) else ""))))
+    r = STATE.api.get(f"{API}/ingestion/jobs/{job}/rejects", limit=limit)
+    gone = str(r.get("note") or f"the rejected records of job {job} are gone")
+    shown = r["items"]
+    title = f"{r['total']} rejected record(s) of job {job}" + (
+        f", first {len(shown)}" if len(shown) < r["total"] else "")
+
+    def render(d: dict[str, Any]) -> None:
+        if d.get("gone"):
+            return  # nothing to show: the one error line below says why
+        out.print(list_table(d["items"], ["source", "row", "column", "value", "error"], title))
+        if d.get("note"):  # some objects expired: say so beside what is left
+            err.print(d["note"], markup=False, highlight=False, soft_wrap=True)
+
+    emit(r, as_json, render)
+    if r.get("gone"):
+        raise CliError(gone)
 
 
 # ================================================================================ schema

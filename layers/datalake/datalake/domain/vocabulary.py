@@ -57,12 +57,23 @@ _JOB_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANC
 
 
 class BatchStatus(StrEnum):
-    """A batch's life: PENDING -> RUNNING -> SUCCEEDED | FAILED."""
+    """A batch's life: PENDING -> RUNNING -> SUCCEEDED | FAILED; a FAILED batch may run
+    again (a retry). PENDING or RUNNING -> CANCELLED when its job is cancelled or fails
+    first: no attempt at it is recorded any more (a FAILED one keeps its error)."""
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def finished(self) -> bool:
+        """True for the statuses no attempt changes any more."""
+        return self in _BATCH_FINISHED
+
+
+_BATCH_FINISHED = frozenset({BatchStatus.SUCCEEDED, BatchStatus.CANCELLED})
 
 
 class FileStatus(StrEnum):

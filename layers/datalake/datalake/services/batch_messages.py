@@ -7,7 +7,10 @@ What happens to each message, so that nothing is processed uselessly or silently
 - the job is no longer RUNNING: the token is answered ``Datalake.JobCancelled``;
 - the batch succeeded already (a redelivery): the token gets the recorded outcome;
 - the attempt fails: ``Datalake.BatchRetry`` while the job's retries last (the state
-  machine retries with backoff), ``Datalake.BatchFailed`` after;
+  machine retries with backoff), ``Datalake.BatchFailed`` after; an error that the same
+  input raises on every attempt (``errors.DETERMINISTIC``: ``InvalidInput``,
+  ``SchemaMismatch``, ``CorruptInput``, ...) is ``Datalake.BatchFailed`` at once, and
+  the message is answered, not raised, so neither the state machine nor SQS runs it again;
 - the token dies while the attempt runs: the attempt stops, deletes what it wrote, and
   the message is dropped.
 
@@ -25,7 +28,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from datalake.engine.store import ObjectStore
-from datalake.errors import StaleTask
+from datalake.errors import StaleTask, is_deterministic
 from datalake.ports import TaskCallbacks
 from datalake.services.jobs import JobCancelled
 from datalake.services.worker import retries_left, run_batch
@@ -33,7 +36,7 @@ from datalake.services.worker import retries_left, run_batch
 log = logging.getLogger(__name__)
 
 RETRY = "Datalake.BatchRetry"  # the state machine retries these with backoff
-FAILED = "Datalake.BatchFailed"  # retries exhausted: the job fails
+FAILED = "Datalake.BatchFailed"  # deterministic, or retries exhausted: the job fails
 CANCELLED = "Datalake.JobCancelled"
 #: How often a running attempt tells Step Functions it is alive.
 HEARTBEAT_EVERY_S = 30.0
@@ -116,7 +119,8 @@ def _handle(
         return "cancelled"
     except Exception as e:  # the attempt failed; the workflow decides what happens next
         log.warning("batch attempt failed: %s: %s", type(e).__name__, e, extra=where)
-        error = RETRY if retries_left(msg.job_id, msg.batch_id) else FAILED
+        retry = not is_deterministic(e) and retries_left(msg.job_id, msg.batch_id)
+        error = RETRY if retry else FAILED
         callbacks.failure(msg.task_token, error=error, cause=f"{type(e).__name__}: {e}")
         return "retry" if error == RETRY else "failed"
     log.info("batch done", extra={**where, **outcome.to_json()})

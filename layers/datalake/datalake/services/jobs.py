@@ -224,6 +224,33 @@ def list_jobs(
     )
 
 
+def live_counters(session: Session, job: Any) -> dict[str, int]:
+    """A RUNNING job's counters so far, summed from its batch rows (``records_read``,
+    ``records_written``, ``records_rejected``, ``bytes_read``, ``bytes_written``,
+    ``files_written``, ``batches_succeeded``, ``batches_failed``); ``{}`` for any other
+    status, whose row holds its final counters (rolled up at Commit or Abort).
+
+    ``job`` is a job row or a page's row (anything with ``id`` and ``status``).
+    """
+    if job.status != JobStatus.RUNNING:
+        return {}
+    return SqlCatalog(session).batch_counters([job.id]).get(job.id, {})
+
+
+def with_live_counters(session: Session, rows: list[Row[Any]]) -> list[dict[str, Any]]:
+    """A page of :func:`list_jobs` as dicts, each RUNNING job's counters from its batches
+    (:func:`live_counters`): one grouped statement for the page's running jobs, and none
+    for a page without any, so a page of finished jobs costs what it did."""
+    running = [r.id for r in rows if r.status == JobStatus.RUNNING]
+    live = SqlCatalog(session).batch_counters(running) if running else {}
+    out = []
+    for r in rows:
+        d = r._asdict()
+        d.update(live.get(r.id, {}))
+        out.append(d)
+    return out
+
+
 def list_batches(
     session: Session, job_id: str, *, limit: int = 1000, offset: int = 0
 ) -> tuple[list[IngestionBatch], int]:
@@ -343,14 +370,17 @@ def cancel_job(
     job = get_job(session, job_id)
     if job.status in FINISHED:
         raise Conflict(f"job {job_id} is {job.status} and cannot be cancelled")
+    now = utcnow()
     transition(
         session,
         job,
         expect=UNFINISHED,
         to=JobStatus.CANCELLED,
-        finished_at=utcnow(),
+        finished_at=now,
         error="cancelled by " + actor,
     )
+    # In the cancel's own transaction: no batch of the job reads PENDING or RUNNING after.
+    SqlCatalog(session).cancel_unfinished_batches(job.id, at=now)
     audit.record(
         session,
         actor=actor,
@@ -397,16 +427,18 @@ def sweep_job_objects(
 ) -> int:
     """Delete every object written for ``job`` that the catalog does not list as its own.
 
-    For a job that did not succeed that is everything it wrote, data and quarantine;
-    for a succeeded one, the leftovers of attempts that crashed after uploading (a
-    winner's files and quarantine objects are listed, so they stay).
+    For a cancelled job that is everything it wrote, data and quarantine; for a failed
+    one its data (the quarantine its batches recorded stays, for ``rejects``, until the
+    lake's quarantine lifecycle rule expires it); for a succeeded one, the leftovers of
+    attempts that crashed after uploading (a winner's files and quarantine objects are
+    listed, so they stay).
     """
     settings = settings or get_settings()
     bucket = settings.lake_bucket
     table = get_table(session, job.table_id, include_deleted=True)
     catalog: Catalog = SqlCatalog(session)
     keep = catalog.job_file_keys(job.id)
-    if job.status == JobStatus.SUCCEEDED:
+    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
         keep.update(catalog.batch_quarantine_keys(job.id))
     marker = job_file_marker(job.id)
     doomed = [
@@ -433,21 +465,29 @@ def abort_job(
     store: ObjectSweeper | None,
     settings: Settings | None = None,
 ) -> IngestionJob:
-    """Mark a job FAILED after its workflow gave up, and delete everything it wrote.
+    """Mark a job FAILED after its workflow gave up, and delete what it wrote.
 
-    A cancelled job stays CANCELLED (and is cleaned the same way); a succeeded one is
-    left as it is (a re-run Catch).
+    The job's ``error`` is its first failed batch's (``"<class>: <message>"``, in plan
+    order) when a batch failed, else ``error`` (what the workflow caught: a Plan error,
+    the quality gate, ...). Batches that will never run become CANCELLED. Data objects go;
+    a FAILED job's quarantine is kept, so ``rejects`` can show why it failed (the lake's
+    quarantine lifecycle rule expires it); a cancelled job stays CANCELLED and loses its
+    quarantine too; a succeeded one is left as it is (a re-run Catch).
     """
     job = get_job(session, job_id)
+    catalog = SqlCatalog(session)
     if job.status in UNFINISHED:
+        now = utcnow()
+        cause = catalog.first_batch_error(job.id) or error
         transition(
             session,
             job,
             expect=UNFINISHED,
             to=JobStatus.FAILED,
-            finished_at=utcnow(),
-            error=error[:4000],
+            finished_at=now,
+            error=cause[:4000],
         )
+        catalog.cancel_unfinished_batches(job.id, at=now)
     if job.status != JobStatus.SUCCEEDED:
         discard_uncommitted(session, job, store)
         if store is not None:

@@ -32,11 +32,12 @@ from datalake.domain.layout import (
     table_prefix,
 )
 from datalake.domain.partitioning import PartitionField, parse_partitioning
+from datalake.domain.schema import Schema
 from datalake.domain.vocabulary import BatchStatus, FileStatus, JobStatus
 from datalake.engine.ingest import SplitResult, ingest_splits
 from datalake.engine.splits import Split, batch_from_json
 from datalake.engine.store import ObjectStore
-from datalake.errors import BatchTimeout, NotFound
+from datalake.errors import BatchTimeout, DatalakeError, NotFound
 from datalake.services.jobs import JobCancelled, get_job, partition_path
 from datalake.services.schemas import schema_at
 from datalake.services.tables import get_table
@@ -141,30 +142,28 @@ def run_batch(
             raise NotFound(f"batch {batch_id} of job {job_id} not found")
         if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}")
-        # Conditional, so a concurrent winner's SUCCEEDED is never overwritten.
+        # Conditional, so a concurrent winner's SUCCEEDED (or a cancel) is never overwritten.
         if not catalog.start_batch_attempt(
             batch_id, status=BatchStatus.RUNNING, started_at=utcnow(), error=None
         ):
-            return _outcome(_batch(session, batch_id))
+            batch = _batch(session, batch_id)
+            if batch.status == BatchStatus.CANCELLED:
+                raise JobCancelled(f"batch {batch.seq} of job {job_id} was cancelled")
+            return _outcome(batch)
         batch = _batch(session, batch_id)
         budget = float(timeout_seconds if timeout_seconds is not None else job.timeout_seconds)
-        table = get_table(session, job.table_id, include_deleted=True)
-        schema = schema_at(session, table.id, job.schema_version)
-        ctx = _BatchContext(
-            splits=batch_from_json(batch.split),
-            seq=batch.seq,
-            partitioning=parse_partitioning(table.partitioning),
-            policy=table.schema_policy,
-            compression=TableFormat.of(table.format).compression,
-            target=target_bytes(table.format),
-            prefix=table_prefix(table.namespace, table.name),
-            quarantine_prefix=job_quarantine_prefix(
-                settings.quarantine_prefix, table.namespace, table.name, job_id
-            ),
-            table_id=table.id,
-            options=dict(job.options),
-            schema_version=job.schema_version,
-        )
+        try:
+            ctx, schema = _context(session, job, batch, settings)
+        except DatalakeError as e:
+            # Recorded in this attempt's own transaction, so the batch says why it failed.
+            catalog.update_unfinished_batch(
+                batch_id, status=BatchStatus.FAILED, error=_describe(e), finished_at=utcnow()
+            )
+            refused: DatalakeError | None = e
+        else:
+            refused = None
+    if refused is not None:
+        raise refused
 
     def progress() -> None:
         if time.monotonic() - started > budget:
@@ -191,9 +190,38 @@ def run_batch(
             on_chunk=progress,
         )
     except Exception as e:  # the engine deleted what this attempt wrote
-        _mark_failed(batch_id, f"{type(e).__name__}: {e}")
+        _mark_failed(batch_id, _describe(e))
         raise
     return _record(job_id, batch_id, ctx, result, store=store, settings=settings)
+
+
+def _context(
+    session: Session, job: IngestionJob, batch: IngestionBatch, settings: Settings
+) -> tuple[_BatchContext, Schema]:
+    """What the attempt needs from the job's table, and the schema it conforms to."""
+    table = get_table(session, job.table_id, include_deleted=True)
+    schema = schema_at(session, table.id, job.schema_version)
+    ctx = _BatchContext(
+        splits=batch_from_json(batch.split),
+        seq=batch.seq,
+        partitioning=parse_partitioning(table.partitioning),
+        policy=table.schema_policy,
+        compression=TableFormat.of(table.format).compression,
+        target=target_bytes(table.format),
+        prefix=table_prefix(table.namespace, table.name),
+        quarantine_prefix=job_quarantine_prefix(
+            settings.quarantine_prefix, table.namespace, table.name, job.id
+        ),
+        table_id=table.id,
+        options=dict(job.options),
+        schema_version=job.schema_version,
+    )
+    return ctx, schema
+
+
+def _describe(error: BaseException) -> str:
+    """A failed attempt's error as its batch (and then its job) records it."""
+    return f"{type(error).__name__}: {error}"[:4000]
 
 
 def _own_keys(result: SplitResult) -> list[str]:
@@ -220,6 +248,10 @@ def _record(
             if job.status != JobStatus.RUNNING:
                 status = job.status
                 won = None
+                # Under the job's lock: the batch says it was cut off, not still RUNNING.
+                SqlCatalog(session).update_unfinished_batch(
+                    batch_id, status=BatchStatus.CANCELLED, finished_at=utcnow()
+                )
             else:
                 won = _claim(session, job_id, batch_id, ctx, result, bucket)
                 outcome = _outcome(_batch(session, batch_id))
@@ -310,7 +342,7 @@ def _delete_unrecorded(store: ObjectStore, bucket: str, keys: list[str]) -> None
 def _mark_failed(batch_id: str, error: str) -> None:
     with session_scope() as session:
         SqlCatalog(session).update_unfinished_batch(
-            batch_id, status=BatchStatus.FAILED, error=error[:4000], finished_at=utcnow()
+            batch_id, status=BatchStatus.FAILED, error=error, finished_at=utcnow()
         )
 
 

@@ -117,6 +117,16 @@ class JobQueries:
         ).all()
         return [k for k in keys if k]
 
+    def batch_quarantines(self, job_id: str) -> list[tuple[str, int]]:
+        """The quarantine object key and rejected count of each batch of the job that
+        recorded one, in plan order."""
+        rows = self.session.execute(
+            select(IngestionBatch.quarantine_key, IngestionBatch.records_rejected)
+            .where(IngestionBatch.job_id == job_id, IngestionBatch.quarantine_key.is_not(None))
+            .order_by(IngestionBatch.seq)
+        ).all()
+        return [(str(key), int(n or 0)) for key, n in rows]
+
     def job_file_keys(self, job_id: str) -> set[str]:
         """The object keys of every file row of a job, whatever its status."""
         return set(self.session.scalars(select(DataFile.key).where(DataFile.job_id == job_id)))
