@@ -29,6 +29,18 @@ def test_the_state_machine_retries_the_errors_plan_and_commit_raise(state: str) 
     assert {CommitConflict.__name__, TransientError.__name__} <= retried_errors(state)
 
 
+def test_the_state_machine_retries_a_batch_only_on_the_workers_transient_name() -> None:
+    from datalake.services import batch_messages
+
+    definition = json.loads((ROOT / "infra" / "ingest_job.asl.json").read_text())
+    task = definition["States"]["Batches"]["ItemProcessor"]["States"]["IngestBatch"]
+    retried = {e for r in task["Retry"] for e in r["ErrorEquals"]}
+    assert batch_messages.RETRY in retried
+    # A deterministic error (or retries exhausted) and a cancel end the item at once.
+    assert not {batch_messages.FAILED, batch_messages.CANCELLED, "States.ALL",
+                "States.TaskFailed"} & retried
+
+
 def test_a_plan_that_loses_a_schema_race_raises_for_the_state_machine_to_retry(
     s3: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
