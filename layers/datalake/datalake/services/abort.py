@@ -16,16 +16,18 @@ __all__ = ["abort_workflow"]
 
 
 def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str, Any]:
-    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote.
+    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote
+    (:func:`~datalake.services.jobs.abort_job`: a failed job keeps its quarantine).
 
     Parameters
     ----------
     job_id:
         The job whose workflow failed.
     error:
-        What failed, recorded on the job.
+        What the workflow caught; recorded on the job unless a batch failed, whose own
+        error (the cause, not the Map's or Commit's summary of it) is recorded instead.
     store:
-        Where the job's objects are (data and quarantine), to delete them.
+        Where the job's objects are, to delete them.
 
     Returns
     -------
