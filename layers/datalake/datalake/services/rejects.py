@@ -86,7 +86,7 @@ def read_rejects(
             with store.open_input(bucket, key) as f:
                 for line in f:
                     if line.strip():
-                        items.append(json.loads(line))
+                        items.append(_record(line, key))
                         if len(items) >= limit:
                             break
         except NotFound:
@@ -100,3 +100,16 @@ def read_rejects(
         note = f"the rejected records of job {job.id} {what}: {why}"
     return Rejects(job_id=job.id, records_rejected=int(rejected), total=total, items=items,
                    missing=missing, note=note)
+
+
+def _record(line: bytes, key: str) -> dict[str, Any]:
+    """One quarantine line; a line that is not JSON (an object altered by hand) is shown
+    as what it is rather than failing the whole answer."""
+    try:
+        parsed = json.loads(line)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict):
+        return parsed
+    excerpt = line[:200].decode("utf-8", errors="replace")
+    return {"source": key, "error": "not a JSON object of the quarantine", "value": excerpt}
