@@ -1,27 +1,40 @@
 """``datalake query``: DuckDB over the committed files of the tables a query names.
 
 Only files listed by ``GET /tables/{id}/files`` are read (one snapshot each), so a query
-sees whole jobs only. DuckDB's ``httpfs`` extension is downloaded at first use, which
-fails offline (and on LocalStack), so the files are fetched with boto3 into a temporary
-folder that keeps their Hive-style keys, and read there with ``read_parquet(...,
-hive_partitioning = true, union_by_name = true)``.
+sees whole jobs only. Each table is handed to DuckDB as an Arrow dataset whose scans run
+:func:`datalake.services.reading.scan_files`: every file is projected onto the table's
+schema **by field id**, as Iceberg readers and the services read it (a dropped column is
+gone, a column re-added under an old name is null in files written before), and DuckDB
+pushes its projection and filters into the scan, so:
+
+- only the columns the query uses are read from each file (ranged GETs, no download);
+- a file whose partition values contradict the query's filter is never opened (the
+  catalog's partition values are the guarantee: identity, year, month, day, hour);
+- files are opened one at a time, as DuckDB pulls rows (a ``LIMIT`` stops early).
+
+Results come back as Arrow, so time zones are converted by pyarrow (zoneinfo), not by
+DuckDB's Python conversion, which needs ``pytz`` for ``TIMESTAMPTZ`` values.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import re
-import tempfile
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from datalake.cli.client import ApiClient, CliError, Profile
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     import pyarrow.compute as pc
     from sqlalchemy.orm import Session
 
+    from datalake.domain.schema import Schema
     from datalake.engine.store import ObjectStore
+    from datalake.services.reading import FileRef
+
+API = "/api/v1"
 
 #: ``namespace.name`` in SQL, not inside quotes (a rough cut; ``--table`` is the exact way).
 _DOTTED = re.compile(r"(?<![\w.'\"])([A-Za-z_]\w*)\.([A-Za-z_]\w*)(?![\w.(])")
@@ -47,6 +60,222 @@ def _duckdb() -> Any:
     return duckdb
 
 
+# ------------------------------------------------------------------ what the API says
+
+
+def list_files(api: ApiClient, table_id: str) -> list[dict[str, Any]]:
+    """Every committed file of one snapshot of the table (all pages)."""
+    path = f"{API}/tables/{table_id}/files"
+    page = api.get(path, limit=10000)
+    items = list(page["items"])
+    while page.get("next"):
+        page = api.get(path, cursor=page["next"], limit=10000)
+        items.extend(page["items"])
+    return items
+
+
+def schema_history(api: ApiClient, table_id: str) -> dict[int, Schema]:
+    """``{version: schema}`` of the table, from ``GET /schema/versions/table/{id}``."""
+    from datalake.domain.schema import Schema
+
+    out: dict[int, Schema] = {}
+    offset = 0
+    while True:
+        page = api.get(f"{API}/schema/versions/table/{table_id}", limit=100, offset=offset)
+        for v in page["items"]:
+            out[int(v["version"])] = Schema.from_json(v["schema"])
+        offset += len(page["items"])
+        if not page["items"] or offset >= int(page.get("total") or 0):
+            return out
+
+
+# ------------------------------------------------------------------ partition pruning
+
+
+def _period(kind: str, text: str) -> tuple[dt.datetime, dt.datetime] | None:
+    """The [start, end) of a year/month/day/hour partition value (Iceberg's strings)."""
+    try:
+        if kind == "year":
+            start = dt.datetime(int(text), 1, 1)
+            return start, start.replace(year=start.year + 1)
+        if kind == "month":
+            y, m = (int(p) for p in text.split("-"))
+            start = dt.datetime(y, m, 1)
+            return start, dt.datetime(y + m // 12, m % 12 + 1, 1)
+        if kind == "day":
+            start = dt.datetime.fromisoformat(text)
+            return start, start + dt.timedelta(days=1)
+        if kind == "hour":
+            day, hour = text.rsplit("-", 1)
+            start = dt.datetime.fromisoformat(day) + dt.timedelta(hours=int(hour))
+            return start, start + dt.timedelta(hours=1)
+    except (ValueError, OverflowError):
+        return None
+    return None
+
+
+def partition_guarantee(
+    partitioning: Sequence[dict[str, Any]],
+    values: dict[str, Any],
+    schema: Schema,
+    written: Schema | None,
+) -> pc.Expression | None:
+    """What every row of a file satisfies, from its partition values; None if nothing known.
+
+    A field counts only when the file was written with the same column (same field id) the
+    current schema has under that name: a column dropped and re-added reads as null in
+    older files, whatever their partition values say.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from datalake.domain.partitioning import parse_partitioning
+    from datalake.engine.arrow_schema import to_arrow_field
+
+    if written is None:
+        return None
+    try:
+        fields = parse_partitioning(list(partitioning))
+    except Exception:
+        return None
+    known: list[pc.Expression] = []
+    for pf in fields:
+        col, old = schema.find(pf.column), written.find(pf.column)
+        if col is None or old is None or col.id != old.id or pf.path_name not in values:
+            continue
+        kind, value = pf.parsed.kind, values[pf.path_name]
+        ref, typ = pc.field(col.name), to_arrow_field(col).type
+        if value is None:
+            known.append(ref.is_null())
+            continue
+        try:
+            if kind == "identity" and not pa.types.is_binary(typ):
+                scalar = pa.scalar(str(value)).cast(typ)
+                known.append(ref == scalar)
+            elif kind in ("year", "month", "day", "hour") and (
+                pa.types.is_timestamp(typ) or pa.types.is_date(typ)
+            ):
+                bounds = _period(kind, str(value))
+                if bounds is None:
+                    continue
+                lo, hi = bounds
+                if pa.types.is_timestamp(typ) and typ.tz is not None:
+                    lo, hi = lo.replace(tzinfo=dt.UTC), hi.replace(tzinfo=dt.UTC)
+                if pa.types.is_date(typ):
+                    known.append((ref >= pa.scalar(lo.date(), typ)) & (ref < pa.scalar(hi.date(), typ)))
+                else:
+                    known.append((ref >= pa.scalar(lo, typ)) & (ref < pa.scalar(hi, typ)))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+            continue
+    if not known:
+        return None
+    out = known[0]
+    for e in known[1:]:
+        out = out & e
+    return out
+
+
+def prune(
+    files: Sequence[FileRef],
+    guarantees: Sequence[pc.Expression | None],
+    arrow_schema: pa.Schema,
+    filter: pc.Expression | None,
+) -> list[FileRef]:
+    """The files whose guarantee does not contradict ``filter`` (pyarrow's simplification,
+    as for a partitioned dataset's fragments: conservative, nothing is opened)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    if filter is None or not files:
+        return list(files)
+    always = pc.scalar(True)
+    try:
+        index = ds.FileSystemDataset.from_paths(
+            [f"/{i}" for i in range(len(files))],
+            schema=arrow_schema,
+            format=ds.ParquetFileFormat(),
+            filesystem=pa.fs.LocalFileSystem(),
+            partitions=[g if g is not None else always for g in guarantees],
+        )
+        kept = {int(fr.path.lstrip("/")) for fr in index.get_fragments(filter=filter)}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return list(files)
+    return [f for i, f in enumerate(files) if i in kept]
+
+
+# ------------------------------------------------------------------ the scan DuckDB runs
+
+
+def table_scan(
+    schema: Schema,
+    files: Sequence[FileRef],
+    guarantees: Sequence[pc.Expression | None],
+    store: ObjectStore,
+) -> Any:
+    """A ``pyarrow.dataset.Dataset`` DuckDB can scan: its ``scanner(columns, filter)`` (what
+    DuckDB pushes down) prunes ``files`` and streams them through
+    :func:`~datalake.services.reading.scan_files`.
+
+    DuckDB recognises Arrow datasets by type, so this is an (empty) ``InMemoryDataset``
+    whose ``scanner`` is replaced: the projection by field id happens in our code.
+    """
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+
+    from datalake.engine.arrow_schema import to_arrow_field
+    from datalake.services.reading import scan_files
+
+    arrow_schema = pa.schema([to_arrow_field(f) for f in schema.fields])
+
+    class _Scan(ds.InMemoryDataset):  # type: ignore[misc]
+        def scanner(self, *args: Any, **kwargs: Any) -> Any:
+            cols = kwargs.get("columns")
+            flt = kwargs.get("filter")
+            names = list(cols) if cols is not None else arrow_schema.names
+            out = pa.schema([arrow_schema.field(n) for n in names])
+            picked = prune(files, guarantees, arrow_schema, flt)
+
+            def batches() -> Iterator[pa.RecordBatch]:
+                parts = scan_files(schema, picked, store=store, columns=names)
+                for part in parts:
+                    if flt is not None:
+                        part = part.filter(flt)
+                    yield from part.cast(out).to_batches()
+
+            return ds.Scanner.from_batches(batches(), schema=out)
+
+    return _Scan(arrow_schema.empty_table())
+
+
+def _store(profile: Profile) -> ObjectStore:
+    from datalake.aws.s3 import S3ObjectStore
+    from datalake.cli.lookups import s3_client
+
+    return S3ObjectStore(s3_client(profile))
+
+
+def _file_refs(
+    items: Sequence[dict[str, Any]], history: dict[int, Schema]
+) -> list[FileRef]:
+    from datalake.services.reading import FileRef
+
+    refs = []
+    for f in items:
+        bucket, key = str(f["path"]).removeprefix("s3://").split("/", 1)
+        version = f.get("schema_version")
+        refs.append(FileRef(bucket, key, version, history.get(version or -1)))
+    return refs
+
+
+def _rows(result: Any) -> tuple[list[str], list[list[Any]]]:
+    """Columns and rows of an Arrow result (pyarrow converts zones; no pytz needed)."""
+    table = result.read_all() if hasattr(result, "read_all") else result
+    columns = [str(n) for n in table.column_names]
+    values = [c.to_pylist() for c in table.columns]
+    return columns, [list(r) for r in zip(*values, strict=True)]
+
+
 def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) -> dict[str, Any]:
     """Run ``sql`` over the named tables; return ``{"columns", "rows", "tables"}``.
 
@@ -59,12 +288,21 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     tables:
         Tables to expose; empty = every ``NAMESPACE.NAME`` of ``sql`` that is a table.
 
+    Returns
+    -------
+    dict
+        ``columns``, ``rows``, and ``tables``: each table's id and its ``files`` (in the
+        snapshot listed) and ``files_read`` (opened by the query).
+
     Raises
     ------
     CliError
-        When DuckDB is missing, a table is unknown or empty, or the SQL fails.
+        When DuckDB is missing, a table is unknown or has no schema, or the SQL fails
+        (a file that does not fit the schema included).
     """
-    from datalake.cli.lookups import TableNotFound, committed_files, resolve_table, s3_client
+    from datalake.cli.lookups import TableNotFound, resolve_table
+    from datalake.domain.schema import Schema
+    from datalake.errors import DatalakeError
 
     duckdb = _duckdb()
     explicit = bool(tables)
@@ -82,38 +320,55 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     if not resolved:
         raise CliError(f"no table among {', '.join(refs)}")
     con = duckdb.connect()
-    s3 = s3_client(profile)
-    with tempfile.TemporaryDirectory(prefix="datalake-query-") as tmp:
-        used = []
-        for ref, t in resolved:
-            files = committed_files(api, t["id"])
-            if not files:
-                raise CliError(f"table {ref} has no committed data yet")
-            local = []
-            for f in files:
-                bucket, key = f["path"].removeprefix("s3://").split("/", 1)
-                dest = Path(tmp) / bucket / key
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    s3.download_file(bucket, key, str(dest))
-                except Exception as e:
-                    raise CliError(f"cannot read {f['path']}: {type(e).__name__}: {e}") from e
-                local.append(str(dest))
-            ns, name = t["namespace"], t["name"]
-            listing = ", ".join("'" + p.replace("'", "''") + "'" for p in local)
-            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ns}"')
-            con.execute(
-                f'CREATE VIEW "{ns}"."{name}" AS SELECT * FROM read_parquet([{listing}], '
-                "hive_partitioning = true, union_by_name = true)"
-            )
-            used.append({"table": f"{ns}.{name}", "id": t["id"], "files": len(files)})
-        try:
-            cur = con.execute(sql)
-            columns = [d[0] for d in cur.description or []]
-            rows = [list(r) for r in cur.fetchall()]
-        except duckdb.Error as e:
-            raise CliError(f"query failed: {e}") from e
+    store = _CountingStore(_store(profile))
+    used = []
+    for i, (ref, t) in enumerate(resolved):
+        schema = Schema.from_json(t["schema"]) if t.get("schema") else Schema()
+        if not len(schema):
+            raise CliError(f"table {ref} has no committed data yet (it has no schema)")
+        items = list_files(api, t["id"])
+        files = _file_refs(items, schema_history(api, t["id"]))
+        guarantees = [
+            partition_guarantee(t.get("partitioning") or [], it.get("partition") or {},
+                                schema, f.written)
+            for it, f in zip(items, files, strict=True)
+        ]
+        ns, name = t["namespace"], t["name"]
+        view = f"__datalake_scan_{i}"
+        con.register(view, table_scan(schema, files, guarantees, store.of(t["id"])))
+        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ns}"')
+        con.execute(f'CREATE VIEW "{ns}"."{name}" AS SELECT * FROM "{view}"')
+        used.append({"table": f"{ns}.{name}", "id": t["id"], "files": len(files)})
+    try:
+        columns, rows = _rows(con.execute(sql).arrow())
+    except duckdb.Error as e:
+        raise CliError(f"query failed: {' '.join(str(e).split())}") from e
+    except DatalakeError as e:
+        raise CliError(f"query failed: {e}") from e
+    for u in used:
+        u["files_read"] = store.opened.get(u["id"], 0)
     return {"columns": columns, "rows": rows, "tables": used}
+
+
+class _CountingStore:
+    """Counts the files each table's scans open (reported as ``files_read``)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.opened: dict[str, int] = {}
+
+    def of(self, table_id: str) -> ObjectStore:
+        outer = self
+
+        class _Opener:
+            def __getattr__(self, name: str) -> Any:
+                return getattr(outer.store, name)
+
+            def open_input(self, bucket: str, key: str, **kwargs: Any) -> Any:
+                outer.opened[table_id] = outer.opened.get(table_id, 0) + 1
+                return outer.store.open_input(bucket, key, **kwargs)
+
+        return _Opener()  # type: ignore[return-value]
 
 
 def to_duckdb(
