@@ -8,6 +8,7 @@ S3 is moto's server (as in test_iceberg.py) so pyiceberg can read the same objec
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +19,7 @@ from starlette.testclient import TestClient
 from datalake.catalog.db import session_scope
 from datalake.cli import lookups
 from datalake.cli.client import ApiClient, CliError, Profile
-from datalake.cli.query import run_query
+from datalake.cli.query import parse_instant, run_query
 from datalake.services import jobs, schemas, tables
 from datalake.tokens import make_token
 from tests.functional.test_iceberg import (  # noqa: F401  (fixtures)
@@ -142,3 +143,20 @@ def test_a_query_opens_only_the_files_it_needs(
     gets.clear()
     got = run_query(*cli, "select id from nyc.flights limit 1", tables=[])
     assert len(got["rows"]) == 1 and len(set(gets)) < 5
+
+
+def test_as_of_returns_the_rows_of_the_snapshot_current_then(
+    s3: Any, cli: tuple[ApiClient, Profile]  # noqa: F811
+) -> None:
+    table_id = make_table("ontime")
+    run_job(s3, table_id, "id,delay\n" + "".join(f"{i},{i % 9}\n" for i in range(100)), "in/a.csv")
+    between = dt.datetime.now(dt.UTC)
+    time.sleep(0.05)
+    run_job(s3, table_id, "id,delay\n" + "".join(f"{i},1\n" for i in range(100, 150)), "in/b.csv")
+
+    sql = "select count(*), max(id) from nyc.ontime"
+    assert run_query(*cli, sql, tables=[])["rows"] == [[150, 149]]
+    then = parse_instant(between.replace(tzinfo=None).isoformat())  # no zone: UTC
+    assert run_query(*cli, sql, tables=[], as_of=then)["rows"] == [[100, 99]]
+    with pytest.raises(CliError, match="no snapshot at or before"):
+        run_query(*cli, sql, tables=[], as_of=then - dt.timedelta(days=1))

@@ -89,6 +89,106 @@ def schema_history(api: ApiClient, table_id: str) -> dict[int, Schema]:
             return out
 
 
+# ------------------------------------------------------------------ time travel
+
+
+def parse_instant(text: str) -> dt.datetime:
+    """An ISO 8601 timestamp (a date alone is its midnight); without a zone it is UTC.
+
+    Raises
+    ------
+    CliError
+        When ``text`` is not one.
+    """
+    try:
+        at = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError as e:
+        raise CliError(f"--as-of wants an ISO 8601 timestamp, not {text!r}") from e
+    return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
+
+
+def _read_json(store: ObjectStore, uri: str) -> Any:
+    import json
+
+    bucket, key = uri.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+    with store.open_input(bucket, key) as f:
+        return json.loads(f.read())
+
+
+def _read_avro(store: ObjectStore, uri: str) -> list[dict[str, Any]]:
+    import fastavro
+
+    bucket, key = uri.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+    with store.open_input(bucket, key) as f:
+        return list(fastavro.reader(f))  # type: ignore[arg-type]
+
+
+def files_as_of(
+    ref: str, table: dict[str, Any], at: dt.datetime, store: ObjectStore
+) -> tuple[Schema, list[FileRef]]:
+    """The schema and data files of the table's Iceberg snapshot current at ``at``.
+
+    The catalog lists only the table's present (or a recent listing's) files; its history
+    is the Iceberg metadata every Commit publishes, read here as any Iceberg reader
+    would: the snapshot log's last entry at or before ``at``, that snapshot's schema (by
+    field id) and its manifests' live entries.
+
+    Raises
+    ------
+    CliError
+        When the table is not published to Iceberg, has no snapshot that old, or the
+        metadata or files of that snapshot are gone (expired).
+    """
+    from datalake.domain.schema import Schema
+    from datalake.errors import DatalakeError
+    from datalake.services.reading import FileRef
+
+    location = (table.get("iceberg") or {}).get("metadata_location")
+    if not location:
+        raise CliError(f"table {ref} is not published to Iceberg, so it has no history for "
+                       "--as-of (is Iceberg publishing turned off?)")
+    try:
+        meta = _read_json(store, location)
+        ms = at.timestamp() * 1000
+        log = meta.get("snapshot-log") or [
+            {"snapshot-id": s["snapshot-id"], "timestamp-ms": s["timestamp-ms"]}
+            for s in meta.get("snapshots") or []
+        ]
+        before = [e for e in log if e["timestamp-ms"] <= ms]
+        if not before:
+            first = min((e["timestamp-ms"] for e in log), default=None)
+            since = (f"; its oldest is {dt.datetime.fromtimestamp(first / 1000, dt.UTC)}"
+                     if first is not None else "")
+            raise CliError(f"table {ref} has no snapshot at or before {at.isoformat()}{since}")
+        wanted = max(before, key=lambda e: e["timestamp-ms"])["snapshot-id"]
+        snap = next((s for s in meta.get("snapshots") or [] if s["snapshot-id"] == wanted), None)
+        if snap is None:
+            raise CliError(f"table {ref}: the snapshot current at {at.isoformat()} has expired")
+        raw = next(s for s in meta["schemas"] if s["schema-id"] == snap.get("schema-id",
+                                                                       meta.get("current-schema-id")))
+        schema = Schema.from_json({"fields": [
+            {"id": f["id"], "name": f["name"], "type": f["type"],
+             "nullable": not f.get("required", False)}
+            for f in raw["fields"]
+        ]})
+        files = []
+        for manifest in _read_avro(store, snap["manifest-list"]):
+            if manifest.get("content", 0) != 0:
+                continue  # delete files: never written by this lake
+            for entry in _read_avro(store, manifest["manifest_path"]):
+                if entry["status"] == 2:  # DELETED
+                    continue
+                path = entry["data_file"]["file_path"]
+                bucket, key = path.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+                files.append(FileRef(bucket, key, None, None))
+    except CliError:
+        raise
+    except (DatalakeError, OSError, KeyError, ValueError, StopIteration) as e:
+        raise CliError(f"cannot read table {ref} as of {at.isoformat()} from its Iceberg "
+                       f"metadata: {type(e).__name__}: {' '.join(str(e).split())}") from e
+    return schema, sorted(files, key=lambda f: f.key)
+
+
 # ------------------------------------------------------------------ partition pruning
 
 
@@ -276,7 +376,14 @@ def _rows(result: Any) -> tuple[list[str], list[list[Any]]]:
     return columns, [list(r) for r in zip(*values, strict=True)]
 
 
-def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) -> dict[str, Any]:
+def run_query(
+    api: ApiClient,
+    profile: Profile,
+    sql: str,
+    *,
+    tables: list[str],
+    as_of: dt.datetime | None = None,
+) -> dict[str, Any]:
     """Run ``sql`` over the named tables; return ``{"columns", "rows", "tables"}``.
 
     Parameters
@@ -287,6 +394,8 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
         The query; tables appear in it as ``NAMESPACE.NAME``.
     tables:
         Tables to expose; empty = every ``NAMESPACE.NAME`` of ``sql`` that is a table.
+    as_of:
+        Read each table as it was then (its Iceberg snapshot, :func:`files_as_of`).
 
     Returns
     -------
@@ -323,16 +432,22 @@ def run_query(api: ApiClient, profile: Profile, sql: str, *, tables: list[str]) 
     store = _CountingStore(_store(profile))
     used = []
     for i, (ref, t) in enumerate(resolved):
-        schema = Schema.from_json(t["schema"]) if t.get("schema") else Schema()
+        if as_of is not None:
+            if "iceberg" not in t:
+                t = dict(api.call("GET", f"{API}/tables/{t['id']}"))
+            schema, files = files_as_of(ref, t, as_of, store.store)
+            guarantees: list[pc.Expression | None] = [None] * len(files)
+        else:
+            schema = Schema.from_json(t["schema"]) if t.get("schema") else Schema()
+            items = list_files(api, t["id"])
+            files = _file_refs(items, schema_history(api, t["id"]))
+            guarantees = [
+                partition_guarantee(t.get("partitioning") or [], it.get("partition") or {},
+                                    schema, f.written)
+                for it, f in zip(items, files, strict=True)
+            ]
         if not len(schema):
             raise CliError(f"table {ref} has no committed data yet (it has no schema)")
-        items = list_files(api, t["id"])
-        files = _file_refs(items, schema_history(api, t["id"]))
-        guarantees = [
-            partition_guarantee(t.get("partitioning") or [], it.get("partition") or {},
-                                schema, f.written)
-            for it, f in zip(items, files, strict=True)
-        ]
         ns, name = t["namespace"], t["name"]
         view = f"__datalake_scan_{i}"
         con.register(view, table_scan(schema, files, guarantees, store.of(t["id"])))
