@@ -20,7 +20,7 @@ from datalake.catalog.db import session_scope
 from datalake.cli import lookups
 from datalake.cli.client import ApiClient, CliError, Profile
 from datalake.cli.query import parse_instant, run_query
-from datalake.services import jobs, schemas, tables
+from datalake.services import schemas, tables
 from datalake.tokens import make_token
 from tests.functional.test_iceberg import (  # noqa: F401  (fixtures)
     moto_server,
@@ -44,8 +44,8 @@ class InProcessApi(ApiClient):
     def request(
         self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
     ) -> tuple[int, Any]:
-        r = self.client.request(method, path, json=body,
-                                headers={"Authorization": f"Bearer {self.token}", **(headers or {})})
+        sent = {"Authorization": f"Bearer {self.token}", **(headers or {})}
+        r = self.client.request(method, path, json=body, headers=sent)
         return r.status_code, (r.json() if r.content else None)
 
 
@@ -160,3 +160,18 @@ def test_as_of_returns_the_rows_of_the_snapshot_current_then(
     assert run_query(*cli, sql, tables=[], as_of=then)["rows"] == [[100, 99]]
     with pytest.raises(CliError, match="no snapshot at or before"):
         run_query(*cli, sql, tables=[], as_of=then - dt.timedelta(days=1))
+
+
+def test_a_file_missing_from_the_lake_is_a_one_line_error(
+    s3: Any, cli: tuple[ApiClient, Profile]  # noqa: F811
+) -> None:
+    from tests.fakes import LAKE
+
+    table_id = make_table("gone")
+    run_job(s3, table_id, "id,delay\n1,2\n", "in/gone.csv")
+    with session_scope() as session:
+        (f,), _ = tables.committed_files(session, table_id)
+    s3.delete_object(Bucket=LAKE, Key=f.key)
+    with pytest.raises(CliError) as raised:
+        run_query(*cli, "select count(delay) from nyc.gone", tables=[])
+    assert str(raised.value) == f"query failed: s3://{LAKE}/{f.key} does not exist"

@@ -261,10 +261,9 @@ def partition_guarantee(
                 lo, hi = bounds
                 if pa.types.is_timestamp(typ) and typ.tz is not None:
                     lo, hi = lo.replace(tzinfo=dt.UTC), hi.replace(tzinfo=dt.UTC)
-                if pa.types.is_date(typ):
-                    known.append((ref >= pa.scalar(lo.date(), typ)) & (ref < pa.scalar(hi.date(), typ)))
-                else:
-                    known.append((ref >= pa.scalar(lo, typ)) & (ref < pa.scalar(hi, typ)))
+                low: Any = lo.date() if pa.types.is_date(typ) else lo
+                high: Any = hi.date() if pa.types.is_date(typ) else hi
+                known.append((ref >= pa.scalar(low, typ)) & (ref < pa.scalar(high, typ)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
             continue
     if not known:
@@ -312,13 +311,15 @@ def table_scan(
     files: Sequence[FileRef],
     guarantees: Sequence[pc.Expression | None],
     store: ObjectStore,
+    failures: list[Exception],
 ) -> Any:
     """A ``pyarrow.dataset.Dataset`` DuckDB can scan: its ``scanner(columns, filter)`` (what
     DuckDB pushes down) prunes ``files`` and streams them through
     :func:`~datalake.services.reading.scan_files`.
 
     DuckDB recognises Arrow datasets by type, so this is an (empty) ``InMemoryDataset``
-    whose ``scanner`` is replaced: the projection by field id happens in our code.
+    whose ``scanner`` is replaced: the projection by field id happens in our code. An
+    error while reading is appended to ``failures`` before DuckDB sees it.
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -328,7 +329,7 @@ def table_scan(
 
     arrow_schema = pa.schema([to_arrow_field(f) for f in schema.fields])
 
-    class _Scan(ds.InMemoryDataset):  # type: ignore[misc]
+    class _Scan(ds.InMemoryDataset):
         def scanner(self, *args: Any, **kwargs: Any) -> Any:
             cols = kwargs.get("columns")
             flt = kwargs.get("filter")
@@ -337,11 +338,15 @@ def table_scan(
             picked = prune(files, guarantees, arrow_schema, flt)
 
             def batches() -> Iterator[pa.RecordBatch]:
-                parts = scan_files(schema, picked, store=store, columns=names)
-                for part in parts:
-                    if flt is not None:
-                        part = part.filter(flt)
-                    yield from part.cast(out).to_batches()
+                try:
+                    for part in scan_files(schema, picked, store=store, columns=names):
+                        if flt is not None:
+                            part = part.filter(flt)
+                        yield from part.cast(out).to_batches()
+                except Exception as e:
+                    # DuckDB re-raises it as text with its traceback inside: keep the cause.
+                    failures.append(e)
+                    raise
 
             return ds.Scanner.from_batches(batches(), schema=out)
 
@@ -430,6 +435,7 @@ def run_query(
         raise CliError(f"no table among {', '.join(refs)}")
     con = duckdb.connect()
     store = _CountingStore(_store(profile))
+    failures: list[Exception] = []
     used = []
     for i, (ref, t) in enumerate(resolved):
         if as_of is not None:
@@ -450,40 +456,46 @@ def run_query(
             raise CliError(f"table {ref} has no committed data yet (it has no schema)")
         ns, name = t["namespace"], t["name"]
         view = f"__datalake_scan_{i}"
-        con.register(view, table_scan(schema, files, guarantees, store.of(t["id"])))
+        con.register(view, table_scan(schema, files, guarantees, store.of(t["id"]), failures))
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ns}"')
         con.execute(f'CREATE VIEW "{ns}"."{name}" AS SELECT * FROM "{view}"')
         used.append({"table": f"{ns}.{name}", "id": t["id"], "files": len(files)})
     try:
         columns, rows = _rows(con.execute(sql).arrow())
     except duckdb.Error as e:
-        raise CliError(f"query failed: {' '.join(str(e).split())}") from e
-    except DatalakeError as e:
-        raise CliError(f"query failed: {e}") from e
+        cause: Exception = failures[0] if failures else e
+        if isinstance(cause, DatalakeError):
+            raise CliError(f"query failed: {cause.message}") from cause
+        what = f"{type(cause).__name__}: " if failures else ""
+        raise CliError(f"query failed: {what}{' '.join(str(cause).split())}") from cause
     for u in used:
         u["files_read"] = store.opened.get(u["id"], 0)
     return {"columns": columns, "rows": rows, "tables": used}
 
 
 class _CountingStore:
-    """Counts the files each table's scans open (reported as ``files_read``)."""
+    """The lake's store, counting the files each table's scans open (``files_read``)."""
 
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.opened: dict[str, int] = {}
 
     def of(self, table_id: str) -> ObjectStore:
-        outer = self
+        """The store as one table's scans use it: every ``open_input`` counted."""
+        return _Counted(self, table_id)
 
-        class _Opener:
-            def __getattr__(self, name: str) -> Any:
-                return getattr(outer.store, name)
 
-            def open_input(self, bucket: str, key: str, **kwargs: Any) -> Any:
-                outer.opened[table_id] = outer.opened.get(table_id, 0) + 1
-                return outer.store.open_input(bucket, key, **kwargs)
+class _Counted:
+    def __init__(self, counts: _CountingStore, table_id: str) -> None:
+        self.counts, self.table_id = counts, table_id
 
-        return _Opener()  # type: ignore[return-value]
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.counts.store, name)
+
+    def open_input(self, bucket: str, key: str, **kwargs: Any) -> Any:
+        opened = self.counts.opened
+        opened[self.table_id] = opened.get(self.table_id, 0) + 1
+        return self.counts.store.open_input(bucket, key, **kwargs)
 
 
 def to_duckdb(
