@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -306,6 +307,51 @@ def prune(
 # ------------------------------------------------------------------ the scan DuckDB runs
 
 
+#: Files read at once by one scan (each is a few ranged GETs: latency, not bandwidth).
+MAX_READS_IN_FLIGHT = 16
+
+
+def _prefetched(
+    schema: Schema, files: Sequence[FileRef], store: ObjectStore, columns: Sequence[str]
+) -> Iterator[pa.Table]:
+    """:func:`~datalake.services.reading.scan_files` of each file, in order, several read at
+    once. The window starts at one file and doubles with each file consumed, so a query
+    that stops early (``LIMIT``) opens few files more than it uses."""
+    from collections import deque
+    from concurrent.futures import Future, ThreadPoolExecutor
+
+    from datalake.services.reading import scan_files
+
+    def read(ref: FileRef) -> pa.Table:
+        return next(iter(scan_files(schema, [ref], store=store, columns=columns)))
+
+    todo = iter(files)
+    pending: deque[Future[pa.Table]] = deque()
+    window = 1
+    pool = ThreadPoolExecutor(max_workers=MAX_READS_IN_FLIGHT, thread_name_prefix="query")
+    try:
+        while True:
+            while len(pending) < window and (ref := next(todo, None)) is not None:
+                pending.append(pool.submit(read, ref))
+            if not pending:
+                return
+            yield pending.popleft().result()
+            window = min(window * 2, MAX_READS_IN_FLIGHT)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Stream:
+    """What DuckDB takes from ``Dataset.scanner(...)``: it only calls ``to_reader()``."""
+
+    def __init__(self, reader: pa.RecordBatchReader) -> None:
+        self.reader = reader
+
+    def to_reader(self) -> pa.RecordBatchReader:
+        """The batches, pulled by DuckDB one at a time in its own threads."""
+        return self.reader
+
+
 def table_scan(
     schema: Schema,
     files: Sequence[FileRef],
@@ -320,12 +366,15 @@ def table_scan(
     DuckDB recognises Arrow datasets by type, so this is an (empty) ``InMemoryDataset``
     whose ``scanner`` is replaced: the projection by field id happens in our code. An
     error while reading is appended to ``failures`` before DuckDB sees it.
+
+    ``scanner`` answers a :class:`_Stream`, not a ``pyarrow.dataset.Scanner``: a Scanner
+    over a Python generator reads ahead on its own threads (a ``LIMIT 1`` opened every
+    file), and a thread of it still in the generator when the interpreter exits aborts it.
     """
     import pyarrow as pa
     import pyarrow.dataset as ds
 
     from datalake.engine.arrow_schema import to_arrow_field
-    from datalake.services.reading import scan_files
 
     arrow_schema = pa.schema([to_arrow_field(f) for f in schema.fields])
 
@@ -339,7 +388,7 @@ def table_scan(
 
             def batches() -> Iterator[pa.RecordBatch]:
                 try:
-                    for part in scan_files(schema, picked, store=store, columns=names):
+                    for part in _prefetched(schema, picked, store, names):
                         if flt is not None:
                             part = part.filter(flt)
                         yield from part.cast(out).to_batches()
@@ -348,7 +397,7 @@ def table_scan(
                     failures.append(e)
                     raise
 
-            return ds.Scanner.from_batches(batches(), schema=out)
+            return _Stream(pa.RecordBatchReader.from_batches(out, batches()))
 
     return _Scan(arrow_schema.empty_table())
 
@@ -447,6 +496,9 @@ def run_query(
             schema = Schema.from_json(t["schema"]) if t.get("schema") else Schema()
             items = list_files(api, t["id"])
             files = _file_refs(items, schema_history(api, t["id"]))
+            for it, f in zip(items, files, strict=True):
+                if it.get("size_bytes"):
+                    store.sizes[(f.bucket, f.key)] = int(it["size_bytes"])
             guarantees = [
                 partition_guarantee(t.get("partitioning") or [], it.get("partition") or {},
                                     schema, f.written)
@@ -468,6 +520,9 @@ def run_query(
             raise CliError(f"query failed: {cause.message}") from cause
         what = f"{type(cause).__name__}: " if failures else ""
         raise CliError(f"query failed: {what}{' '.join(str(cause).split())}") from cause
+    finally:
+        # Releases the scans now (their reader threads end here, not at interpreter exit).
+        con.close()
     for u in used:
         u["files_read"] = store.opened.get(u["id"], 0)
     return {"columns": columns, "rows": rows, "tables": used}
@@ -479,6 +534,9 @@ class _CountingStore:
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
         self.opened: dict[str, int] = {}
+        #: ``(bucket, key) -> size`` as the listing says: opening a file needs no HEAD then.
+        self.sizes: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
 
     def of(self, table_id: str) -> ObjectStore:
         """The store as one table's scans use it: every ``open_input`` counted."""
@@ -494,7 +552,11 @@ class _Counted:
 
     def open_input(self, bucket: str, key: str, **kwargs: Any) -> Any:
         opened = self.counts.opened
-        opened[self.table_id] = opened.get(self.table_id, 0) + 1
+        with self.counts.lock:  # the scan's reader threads
+            opened[self.table_id] = opened.get(self.table_id, 0) + 1
+        size = self.counts.sizes.get((bucket, key))
+        if size is not None:
+            kwargs.setdefault("size", size)
         return self.counts.store.open_input(bucket, key, **kwargs)
 
 
