@@ -175,3 +175,40 @@ def test_a_file_missing_from_the_lake_is_a_one_line_error(
     with pytest.raises(CliError) as raised:
         run_query(*cli, "select count(delay) from nyc.gone", tables=[])
     assert str(raised.value) == f"query failed: s3://{LAKE}/{f.key} does not exist"
+
+
+EXIT_AFTER_LIMIT = """
+import sys, duckdb, pyarrow as pa, pyarrow.parquet as pq
+from datalake.cli.query import table_scan
+from datalake.domain.schema import Schema
+from datalake.engine.arrow_schema import to_arrow_schema
+from datalake.engine.store import LocalObjectStore
+from datalake.services.reading import FileRef
+
+root = sys.argv[1]
+schema = Schema.from_json({"fields": [{"id": 1, "name": "id", "type": "long"}]})
+store = LocalObjectStore(root)
+files = []
+for i in range(40):
+    data = pa.table({"id": pa.array(range(i * 1000, i * 1000 + 1000), pa.int64())},
+                    schema=to_arrow_schema(schema))
+    store.put_bytes("lake", f"t/{i:03d}.parquet", b"")
+    pq.write_table(data, f"{root}/lake/t/{i:03d}.parquet")
+    files.append(FileRef("lake", f"t/{i:03d}.parquet", None, None))
+con = duckdb.connect()
+con.register("t", table_scan(schema, files, [None] * len(files), store, []))
+print(con.execute("select id from t limit 1").arrow().read_all().num_rows)
+# no con.close(): the interpreter exits with the scan unfinished
+"""
+
+
+def test_an_unfinished_scan_does_not_abort_the_interpreter_at_exit(tmp_path: Any) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {"PYTHONPATH": f"{root}/layers/datalake", "PATH": "/usr/bin:/bin"}
+    done = subprocess.run([sys.executable, "-c", EXIT_AFTER_LIMIT, str(tmp_path)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "1"), done.stderr[-2000:]
