@@ -83,8 +83,9 @@ def make_table(name: str, **kw: Any) -> str:
 def test_a_tz_aware_column_is_queried_without_pytz(
     s3: Any, cli: tuple[ApiClient, Profile]  # noqa: F811
 ) -> None:
-    table_id = make_table("weather")
-    body = "id,time_hour\n1,2013-01-01T05:00:00-05:00\n2,2013-01-01T07:00:00-05:00\n"
+    table_id = make_table("weather", partitioning=[{"column": "time_hour", "transform": "day"}])
+    body = ("id,time_hour\n1,2013-01-01T05:00:00-05:00\n2,2013-01-01T07:00:00-05:00\n"
+            "3,2013-01-01T20:00:00-05:00\n")  # 01:00 UTC on the 2nd: another day's file
     run_job(s3, table_id, body, "in/weather.csv")
     schema = cli[0].get(f"/api/v1/tables/{table_id}")["schema"]
     assert schema["fields"][1]["type"] == "timestamptz"
@@ -92,6 +93,11 @@ def test_a_tz_aware_column_is_queried_without_pytz(
     assert got["columns"] == ["time_hour"]
     (value,), = got["rows"]
     assert value == dt.datetime(2013, 1, 1, 10, tzinfo=dt.UTC)
+
+    later = "select id from nyc.weather where time_hour >= '2013-01-02 00:00:00+00'"
+    got = run_query(*cli, later, tables=[])
+    assert got["rows"] == [[3]]
+    assert (got["tables"][0]["files"], got["tables"][0]["files_read"]) == (2, 1)
 
 
 def test_query_reads_columns_by_field_id_as_iceberg_does(
