@@ -10,7 +10,8 @@ pushes its projection and filters into the scan, so:
 - only the columns the query uses are read from each file (ranged GETs, no download);
 - a file whose partition values contradict the query's filter is never opened (the
   catalog's partition values are the guarantee: identity, year, month, day, hour);
-- files are opened one at a time, as DuckDB pulls rows (a ``LIMIT`` stops early).
+- files are opened as DuckDB pulls rows, a few at a time once it keeps pulling (a
+  ``LIMIT`` stops early).
 
 Results come back as Arrow, so time zones are converted by pyarrow (zoneinfo), not by
 DuckDB's Python conversion, which needs ``pytz`` for ``TIMESTAMPTZ`` values.
@@ -64,17 +65,6 @@ def _duckdb() -> Any:
 # ------------------------------------------------------------------ what the API says
 
 
-def list_files(api: ApiClient, table_id: str) -> list[dict[str, Any]]:
-    """Every committed file of one snapshot of the table (all pages)."""
-    path = f"{API}/tables/{table_id}/files"
-    page = api.get(path, limit=10000)
-    items = list(page["items"])
-    while page.get("next"):
-        page = api.get(path, cursor=page["next"], limit=10000)
-        items.extend(page["items"])
-    return items
-
-
 def schema_history(api: ApiClient, table_id: str) -> dict[int, Schema]:
     """``{version: schema}`` of the table, from ``GET /schema/versions/table/{id}``."""
     from datalake.domain.schema import Schema
@@ -108,10 +98,15 @@ def parse_instant(text: str) -> dt.datetime:
     return at if at.tzinfo is not None else at.replace(tzinfo=dt.UTC)
 
 
+def _bucket_key(uri: str) -> tuple[str, str]:
+    bucket, key = uri.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+    return bucket, key
+
+
 def _read_json(store: ObjectStore, uri: str) -> Any:
     import json
 
-    bucket, key = uri.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+    bucket, key = _bucket_key(uri)
     with store.open_input(bucket, key) as f:
         return json.loads(f.read())
 
@@ -119,7 +114,7 @@ def _read_json(store: ObjectStore, uri: str) -> Any:
 def _read_avro(store: ObjectStore, uri: str) -> list[dict[str, Any]]:
     import fastavro
 
-    bucket, key = uri.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+    bucket, key = _bucket_key(uri)
     with store.open_input(bucket, key) as f:
         return list(fastavro.reader(f))  # type: ignore[arg-type]
 
@@ -165,8 +160,8 @@ def files_as_of(
         snap = next((s for s in meta.get("snapshots") or [] if s["snapshot-id"] == wanted), None)
         if snap is None:
             raise CliError(f"table {ref}: the snapshot current at {at.isoformat()} has expired")
-        raw = next(s for s in meta["schemas"] if s["schema-id"] == snap.get("schema-id",
-                                                                       meta.get("current-schema-id")))
+        schema_id = snap.get("schema-id", meta.get("current-schema-id"))
+        raw = next(s for s in meta["schemas"] if s["schema-id"] == schema_id)
         schema = Schema.from_json({"fields": [
             {"id": f["id"], "name": f["name"], "type": f["type"],
              "nullable": not f.get("required", False)}
@@ -179,8 +174,7 @@ def files_as_of(
             for entry in _read_avro(store, manifest["manifest_path"]):
                 if entry["status"] == 2:  # DELETED
                     continue
-                path = entry["data_file"]["file_path"]
-                bucket, key = path.removeprefix("s3://").removeprefix("s3a://").split("/", 1)
+                bucket, key = _bucket_key(entry["data_file"]["file_path"])
                 files.append(FileRef(bucket, key, None, None))
     except CliError:
         raise
@@ -416,7 +410,7 @@ def _file_refs(
 
     refs = []
     for f in items:
-        bucket, key = str(f["path"]).removeprefix("s3://").split("/", 1)
+        bucket, key = _bucket_key(str(f["path"]))
         version = f.get("schema_version")
         refs.append(FileRef(bucket, key, version, history.get(version or -1)))
     return refs
@@ -463,7 +457,7 @@ def run_query(
         When DuckDB is missing, a table is unknown or has no schema, or the SQL fails
         (a file that does not fit the schema included).
     """
-    from datalake.cli.lookups import TableNotFound, resolve_table
+    from datalake.cli.lookups import TableNotFound, committed_files, resolve_table
     from datalake.domain.schema import Schema
     from datalake.errors import DatalakeError
 
@@ -494,7 +488,7 @@ def run_query(
             guarantees: list[pc.Expression | None] = [None] * len(files)
         else:
             schema = Schema.from_json(t["schema"]) if t.get("schema") else Schema()
-            items = list_files(api, t["id"])
+            items = committed_files(api, t["id"])
             files = _file_refs(items, schema_history(api, t["id"]))
             for it, f in zip(items, files, strict=True):
                 if it.get("size_bytes"):
