@@ -22,7 +22,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from datalake.cli.client import ApiClient, CliError, Profile
@@ -184,6 +185,19 @@ def files_as_of(
     return schema, sorted(files, key=lambda f: f.key)
 
 
+@dataclass(frozen=True)
+class ListedFile:
+    """One file a scan may read, with what the listing says of it."""
+
+    ref: FileRef
+    #: Its record count, when listed (a query of partition columns only opens nothing).
+    rows: int | None = None
+    #: Its values of the table's partition columns (path names), as the listing has them.
+    partition: dict[str, Any] = field(default_factory=dict)
+    #: What each of its rows satisfies (:func:`partition_guarantee`), for pruning.
+    guarantee: pc.Expression | None = None
+
+
 # ------------------------------------------------------------------ partition pruning
 
 
@@ -209,32 +223,52 @@ def _period(kind: str, text: str) -> tuple[dt.datetime, dt.datetime] | None:
     return None
 
 
+def partition_columns(partitioning: Sequence[dict[str, Any]], schema: Schema) -> list[str]:
+    """The partition fields shown as columns: those whose path name is no column's name
+    (an identity field's is its column's)."""
+    from datalake.domain.partitioning import parse_partitioning
+    from datalake.errors import InvalidInput
+
+    try:
+        fields = parse_partitioning(list(partitioning))
+    except InvalidInput:
+        return []
+    names = {n.lower() for n in schema.names}
+    return [pf.path_name for pf in fields if pf.path_name.lower() not in names]
+
+
 def partition_guarantee(
     partitioning: Sequence[dict[str, Any]],
     values: dict[str, Any],
     schema: Schema,
     written: Schema | None,
+    exposed: Sequence[str] = (),
 ) -> pc.Expression | None:
     """What every row of a file satisfies, from its partition values; None if nothing known.
 
-    A field counts only when the file was written with the same column (same field id) the
-    current schema has under that name: a column dropped and re-added reads as null in
-    older files, whatever their partition values say.
+    The ``exposed`` partition columns equal the file's values. A field's source column
+    counts only when the file was written with the same column (same field id) the current
+    schema has under that name: a column dropped and re-added reads as null in older
+    files, whatever their partition values say.
     """
     import pyarrow as pa
     import pyarrow.compute as pc
 
     from datalake.domain.partitioning import parse_partitioning
     from datalake.engine.arrow_schema import to_arrow_field
+    from datalake.errors import InvalidInput
 
-    if written is None:
-        return None
-    try:
-        fields = parse_partitioning(list(partitioning))
-    except Exception:
-        return None
     known: list[pc.Expression] = []
+    for name in exposed:
+        value = values.get(name)
+        known.append(pc.field(name).is_null() if value is None
+                     else pc.field(name) == pa.scalar(str(value), pa.string()))
+    try:
+        fields = parse_partitioning(list(partitioning)) if written is not None else []
+    except InvalidInput:
+        fields = []
     for pf in fields:
+        assert written is not None
         col, old = schema.find(pf.column), written.find(pf.column)
         if col is None or old is None or col.id != old.id or pf.path_name not in values:
             continue
@@ -270,11 +304,8 @@ def partition_guarantee(
 
 
 def prune(
-    files: Sequence[FileRef],
-    guarantees: Sequence[pc.Expression | None],
-    arrow_schema: pa.Schema,
-    filter: pc.Expression | None,
-) -> list[FileRef]:
+    files: Sequence[ListedFile], arrow_schema: pa.Schema, filter: pc.Expression | None
+) -> list[ListedFile]:
     """The files whose guarantee does not contradict ``filter`` (pyarrow's simplification,
     as for a partitioned dataset's fragments: conservative, nothing is opened)."""
     import pyarrow as pa
@@ -290,7 +321,7 @@ def prune(
             schema=arrow_schema,
             format=ds.ParquetFileFormat(),
             filesystem=pa.fs.LocalFileSystem(),
-            partitions=[g if g is not None else always for g in guarantees],
+            partitions=[f.guarantee if f.guarantee is not None else always for f in files],
         )
         kept = {int(fr.path.lstrip("/")) for fr in index.get_fragments(filter=filter)}
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
@@ -306,27 +337,22 @@ MAX_READS_IN_FLIGHT = 16
 
 
 def _prefetched(
-    schema: Schema, files: Sequence[FileRef], store: ObjectStore, columns: Sequence[str]
+    items: Sequence[ListedFile], read: Callable[[ListedFile], pa.Table]
 ) -> Iterator[pa.Table]:
-    """:func:`~datalake.services.reading.scan_files` of each file, in order, several read at
-    once. The window starts at one file and doubles with each file consumed, so a query
-    that stops early (``LIMIT``) opens few files more than it uses."""
+    """``read(item)`` of each item, in order, several at once. The window starts at one
+    file and doubles with each file consumed, so a query that stops early (``LIMIT``)
+    opens few files more than it uses."""
     from collections import deque
     from concurrent.futures import Future, ThreadPoolExecutor
 
-    from datalake.services.reading import scan_files
-
-    def read(ref: FileRef) -> pa.Table:
-        return next(iter(scan_files(schema, [ref], store=store, columns=columns)))
-
-    todo = iter(files)
+    todo = iter(items)
     pending: deque[Future[pa.Table]] = deque()
     window = 1
     pool = ThreadPoolExecutor(max_workers=MAX_READS_IN_FLIGHT, thread_name_prefix="query")
     try:
         while True:
-            while len(pending) < window and (ref := next(todo, None)) is not None:
-                pending.append(pool.submit(read, ref))
+            while len(pending) < window and (item := next(todo, None)) is not None:
+                pending.append(pool.submit(read, item))
             if not pending:
                 return
             yield pending.popleft().result()
@@ -348,14 +374,18 @@ class _Stream:
 
 def table_scan(
     schema: Schema,
-    files: Sequence[FileRef],
-    guarantees: Sequence[pc.Expression | None],
+    files: Sequence[ListedFile],
     store: ObjectStore,
     failures: list[Exception],
+    partition_columns: Sequence[str] = (),
 ) -> Any:
     """A ``pyarrow.dataset.Dataset`` DuckDB can scan: its ``scanner(columns, filter)`` (what
     DuckDB pushes down) prunes ``files`` and streams them through
     :func:`~datalake.services.reading.scan_files`.
+
+    The columns are the schema's, then ``partition_columns`` (strings, each file's value
+    from the listing, as Hive-partitioned reads showed them); a query of those alone opens
+    no file.
 
     DuckDB recognises Arrow datasets by type, so this is an (empty) ``InMemoryDataset``
     whose ``scanner`` is replaced: the projection by field id happens in our code. An
@@ -369,8 +399,13 @@ def table_scan(
     import pyarrow.dataset as ds
 
     from datalake.engine.arrow_schema import to_arrow_field
+    from datalake.services.reading import scan_files
 
-    arrow_schema = pa.schema([to_arrow_field(f) for f in schema.fields])
+    arrow_schema = pa.schema(
+        [to_arrow_field(f) for f in schema.fields]
+        + [pa.field(n, pa.string()) for n in partition_columns]
+    )
+    in_files = set(schema.names)
 
     class _Scan(ds.InMemoryDataset):
         def scanner(self, *args: Any, **kwargs: Any) -> Any:
@@ -378,14 +413,29 @@ def table_scan(
             flt = kwargs.get("filter")
             names = list(cols) if cols is not None else arrow_schema.names
             out = pa.schema([arrow_schema.field(n) for n in names])
-            picked = prune(files, guarantees, arrow_schema, flt)
+            data = [n for n in names if n in in_files]
+            constant = [n for n in names if n not in in_files]
+            picked = prune(files, arrow_schema, flt)
+
+            def read(item: ListedFile) -> pa.Table:
+                if data or item.rows is None:
+                    wanted = data or schema.names[:1]
+                    part = next(iter(scan_files(schema, [item.ref], store=store,
+                                                columns=wanted))).select(data)
+                else:  # only partition columns: the listing's record count is enough
+                    part = pa.table({"_": pa.nulls(item.rows)}).select([])
+                for n in constant:
+                    value = item.partition.get(n)
+                    part = part.append_column(pa.field(n, pa.string()), pa.array(
+                        [None if value is None else str(value)] * part.num_rows, pa.string()))
+                if flt is not None:
+                    part = part.filter(flt)
+                return part.select(names).cast(out)
 
             def batches() -> Iterator[pa.RecordBatch]:
                 try:
-                    for part in _prefetched(schema, picked, store, names):
-                        if flt is not None:
-                            part = part.filter(flt)
-                        yield from part.cast(out).to_batches()
+                    for part in _prefetched(picked, read):
+                        yield from part.to_batches()
                 except Exception as e:
                     # DuckDB re-raises it as text with its traceback inside: keep the cause.
                     failures.append(e)
@@ -481,28 +531,32 @@ def run_query(
     failures: list[Exception] = []
     used = []
     for i, (ref, t) in enumerate(resolved):
+        exposed: list[str] = []
         if as_of is not None:
             if "iceberg" not in t:
                 t = dict(api.call("GET", f"{API}/tables/{t['id']}"))
-            schema, files = files_as_of(ref, t, as_of, store.store)
-            guarantees: list[pc.Expression | None] = [None] * len(files)
+            schema, refs_then = files_as_of(ref, t, as_of, store.store)
+            files = [ListedFile(f) for f in refs_then]
         else:
             schema = Schema.from_json(t["schema"]) if t.get("schema") else Schema()
+            exposed = partition_columns(t.get("partitioning") or [], schema)
             items = committed_files(api, t["id"])
-            files = _file_refs(items, schema_history(api, t["id"]))
-            for it, f in zip(items, files, strict=True):
+            files = []
+            for it, f in zip(items, _file_refs(items, schema_history(api, t["id"])),
+                             strict=True):
                 if it.get("size_bytes"):
                     store.sizes[(f.bucket, f.key)] = int(it["size_bytes"])
-            guarantees = [
-                partition_guarantee(t.get("partitioning") or [], it.get("partition") or {},
-                                    schema, f.written)
-                for it, f in zip(items, files, strict=True)
-            ]
+                values = it.get("partition") or {}
+                files.append(ListedFile(
+                    f, rows=it.get("record_count"), partition=values,
+                    guarantee=partition_guarantee(t.get("partitioning") or [], values, schema,
+                                                  f.written, exposed),
+                ))
         if not len(schema):
             raise CliError(f"table {ref} has no committed data yet (it has no schema)")
         ns, name = t["namespace"], t["name"]
         view = f"__datalake_scan_{i}"
-        con.register(view, table_scan(schema, files, guarantees, store.of(t["id"]), failures))
+        con.register(view, table_scan(schema, files, store.of(t["id"]), failures, exposed))
         con.execute(f'CREATE SCHEMA IF NOT EXISTS "{ns}"')
         con.execute(f'CREATE VIEW "{ns}"."{name}" AS SELECT * FROM "{view}"')
         used.append({"table": f"{ns}.{name}", "id": t["id"], "files": len(files)})
