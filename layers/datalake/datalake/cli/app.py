@@ -805,12 +805,18 @@ def query(
         list[str] | None,
         typer.Option(help="A table to expose (default: every NAMESPACE.NAME the SQL names)."),
     ] = None,
+    as_of: Annotated[
+        str | None,
+        typer.Option(help="Read the tables as they were at this ISO 8601 time (UTC when it "
+                          "has no zone): their Iceberg snapshot then."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run SQL with DuckDB over tables' committed data."""
-    from datalake.cli.query import run_query
+    """Run SQL with DuckDB over tables' committed data, read by field id (as Iceberg)."""
+    from datalake.cli.query import parse_instant, run_query
 
-    result = run_query(STATE.api, STATE.profile, sql, tables=table or [])
+    at = parse_instant(as_of) if as_of is not None else None
+    result = run_query(STATE.api, STATE.profile, sql, tables=table or [], as_of=at)
     emit(result, as_json, lambda r: out.print(list_table(
         [dict(zip(r["columns"], row, strict=True)) for row in r["rows"]], r["columns"],
         f"{len(r['rows'])} row(s)")))

@@ -39,7 +39,7 @@ from datalake.engine.store import ObjectStore
 from datalake.errors import InvalidInput, NotFound, SchemaMismatch
 from datalake.services.tables import get_table
 
-__all__ = ["FileRef", "file_field_ids", "project", "read_table", "scan_table"]
+__all__ = ["FileRef", "file_field_ids", "project", "read_table", "scan_files", "scan_table"]
 
 
 @dataclass(frozen=True)
@@ -248,6 +248,32 @@ def _scan(
         if filter is not None:
             part = part.filter(filter).select(wanted.names)
         yield part
+
+
+def scan_files(
+    schema: Schema,
+    files: Sequence[FileRef],
+    *,
+    store: ObjectStore,
+    columns: Sequence[str] | None = None,
+    filter: pc.Expression | None = None,
+) -> Iterator[pa.Table]:
+    """Yield ``files`` one by one, each projected onto ``schema`` by field id.
+
+    For a reader that took the table's schema and file list elsewhere (``datalake query``
+    takes them from the API, not the catalog); otherwise as :func:`scan_table`. A file is
+    opened only when the generator reaches it.
+
+    Parameters
+    ----------
+    schema:
+        The schema to project onto.
+    files:
+        The files to read, each with the schema it was written with when known.
+    store, columns, filter:
+        As for :func:`read_table`.
+    """
+    yield from _scan(_Snapshot(schema, list(files)), store, columns, filter)
 
 
 def scan_table(
