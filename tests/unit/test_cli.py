@@ -378,3 +378,15 @@ def test_typer_is_importable_lazily() -> None:
     assert result.returncode == 0, result.stderr
     assert typer  # imported above for the CliRunner tests
 
+
+
+def test_sources_add_sends_each_ignore_pattern(
+    capsys: pytest.CaptureFixture[str], api: FakeApi
+) -> None:
+    api.routes[("GET", "/api/v1/tables/")] = (200, {"items": [
+        {"id": "t1", "namespace": "demo", "name": "flights"}], "total": 1})
+    api.routes[("POST", "/api/v1/sources")] = lambda req, body: (201, {**body, "id": "s1"})
+    assert run(["sources", "add", "drop", "--table", "demo.flights", "--prefix", "drop/",
+                "--bucket", "landing", "--ignore", "*.tmp", "--ignore", "staging/*",
+                "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ignore"] == ["*.tmp", "staging/*"]

@@ -95,6 +95,8 @@ class S3Upload(_Event):
     key: str
     etag: str | None = None
     sequencer: str | None = None
+    #: The object's size in bytes (``None`` when the event names none).
+    size: int | None = None
 
 
 class _S3Bucket(_Event):
@@ -105,6 +107,7 @@ class _S3Object(_Event):
     key: str
     etag: str | None = Field(default=None, alias="eTag")
     sequencer: str | None = None
+    size: int | None = None
 
 
 class _S3Entity(_Event):
@@ -130,6 +133,7 @@ class S3Notification(_Event):
                 key=unquote_plus(r.s3.object.key),
                 etag=r.s3.object.etag,
                 sequencer=r.s3.object.sequencer,
+                size=r.s3.object.size,
             )
             for r in self.records
             if r.event_name.startswith("ObjectCreated") and r.s3 is not None

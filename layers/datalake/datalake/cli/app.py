@@ -402,7 +402,7 @@ def sources_list(as_json: JsonOpt = False) -> None:
     """List the data sources."""
     page = STATE.api.get(f"{API}/sources", limit=1000)
     emit(page, as_json, lambda p: out.print(list_table(
-        p["items"], ["id", "name", "table_id", "bucket", "prefix", "format"])))
+        p["items"], ["id", "name", "table_id", "bucket", "prefix", "format", "ignore"])))
 
 
 @sources_app.command("add")
@@ -419,9 +419,17 @@ def sources_add(
     option: Annotated[
         list[str] | None, typer.Option(help="A job option key=value (repeatable).")
     ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(help="A glob of uploads that start no job, e.g. '*.tmp' (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a data source: objects created under BUCKET/PREFIX are ingested into TABLE."""
+    """Add a data source: objects created under BUCKET/PREFIX are ingested into TABLE.
+
+    Markers (_SUCCESS, _committed_*, _started_*, *.crc), folder keys and empty objects
+    never start a job; --ignore names more.
+    """
     t = resolve_table(STATE.api, table)
     bucket = bucket or STATE.profile.landing_bucket
     if not bucket:
@@ -431,6 +439,8 @@ def sources_add(
         body["format"] = fmt
     if option:
         body["options"] = parse_options(option)
+    if ignore:
+        body["ignore"] = list(ignore)
     emit(STATE.api.call("POST", f"{API}/sources", body), as_json)
 
 
