@@ -18,7 +18,7 @@ from datalake_api.deps import (
     SweeperDep,
 )
 from datalake_api.models import BatchOut, JobCreate, JobOut, Page
-from datalake_api.params import BigLimit, IdFilter, Instant, Limit, NameFilter, Offset, PathId
+from datalake_api.params import BigLimit, IdFilter, Instant, JobId, Limit, NameFilter, Offset
 
 router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
 log = logging.getLogger("datalake.api.jobs")
@@ -80,7 +80,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep, who: PrincipalDep) -> JobOut:
     who.require("reader")
     job = jobs.get_job(session, job_id)
     out = JobOut.model_validate(job)
@@ -90,7 +90,7 @@ def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
 
 @router.get("/{job_id}/batches")
 def list_batches(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     limit: BigLimit = 1000,
@@ -103,7 +103,7 @@ def list_batches(
 
 @router.post("/{job_id}/start", status_code=status.HTTP_202_ACCEPTED)
 def start_job(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
@@ -119,7 +119,7 @@ def start_job(
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 def cancel_job(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
@@ -136,7 +136,7 @@ def cancel_job(
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED)
 def retry_job(
-    job_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    job_id: JobId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> JobOut:
     """A new PENDING job over a failed, cancelled or corrupted job's sources."""
     who.require("writer")
