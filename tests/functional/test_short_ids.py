@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -13,11 +12,10 @@ from starlette.testclient import TestClient
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import IngestionJob
 from datalake.cli.app import run
-from datalake.cli.client import ApiClient
 from datalake.tokens import make_token
 from datalake_api import deps
 from datalake_api.main import create_app
-from tests.fakes import FakeDeleter, FakeOrchestrator
+from tests.fakes import FakeDeleter, FakeOrchestrator, cli_through_app
 
 ADMIN = {"Authorization": "Bearer " + make_token("tester", ["admin"])}
 SCHEMA = {"fields": [{"name": "id", "type": "long"}]}
@@ -97,15 +95,7 @@ def test_cli_commands_take_the_short_ids_they_print(
     client: TestClient, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     ids = made(client)
-
-    def through_app(self: ApiClient, method: str, path: str, body: Any = None,
-                    headers: dict[str, str] | None = None) -> tuple[int, Any]:
-        r = client.request(method, path, json=body, headers={**ADMIN, **(headers or {})})
-        return r.status_code, (r.json() if r.content else None)
-
-    monkeypatch.setattr(ApiClient, "request", through_app)
-    monkeypatch.setenv("DATALAKE_API_URL", "http://testserver")
-    monkeypatch.setenv("DATALAKE_TOKEN", "unused")
+    cli_through_app(client, monkeypatch, ADMIN)
     assert run(["jobs", "show", ids["job"][:8], "--batches", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == ids["job"]
     assert run(["tables", "show", ids["table"][:8], "--json"]) == 0

@@ -411,3 +411,17 @@ class OptimizeAccepted(BaseModel):
     target_file_size_mb: float
     request_id: str | None
     partitions_to_compact: int
+    #: Names the run: ``GET /partitions/table/{table_id}/optimize/{run_id}`` says when it ends.
+    run_id: str
+
+
+class OptimizeRunOut(_Out):
+    """Where an optimize run is: ``ACCEPTED`` until it ends, then its own status
+    (``DONE``, ``PARTIAL``, ``FAILED``, ``NOT_FOUND``) and what it did."""
+
+    model_config = ConfigDict(from_attributes=True, extra="allow")
+
+    table_id: str
+    run_id: str
+    status: str
+    at: datetime | None = None

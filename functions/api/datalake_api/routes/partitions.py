@@ -14,11 +14,12 @@ from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     OptimizeAccepted,
     OptimizeRequest,
+    OptimizeRunOut,
     Page,
     PartitionCreate,
     PartitionOut,
 )
-from datalake_api.params import Limit, Offset, PartitionId, TableId
+from datalake_api.params import Limit, Offset, PartitionId, PathId, TableId
 
 router = APIRouter(prefix="/partitions", tags=["partitions"])
 
@@ -99,3 +100,12 @@ def optimize_table(
         correlation_id=cid,
     )
     return OptimizeAccepted(**accepted)
+
+
+@router.get("/table/{table_id}/optimize/{run_id}")
+def optimize_run(
+    table_id: TableId, run_id: PathId, session: SessionDep, who: PrincipalDep
+) -> OptimizeRunOut:
+    """Where an optimize run (the ``run_id`` its 202 named) is: ``ACCEPTED`` until it ends."""
+    who.require("reader")
+    return OptimizeRunOut(**partitions.optimize_run(session, table_id, run_id))

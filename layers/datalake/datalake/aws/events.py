@@ -76,8 +76,12 @@ class OptimizeEvent(_Event):
     partition_id: str | None = None
     target_file_size_mb: float | None = None
     requested_by: str | None = None
+    #: The API's name for the run (its end is recorded under it); absent from a schedule.
+    run_id: str | None = None
+    correlation_id: str | None = None
 
-    @field_validator("table_id", "partition_id", "requested_by", mode="before")
+    @field_validator("table_id", "partition_id", "requested_by", "run_id", "correlation_id",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
