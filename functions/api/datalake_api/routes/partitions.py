@@ -65,7 +65,9 @@ def list_partitions(
 
 
 @router.get("/{partition_id}")
-def get_partition(partition_id: PartitionId, session: SessionDep, who: PrincipalDep) -> PartitionOut:
+def get_partition(
+    partition_id: PartitionId, session: SessionDep, who: PrincipalDep
+) -> PartitionOut:
     who.require("reader")
     return PartitionOut.model_validate(partitions.get_partition(session, partition_id))
 

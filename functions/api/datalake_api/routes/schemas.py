@@ -59,7 +59,11 @@ def create_version(
 
 @router.get("/versions/table/{table_id}")
 def list_versions(
-    table_id: TableId, session: SessionDep, who: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    table_id: TableId,
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Page[SchemaVersionOut]:
     """A table's schema history, oldest first."""
     who.require("reader")

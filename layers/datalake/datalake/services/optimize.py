@@ -77,9 +77,10 @@ def optimize(
             )
         except NotFound as e:
             log.warning("nothing to optimize", extra={"table_id": table_id, "error": str(e)})
-            out = {"table_id": table_id, "status": "NOT_FOUND", "error": str(e)}
-            _record_end(out, run_id, actor, correlation_id)
-            return out
+            missing: dict[str, Any] = {"table_id": table_id, "status": "NOT_FOUND",
+                                       "error": str(e)}
+            _record_end(missing, run_id, actor, correlation_id)
+            return missing
     else:
         summary = _scheduled(store, target_file_size_mb=target_file_size_mb, deadline=deadline,
                              actor=actor)
