@@ -31,7 +31,7 @@ def client(use_catalog: str) -> Iterator[TestClient]:
 
 
 def made(client: TestClient) -> dict[str, str]:
-    """A table with a schema version and a job: their whole ids."""
+    """A table with a schema version, a job and a source: their whole ids."""
     r = client.post("/api/v1/tables/", json={"name": "flights", "namespace": "demo",
                                              "schema": SCHEMA}, headers=ADMIN)
     assert r.status_code == 201, r.text
@@ -40,10 +40,14 @@ def made(client: TestClient) -> dict[str, str]:
     job = client.post("/api/v1/ingestion/jobs", headers=ADMIN,
                       json={"table_id": table_id, "sources": ["s3://landing/a.csv"]})
     assert job.status_code == 201, job.text
-    return {"table": table_id, "version": version.json()["id"], "job": job.json()["id"]}
+    source = client.post("/api/v1/sources", headers=ADMIN, json={
+        "name": "drop", "table_id": table_id, "bucket": "landing", "prefix": "drop/"})
+    assert source.status_code == 201, source.text
+    return {"table": table_id, "version": version.json()["id"], "job": job.json()["id"],
+            "source": source.json()["id"]}
 
 
-def test_an_8_character_prefix_names_its_job_table_and_schema_version(
+def test_an_8_character_prefix_names_its_job_table_source_and_schema_version(
     client: TestClient,
 ) -> None:
     ids = made(client)
@@ -55,6 +59,7 @@ def test_an_8_character_prefix_names_its_job_table_and_schema_version(
         f"/api/v1/ingestion/jobs/{ids['job'][:13]}": ids["job"],  # with its first dash
         f"/api/v1/schema/versions/{version}": ids["version"],
         f"/api/v1/schema/versions/table/{table}/current": ids["version"],
+        f"/api/v1/sources/{ids['source'][:8]}": ids["source"],
     }
     for path, whole in reads.items():
         r = client.get(path, headers=ADMIN)
@@ -104,5 +109,7 @@ def test_cli_commands_take_the_short_ids_they_print(
     assert json.loads(capsys.readouterr().out)["items"][0]["id"] == ids["version"]
     assert run(["jobs", "cancel", ids["job"][:8], "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "CANCELLED"
+    assert run(["sources", "delete", ids["source"][:8], "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["enabled"] is False
     assert run(["jobs", "show", ids["job"][:6]]) == 1
     assert "at least 8 hex characters" in capsys.readouterr().err

@@ -446,6 +446,15 @@ def sources_add(
     emit(STATE.api.call("POST", f"{API}/sources", body), as_json)
 
 
+@sources_app.command("delete")
+def sources_delete(
+    source: Annotated[str, typer.Argument(help="The source's id (or a unique prefix of it).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Disable a data source: later uploads under its prefix start nothing."""
+    emit(STATE.api.call("DELETE", f"{API}/sources/{source}"), as_json)
+
+
 # ================================================================================ ingest
 def upload_paths(profile: Profile, paths: list[Path], ns: str, name: str) -> list[str]:
     """Upload local files (folders: every file under them) to the landing bucket.

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from datalake.catalog.models import DataSource
+from datalake.catalog.models import DataSource, utcnow
 from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.config import get_settings
 from datalake.domain.source_objects import ignored_by, parse_ignore_patterns
-from datalake.errors import InvalidInput
+from datalake.errors import InvalidInput, NotFound
 from datalake.services import audit
 from datalake.services.jobs import (
     check_source_location,
@@ -80,6 +80,41 @@ def list_sources(
 ) -> tuple[list[DataSource], int]:
     """Sources, newest first, and their total count."""
     return SqlCatalog(session).sources_page(table_id=table_id, limit=limit, offset=offset)
+
+
+def get_source(session: Session, source_id: str) -> DataSource:
+    """The source of that id (enabled or not).
+
+    Raises
+    ------
+    NotFound
+        When no source has that id.
+    """
+    source = SqlCatalog(session).get(DataSource, source_id)
+    if source is None:
+        raise NotFound(f"source {source_id} not found")
+    return source
+
+
+def disable_source(
+    session: Session, source_id: str, *, actor: str = "system", correlation_id: str | None = None
+) -> DataSource:
+    """Disable a source: its later uploads start nothing; it and its jobs stay listed.
+
+    Disabling a disabled source changes nothing (and records nothing again).
+
+    Raises
+    ------
+    NotFound
+        When no source has that id.
+    """
+    source = get_source(session, source_id)
+    if source.enabled:
+        source.enabled = False
+        source.updated_at = utcnow()
+        audit.record(session, actor=actor, action="source.delete", entity_type="source",
+                     entity_id=source.id, correlation_id=correlation_id)
+    return source
 
 
 def match_sources(session: Session, bucket: str, key: str) -> list[DataSource]:
