@@ -68,3 +68,18 @@ class LambdaContext:
 
     def get_remaining_time_in_millis(self) -> int:
         return self.remaining_ms
+
+
+def cli_through_app(client: Any, monkeypatch: Any, headers: dict[str, str]) -> None:
+    """Send the CLI's API calls to an in-process app (a starlette ``TestClient``), with
+    ``headers`` (the caller's token) on each, so CLI tests run against the real API."""
+    from datalake.cli.client import ApiClient
+
+    def request(self: ApiClient, method: str, path: str, body: Any = None,
+                extra: dict[str, str] | None = None) -> tuple[int, Any]:
+        r = client.request(method, path, json=body, headers={**headers, **(extra or {})})
+        return r.status_code, (r.json() if r.content else None)
+
+    monkeypatch.setattr(ApiClient, "request", request)
+    monkeypatch.setenv("DATALAKE_API_URL", "http://testserver")
+    monkeypatch.setenv("DATALAKE_TOKEN", "sent-by-the-test-client")

@@ -27,4 +27,5 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         request.table_id, store=store, partition_id=request.partition_id,
         target_file_size_mb=request.target_file_size_mb,
         deadline=deadline(context, margin_s=SAFETY_MARGIN_S), actor=request.actor,
+        run_id=request.run_id, correlation_id=request.correlation_id,
     )

@@ -11,6 +11,7 @@ from datalake.aws.events import S3Notification
 from datalake.aws.observability import bind, get_logger, instrument
 from datalake.aws.sfn import job_orchestrator
 from datalake.config import get_settings
+from datalake.domain.source_objects import marker_reason
 from datalake.services.uploads import start_jobs_for_upload
 
 logger = get_logger()
@@ -23,10 +24,11 @@ def record_handler(record: SQSRecord) -> None:
     try:
         for up in S3Notification.model_validate_json(record.body).uploads():
             jobs = start_jobs_for_upload(
-                up.bucket, up.key, etag=up.etag, sequencer=up.sequencer,
+                up.bucket, up.key, etag=up.etag, sequencer=up.sequencer, size=up.size,
                 orchestrator=job_orchestrator(get_settings().state_machine_arn),
                 correlation_id=correlation_id)
-            logger.info("object seen", extra={"key": up.key, "jobs_started": jobs})
+            logger.info("object seen", extra={"key": up.key, "jobs_started": jobs,
+                                              "skipped": marker_reason(up.key, up.size)})
     except Exception:  # SQS redelivers it, and past maxReceiveCount DLQs it: say why
         logger.exception("upload event failed", extra={"message_id": record.message_id,
                          "receive_count": record.attributes.approximate_receive_count})

@@ -163,8 +163,9 @@ def main(argv: list[str] | None = None) -> int:
         landing = env["DATALAKE_LANDING_BUCKET"]
         print(f"  API {env['DATALAKE_API_URL']}  ({time.monotonic() - t0:.0f}s)")
 
-        print("==> creating table demo.flights (schema inferred, partitioned by day(time_hour))")
+        # A new table per run (its name stamped with the time), so runs never mix rows.
         name = f"flights_{time.strftime('%Y%m%d_%H%M%S')}"
+        print(f"==> creating table demo.{name} (schema inferred, partitioned by day(time_hour))")
         table = api.call(
             "POST",
             "/api/v1/tables/",
@@ -216,15 +217,17 @@ def main(argv: list[str] | None = None) -> int:
             "bytes_written",
             "batches_total",
             "batches_succeeded",
-            "files_written",
         ):
-            print(f"  {key:<18} {job[key]:,}")
+            print(f"  {key:<26} {job[key]:,}")
+        # The job's own count: compaction (the execution's last state) merges files later.
+        print(f"  {'files written by the job':<26} {job['files_written']:,}")
         print("\n== step functions")
         states = execution_states(job["execution_arn"])
 
         files = api.call("GET", f"/api/v1/tables/{table['id']}/files?limit=10000")
         parts = Counter(json.dumps(f["partition"], sort_keys=True) for f in files["items"])
-        print(f"\n== partitions: {len(parts)} day partitions, {files['total']} files")
+        print(f"\n== partitions: {len(parts)} day partitions, {files['total']} files in the "
+              "table now (after compaction)")
         for p in [*sorted(parts)[:3], "...", *sorted(parts)[-2:]]:
             print(f"  {p}" + (f"  ({parts[p]} files)" if p in parts else ""))
 

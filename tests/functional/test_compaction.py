@@ -12,6 +12,8 @@ import hashlib
 import importlib.util
 import io
 import json
+import threading
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -601,3 +603,56 @@ def test_the_optimize_schedule_verifies_checksums(s3: Any) -> None:
         assert row is not None and row.status == "CORRUPT"
         assert row.job_id and jobs.get_job(session, row.job_id).corrupted_at is not None
     assert victim.key not in {f.key for f in committed(table_id)}
+
+
+class ThreadedRequester:
+    """Runs the optimize handler on each request a moment later, as Lambda's asynchronous
+    invocation does."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def request(self, payload: dict[str, Any]) -> str:
+        def run() -> None:
+            time.sleep(0.3)
+            load_handler().lambda_handler(payload, FakeContext())
+
+        self.threads.append(threading.Thread(target=run))
+        self.threads[-1].start()
+        return f"req-{len(self.threads)}"
+
+
+def test_optimize_wait_follows_the_run_until_it_has_finished(
+    s3: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from starlette.testclient import TestClient
+
+    from datalake.cli import app as cli_app
+    from datalake.tokens import make_token
+    from datalake_api.main import create_app
+    from datalake_api.routes import partitions as partition_routes
+    from tests.fakes import cli_through_app
+
+    table_id = ingest(s3, split_size_mb=0.01, batch_size=500)
+    before = len(committed(table_id))
+    requester = ThreadedRequester()
+    app = create_app()
+    app.dependency_overrides[partition_routes.get_compaction_requester] = lambda: requester
+    monkeypatch.setattr(cli_app, "OPTIMIZE_POLL_S", 0.05)
+    writer = {"Authorization": "Bearer " + make_token("tester", ["writer"])}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        cli_through_app(client, monkeypatch, writer)
+        assert cli_app.run(["optimize", table_id, "--wait", "--json"]) == 0
+        for t in requester.threads:
+            t.join()
+        out = capsys.readouterr().out  # the handler's JSON log lines share stdout here
+        run = json.JSONDecoder().raw_decode(out[out.index("{\n  "):])[0]
+        assert run["status"] == "DONE" and run["files_before"] == before
+        assert run["files_after"] == len(committed(table_id)) < before
+        # The run stays readable by its id; an unknown id is a 404.
+        again = client.get(f"/api/v1/partitions/table/{table_id}/optimize/{run['run_id']}",
+                           headers=writer)
+        assert again.status_code == 200 and again.json()["status"] == "DONE"
+        unknown = client.get(f"/api/v1/partitions/table/{table_id}/optimize/nope",
+                             headers=writer)
+        assert unknown.status_code == 404

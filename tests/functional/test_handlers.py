@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from urllib.parse import quote_plus
 
 import boto3
 import pytest
@@ -16,6 +17,7 @@ from moto import mock_aws
 from datalake.aws import clients
 from datalake.catalog.db import session_scope
 from datalake.config import get_settings
+from datalake.engine.splits import batch_from_json
 from datalake.services import jobs, sources, tables
 from datalake.tokens import make_token
 from tests.fakes import FakeCallbacks, FakeOrchestrator, LambdaContext
@@ -234,3 +236,74 @@ def test_the_docs_page_and_openapi_servers_carry_the_stage_prefix(use_catalog: s
     # Behind a custom domain (no stage in the public path) nothing is prefixed.
     spec["requestContext"].update(path="/api/v1/openapi.json")
     assert "servers" not in json.loads(api.lambda_handler(spec, CTX)["body"])
+
+
+def upload_event(*objects: tuple[str, int]) -> dict[str, Any]:
+    """An SQS message of S3 ``ObjectCreated`` records, one per (key, size)."""
+    records = [
+        {
+            "eventName": "ObjectCreated:Put",
+            "s3": {
+                "bucket": {"name": LANDING},
+                "object": {"key": quote_plus(key, safe="/"), "size": size,
+                           "eTag": f"etag-{i}", "sequencer": f"{i:018d}"},
+            },
+        }
+        for i, (key, size) in enumerate(objects)
+    ]
+    sample = event("s3_object_created_sqs.json")
+    sample["Records"][0]["body"] = json.dumps({"Records": records})
+    return sample
+
+
+def test_the_trigger_skips_markers_folders_empty_objects_and_ignored_uploads(
+    aws: dict[str, Any],
+) -> None:
+    with session_scope() as session:
+        table = tables.create_table(session, name="flights")
+        sources.create_source(session, name="drop", table_id=table.id, bucket=LANDING,
+                              prefix="flights/", ignore=["*.tmp", "staging/*"])
+        table_id = table.id
+    skipped = [
+        ("flights/2013/_SUCCESS", 0),
+        ("flights/2013/_committed_123", 120),
+        ("flights/2013/_started_123", 0),
+        ("flights/2013/.part-00000.csv.crc", 12),
+        ("flights/2013/subdir/", 0),
+        ("flights/2013/empty.csv", 0),
+        ("flights/2013/part-00000.csv.tmp", 300),  # the source's own patterns
+        ("flights/staging/part-00000.csv", 300),
+    ]
+    trigger = load_handler("trigger")
+    assert trigger.lambda_handler(upload_event(*skipped), CTX) == {"batchItemFailures": []}
+    with session_scope() as session:
+        assert jobs.list_jobs(session, table_id=table_id)[1] == 0
+    assert aws["sfn"].list_executions(stateMachineArn=aws["arn"])["executions"] == []
+
+    # A data file beside them still starts its job (and a pattern is no substring match).
+    assert trigger.lambda_handler(
+        upload_event(("flights/2013/part-00000.csv", 300), ("flights/2013/tmp.csv", 10)), CTX
+    ) == {"batchItemFailures": []}
+    with session_scope() as session:
+        found, total = jobs.list_jobs(session, table_id=table_id)
+    assert total == 2 and sorted(j.sources[0] for j in found) == [
+        f"s3://{LANDING}/flights/2013/part-00000.csv", f"s3://{LANDING}/flights/2013/tmp.csv"]
+
+
+def test_a_prefix_ingest_skips_the_markers_the_trigger_skips(aws: dict[str, Any]) -> None:
+    # A Spark/Databricks output folder: data beside markers no format can read.
+    for key, body in [("out/part-00000.csv", b"a\n1\n2\n"), ("out/_SUCCESS", b""),
+                      ("out/_committed_42", b'{"added": ["part-00000.csv"]}'),
+                      ("out/.part-00000.csv.crc", b"crc\x00\x01"), ("out/sub/", b"")]:
+        aws["s3"].put_object(Bucket=LANDING, Key=key, Body=body)
+    with session_scope() as session:
+        table = tables.create_table(session, name="t")
+        job = jobs.create_job(session, table_id=table.id, sources=[f"s3://{LANDING}/out/"])
+        job_id = job.id
+    with session_scope() as session:
+        jobs.start_job(session, job_id, orchestrator=FakeOrchestrator())
+    plan = load_handler("plan").lambda_handler({"job_id": job_id}, CTX)
+    assert plan["batch_count"] == 1
+    with session_scope() as session:
+        (batch,) = jobs.list_batches(session, job_id)[0]
+    assert [s.key for s in batch_from_json(batch.split)] == ["out/part-00000.csv"]

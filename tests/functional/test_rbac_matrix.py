@@ -22,6 +22,7 @@ NEEDS = {
     ("DELETE", "/api/v1/tables/{table_id}"): "admin",
     ("POST", "/api/v1/tables/{table_id}/verify"): "writer",
     ("POST", "/api/v1/sources"): "writer",
+    ("DELETE", "/api/v1/sources/{source_id}"): "admin",
     ("POST", "/api/v1/ingestion/jobs"): "writer",
     ("POST", "/api/v1/ingestion/jobs/{job_id}/start"): "writer",
     ("POST", "/api/v1/ingestion/jobs/{job_id}/cancel"): "writer",
@@ -81,6 +82,9 @@ def _entities(api: TestClient, admin: dict[str, str], n: int) -> dict[str, str]:
         "/api/v1/partitions", json={"table_id": table["id"], "values": {"k": "a"}}, headers=admin
     ).json()
     version = api.get(f"/api/v1/schema/versions/table/{table['id']}/current", headers=admin).json()
+    source = api.post("/api/v1/sources", headers=admin, json={
+        "name": f"rbac{n}", "table_id": table["id"], "bucket": "datalake-landing",
+        "prefix": f"rbac{n}/"}).json()
     return {
         "namespace": table["namespace"],
         "table": table["name"],
@@ -88,6 +92,8 @@ def _entities(api: TestClient, admin: dict[str, str], n: int) -> dict[str, str]:
         "job_id": job["id"],
         "partition_id": part["id"],
         "version_id": version["id"],
+        "source_id": source["id"],
+        "run_id": "no-such-run",  # an optimize run's status: a 404 past the role check
     }
 
 

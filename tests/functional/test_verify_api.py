@@ -281,3 +281,28 @@ def test_deleting_a_table_disables_its_sources(client: TestClient) -> None:
         assert [s.name for s in source_service.match_sources(session, "landing", "keep/a.csv")] == [
             "keep"
         ]
+
+
+def test_a_sources_ignore_patterns_are_stored_shown_and_applied(client: TestClient) -> None:
+    table_id = make_table(client)
+    body = {"name": "drop", "table_id": table_id, "bucket": "landing", "prefix": "drop/",
+            "ignore": ["*.tmp", "staging/*"]}
+    r = client.post("/api/v1/sources", json=body, headers=WRITER)
+    assert r.status_code == 201, r.text
+    assert r.json()["ignore"] == ["*.tmp", "staging/*"]
+    (listed,) = client.get("/api/v1/sources", headers=READER).json()["items"]
+    assert listed["ignore"] == ["*.tmp", "staging/*"]
+    with session_scope() as session:
+        def match(key: str) -> list[str]:
+            return [s.name for s in source_service.match_sources(session, "landing", key)]
+
+        assert match("drop/a.csv") == ["drop"]
+        assert match("drop/a.csv.tmp") == match("drop/staging/a.csv") == []
+    # A source without patterns ignores nothing beyond the markers; bad patterns are a 422.
+    plain = client.post("/api/v1/sources", json={**body, "name": "plain", "ignore": None},
+                        headers=WRITER)
+    assert plain.status_code == 201 and plain.json()["ignore"] == []
+    for bad in ("*.tmp", [""], [1], ["a\u0000"], ["*"] * 101):
+        r = client.post("/api/v1/sources", json={**body, "name": "bad", "ignore": bad},
+                        headers=WRITER)
+        assert r.status_code == 422, (bad, r.status_code, r.text)

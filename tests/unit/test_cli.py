@@ -378,3 +378,61 @@ def test_typer_is_importable_lazily() -> None:
     assert result.returncode == 0, result.stderr
     assert typer  # imported above for the CliRunner tests
 
+
+
+def test_sources_add_sends_each_ignore_pattern(
+    capsys: pytest.CaptureFixture[str], api: FakeApi
+) -> None:
+    api.routes[("GET", "/api/v1/tables/")] = (200, {"items": [
+        {"id": "t1", "namespace": "demo", "name": "flights"}], "total": 1})
+    api.routes[("POST", "/api/v1/sources")] = lambda req, body: (201, {**body, "id": "s1"})
+    assert run(["sources", "add", "drop", "--table", "demo.flights", "--prefix", "drop/",
+                "--bucket", "landing", "--ignore", "*.tmp", "--ignore", "staging/*",
+                "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ignore"] == ["*.tmp", "staging/*"]
+
+
+def test_ingest_create_takes_partition_fields_as_tables_create_does(
+    capsys: pytest.CaptureFixture[str], api: FakeApi
+) -> None:
+    api.routes[("GET", "/api/v1/tables/")] = (200, {"items": [], "total": 0})
+    api.routes[("POST", "/api/v1/tables/")] = lambda req, body: (201, {
+        **body, "id": "t1"})
+    api.routes[("POST", "/api/v1/ingestion/jobs")] = (201, job("PENDING"))
+    api.routes[("POST", "/api/v1/ingestion/jobs/j1/start")] = (202, job("RUNNING"))
+    assert run(["ingest", "s3://landing/a.csv", "--table", "demo.flights", "--create",
+                "--partition", "time_hour:day:day", "--partition", "carrier", "--json"]) == 0
+    (created,) = [r["body"] for r in api.requests if r["path"] == "/api/v1/tables/"
+                  and r["method"] == "POST"]
+    assert created["partitioning"] == [
+        {"column": "time_hour", "transform": "day", "name": "day"},
+        {"column": "carrier", "transform": "identity"}]
+    # Without --create it would be lost: refused; on an existing table it must agree.
+    capsys.readouterr()
+    assert run(["ingest", "s3://landing/a.csv", "--table", "demo.flights",
+                "--partition", "time_hour:day"]) == 1
+    assert "applies to the table --create creates" in one_error_line(capsys)
+    api.routes[("GET", "/api/v1/tables/")] = (200, {"items": [
+        {"id": "t1", "namespace": "demo", "name": "flights",
+         "partitioning": [{"column": "time_hour", "transform": "day", "name": "day"}]}],
+        "total": 1})
+    capsys.readouterr()
+    assert run(["ingest", "s3://landing/a.csv", "--table", "demo.flights", "--create",
+                "--partition", "carrier"]) == 1
+    assert "exists with another partitioning" in one_error_line(capsys)
+    assert run(["ingest", "s3://landing/a.csv", "--table", "demo.flights", "--create",
+                "--partition", "time_hour:day", "--json"]) == 0
+
+
+def test_the_summary_tells_the_jobs_files_from_the_tables_files_now(
+    capsys: pytest.CaptureFixture[str], api: FakeApi
+) -> None:
+    done = {**job("SUCCEEDED", 2, 2, 1000), "files_written": 12,
+            "finished_at": "2026-01-01T00:00:07"}
+    api.routes[("GET", "/api/v1/ingestion/jobs/j1")] = (200, done)
+    # compaction merged the job's 12 files into 5 since
+    api.routes[("GET", "/api/v1/tables/t1/files")] = (200, {"items": [{}], "total": 5})
+    assert run(["jobs", "watch", "j1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any("files written by the job" in line and "12" in line for line in lines)
+    assert any("files in the table now" in line and "5" in line for line in lines)

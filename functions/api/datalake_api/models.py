@@ -12,6 +12,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -24,6 +25,7 @@ from datalake.domain.limits import (
     MAX_LIST_ITEMS,
     NAME_MAX,
 )
+from datalake.domain.source_objects import MAX_IGNORE_PATTERNS, MAX_PATTERN_LENGTH
 from datalake.domain.vocabulary import (
     DEFAULT_SCHEMA_POLICY,
     BatchStatus,
@@ -37,6 +39,8 @@ Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX)]
 Id = Annotated[str, StringConstraints(min_length=1, max_length=ID_MAX)]
 Description = Annotated[str, StringConstraints(max_length=DESCRIPTION_MAX)]
 Word = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+#: One of a source's ignore patterns: a glob of plain text.
+IgnorePattern = Annotated[str, StringConstraints(min_length=1, max_length=MAX_PATTERN_LENGTH)]
 #: An ``s3://bucket/key`` URI: the scheme, a bucket and a key of at most 1,024 bytes.
 S3Uri = Annotated[str, StringConstraints(min_length=6, max_length=KEY_MAX_BYTES + BUCKET_MAX + 6)]
 
@@ -240,6 +244,8 @@ class SourceCreate(BaseModel):
     prefix: Annotated[str, StringConstraints(max_length=KEY_MAX_BYTES)] = ""
     format: FormatName | None = None
     options: dict[str, Any] | None = None
+    #: Glob patterns (``*.tmp``) of uploads under the prefix that start no job.
+    ignore: list[IgnorePattern] | None = Field(default=None, max_length=MAX_IGNORE_PATTERNS)
 
 
 class SourceOut(_Out):
@@ -250,8 +256,14 @@ class SourceOut(_Out):
     prefix: str
     format: str | None
     options: dict[str, Any]
+    ignore: list[str] = []
     enabled: bool
     created_at: datetime
+
+    @field_validator("ignore", mode="before")
+    @classmethod
+    def _no_patterns(cls, value: Any) -> Any:
+        return [] if value is None else value
 
 
 class JobCreate(BaseModel):
@@ -414,3 +426,17 @@ class OptimizeAccepted(BaseModel):
     target_file_size_mb: float
     request_id: str | None
     partitions_to_compact: int
+    #: Names the run: ``GET /partitions/table/{table_id}/optimize/{run_id}`` says when it ends.
+    run_id: str
+
+
+class OptimizeRunOut(_Out):
+    """Where an optimize run is: ``ACCEPTED`` until it ends, then its own status
+    (``DONE``, ``PARTIAL``, ``FAILED``, ``NOT_FOUND``) and what it did."""
+
+    model_config = ConfigDict(from_attributes=True, extra="allow")
+
+    table_id: str
+    run_id: str
+    status: str
+    at: datetime | None = None

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import io
+from pathlib import Path
+from typing import Any, BinaryIO
 
 import pyarrow as pa
 import pytest
@@ -12,6 +15,7 @@ from datalake.domain.partitioning import PartitionField
 from datalake.domain.schema import Schema
 from datalake.engine.arrow_schema import infer_schema, to_arrow_schema, to_arrow_type
 from datalake.engine.conform import convert
+from datalake.engine.store import LocalObjectStore
 from datalake.errors import SchemaMismatch
 
 from .conftest import ingest_all, put, quarantine_lines, read_back
@@ -169,3 +173,93 @@ def test_freeze_fails_a_file_missing_an_optional_column(store):
         ingest_all(store, "in/", schema=schema, policy="freeze")
     (res,) = ingest_all(store, "in/", schema=schema, policy="evolve", job="j2")
     assert read_back(store, [res]).to_pylist() == [{"id": 1, "name": None}]
+
+
+class CountingStore(LocalObjectStore):
+    """Counts the source bytes the engine actually reads (opened streams and ranges)."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read_bytes = 0
+
+    def open_input(self, bucket: str, key: str, **kw: Any) -> BinaryIO:
+        f = super().open_input(bucket, key, **kw)
+        store = self
+
+        class Counted(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def seekable(self) -> bool:
+                return f.seekable()
+
+            def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+                return f.seek(offset, whence)
+
+            def tell(self) -> int:
+                return f.tell()
+
+            def readinto(self, b: Any) -> int:
+                data = f.read(len(b))
+                b[: len(data)] = data
+                if bucket == "src":
+                    store.read_bytes += len(data)
+                return len(data)
+
+        return io.BufferedReader(Counted())
+
+
+@pytest.mark.parametrize("split_size", [128 * 2**20, 20_000], ids=["whole", "split"])
+def test_a_csv_with_bad_values_in_several_columns_is_read_once(
+    tmp_path: Path, split_size: int
+) -> None:
+    schema = Schema.of([("id", "long"), ("a", "int"), ("b", "double"), ("c", "date"),
+                        ("d", "boolean"), ("e", "long")])
+    rows = [f"{i},{i % 100},{i / 4},2020-01-{i % 28 + 1:02d},{'true' if i % 2 else 'false'},{i}"
+            for i in range(5000)]
+    clean = ("id,a,b,c,d,e\n" + "\n".join(rows) + "\n").encode()
+    # one bad value (as wide as the good one) in each of five columns, in different chunks
+    bad = {700: 1, 1900: 2, 2600: 3, 3300: 4, 4800: 5}
+    for row, col in bad.items():
+        fields = rows[row].split(",")
+        fields[col] = "?" * len(fields[col])
+        rows[row] = ",".join(fields)
+    dirty = ("id,a,b,c,d,e\n" + "\n".join(rows) + "\n").encode()
+    assert len(dirty) == len(clean)
+
+    read: dict[str, tuple[int, int]] = {}
+    for name, data in (("clean", clean), ("dirty", dirty)):
+        (tmp_path / name / "src").mkdir(parents=True)
+        (tmp_path / name / "lake").mkdir()
+        store = CountingStore(tmp_path / name)
+        put(store, "in/x.csv", data)
+        results = ingest_all(store, "in/", schema=schema, split_size=split_size,
+                             options={"block_size": 16_384})
+        assert sum(r.records_read for r in results) == 5000
+        read[name] = (sum(r.bytes_read for r in results), store.read_bytes)
+    assert sum(r.records_rejected for r in results) == 5
+    rejected = quarantine_lines(store, results)
+    assert sorted(r["column"] for r in rejected) == ["a", "b", "c", "d", "e"]
+    # Bad values cost no extra reads: the dirty file reads exactly what the clean one does.
+    assert read["dirty"] == read["clean"]
+    if len(results) == 1:  # one split: every byte once, rows counted from the first record
+        assert read["dirty"] == (len(dirty), len(dirty))
+        assert sorted(r["row"] for r in rejected) == sorted(bad)
+
+
+@pytest.mark.parametrize("escape", [False, True], ids=["doubled-quotes", "escape-char"])
+def test_records_with_quoted_newlines_are_never_cut_between_chunks(
+    store: LocalObjectStore, escape: bool
+) -> None:
+    schema = Schema.of([("id", "long"), ("v", "string"), ("n", "int")])
+    quote = '\\"' if escape else '""'
+    lines = [f'{i},"line one\nline {quote}two{quote} {i}\n",{"?" if i == 150 else i}'
+             for i in range(300)]
+    put(store, "q/a.csv", ("id,v,n\n" + "\n".join(lines) + "\n").encode())
+    options = {"newlines_in_values": True, "block_size": 64,
+               **({"escape_char": "\\"} if escape else {})}
+    results = ingest_all(store, "q/", schema=schema, options=options)
+    got = read_back(store, results).sort_by("id")
+    assert got.num_rows == 299 and results[0].records_rejected == 1
+    assert got.column("v").to_pylist()[7] == 'line one\nline "two" 7\n'
+    assert [r["row"] for r in quarantine_lines(store, results)] == [150]

@@ -19,7 +19,7 @@ from datalake_api.deps import (
     SweeperDep,
 )
 from datalake_api.models import BatchOut, JobCreate, JobOut, Page, RejectsOut
-from datalake_api.params import BigLimit, IdFilter, Instant, Limit, NameFilter, Offset, PathId
+from datalake_api.params import BigLimit, IdFilter, Instant, JobId, Limit, NameFilter, Offset
 
 router = APIRouter(prefix="/ingestion/jobs", tags=["ingestion"])
 log = logging.getLogger("datalake.api.jobs")
@@ -83,7 +83,7 @@ def list_jobs(
 
 
 @router.get("/{job_id}")
-def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep, who: PrincipalDep) -> JobOut:
     """A job; while it runs, its counters are its batches' so far."""
     who.require("reader")
     job = jobs.get_job(session, job_id)
@@ -97,7 +97,7 @@ def get_job(job_id: PathId, session: SessionDep, who: PrincipalDep) -> JobOut:
 
 @router.get("/{job_id}/rejects")
 def list_rejects(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     store: ReaderDep,
@@ -111,7 +111,7 @@ def list_rejects(
 
 @router.get("/{job_id}/batches")
 def list_batches(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     limit: BigLimit = 1000,
@@ -124,7 +124,7 @@ def list_batches(
 
 @router.post("/{job_id}/start", status_code=status.HTTP_202_ACCEPTED)
 def start_job(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
@@ -140,7 +140,7 @@ def start_job(
 
 @router.post("/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED)
 def cancel_job(
-    job_id: PathId,
+    job_id: JobId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
@@ -157,7 +157,7 @@ def cancel_job(
 
 @router.post("/{job_id}/retry", status_code=status.HTTP_201_CREATED)
 def retry_job(
-    job_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    job_id: JobId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> JobOut:
     """A new PENDING job over a failed, cancelled or corrupted job's sources."""
     who.require("writer")

@@ -14,11 +14,12 @@ from datalake_api.deps import CorrelationDep, PrincipalDep, SessionDep
 from datalake_api.models import (
     OptimizeAccepted,
     OptimizeRequest,
+    OptimizeRunOut,
     Page,
     PartitionCreate,
     PartitionOut,
 )
-from datalake_api.params import Limit, Offset, PathId
+from datalake_api.params import Limit, Offset, PartitionId, PathId, TableId
 
 router = APIRouter(prefix="/partitions", tags=["partitions"])
 
@@ -52,7 +53,7 @@ def register_partition(
 
 @router.get("/table/{table_id}")
 def list_partitions(
-    table_id: PathId,
+    table_id: TableId,
     session: SessionDep,
     who: PrincipalDep,
     limit: Limit = 100,
@@ -64,14 +65,16 @@ def list_partitions(
 
 
 @router.get("/{partition_id}")
-def get_partition(partition_id: PathId, session: SessionDep, who: PrincipalDep) -> PartitionOut:
+def get_partition(
+    partition_id: PartitionId, session: SessionDep, who: PrincipalDep
+) -> PartitionOut:
     who.require("reader")
     return PartitionOut.model_validate(partitions.get_partition(session, partition_id))
 
 
 @router.put("/{partition_id}/stats")
 def recompute_stats(
-    partition_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    partition_id: PartitionId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> PartitionOut:
     who.require("writer")
     part = partitions.recompute_stats(session, partition_id, actor=who.subject, correlation_id=cid)
@@ -80,7 +83,7 @@ def recompute_stats(
 
 @router.post("/table/{table_id}/optimize", status_code=status.HTTP_202_ACCEPTED)
 def optimize_table(
-    table_id: PathId,
+    table_id: TableId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,
@@ -99,3 +102,12 @@ def optimize_table(
         correlation_id=cid,
     )
     return OptimizeAccepted(**accepted)
+
+
+@router.get("/table/{table_id}/optimize/{run_id}")
+def optimize_run(
+    table_id: TableId, run_id: PathId, session: SessionDep, who: PrincipalDep
+) -> OptimizeRunOut:
+    """Where an optimize run (the ``run_id`` its 202 named) is: ``ACCEPTED`` until it ends."""
+    who.require("reader")
+    return OptimizeRunOut(**partitions.optimize_run(session, table_id, run_id))

@@ -24,7 +24,7 @@ from datalake_api.models import (
     SchemaVersionCreate,
     SchemaVersionOut,
 )
-from datalake_api.params import Limit, Offset, PathId
+from datalake_api.params import Limit, Offset, TableId, VersionId
 
 router = APIRouter(prefix="/schema", tags=["schemas"])
 
@@ -59,7 +59,11 @@ def create_version(
 
 @router.get("/versions/table/{table_id}")
 def list_versions(
-    table_id: PathId, session: SessionDep, who: PrincipalDep, limit: Limit = 100, offset: Offset = 0
+    table_id: TableId,
+    session: SessionDep,
+    who: PrincipalDep,
+    limit: Limit = 100,
+    offset: Offset = 0,
 ) -> Page[SchemaVersionOut]:
     """A table's schema history, oldest first."""
     who.require("reader")
@@ -70,14 +74,14 @@ def list_versions(
 
 
 @router.get("/versions/table/{table_id}/current")
-def current_version(table_id: PathId, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
+def current_version(table_id: TableId, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
     """The table's current version (404 when the table has no schema yet)."""
     who.require("reader")
     return version_out(session, schemas.current_version(session, table_id))
 
 
 @router.get("/versions/{version_id}")
-def get_version(version_id: PathId, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
+def get_version(version_id: VersionId, session: SessionDep, who: PrincipalDep) -> SchemaVersionOut:
     """One version by id."""
     who.require("reader")
     return version_out(session, schemas.get_version(session, version_id))
@@ -85,7 +89,7 @@ def get_version(version_id: PathId, session: SessionDep, who: PrincipalDep) -> S
 
 @router.post("/versions/{version_id}/apply", status_code=status.HTTP_201_CREATED)
 def apply_version(
-    version_id: PathId,
+    version_id: VersionId,
     response: Response,
     session: SessionDep,
     who: PrincipalDep,

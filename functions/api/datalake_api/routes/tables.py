@@ -22,7 +22,7 @@ from datalake_api.models import (
     TableUpdate,
     VerifyOut,
 )
-from datalake_api.params import BigLimit, Instant, Limit, NameFilter, Offset, PathId
+from datalake_api.params import BigLimit, Instant, Limit, NameFilter, Offset, TableId
 
 router = APIRouter(prefix="/tables", tags=["tables"])
 #: Seconds a verify call spends reading objects at most (API Gateway answers within 29 s).
@@ -103,7 +103,7 @@ def list_tables(
 
 
 @router.get("/{table_id}")
-def get_table(table_id: PathId, session: SessionDep, who: PrincipalDep) -> TableOut:
+def get_table(table_id: TableId, session: SessionDep, who: PrincipalDep) -> TableOut:
     who.require("reader")
     view = tables.get_table_view(session, table_id)
     return answer(view.row, view.schema, view.iceberg)
@@ -111,7 +111,7 @@ def get_table(table_id: PathId, session: SessionDep, who: PrincipalDep) -> Table
 
 @router.put("/{table_id}")
 def update_table(
-    table_id: PathId,
+    table_id: TableId,
     body: TableUpdate,
     session: SessionDep,
     who: PrincipalDep,
@@ -125,7 +125,7 @@ def update_table(
 
 @router.delete("/{table_id}")
 def delete_table(
-    table_id: PathId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
+    table_id: TableId, session: SessionDep, who: PrincipalDep, cid: CorrelationDep
 ) -> TableOut:
     who.require("admin")
     table = tables.delete_table(session, table_id, actor=who.subject, correlation_id=cid)
@@ -134,7 +134,7 @@ def delete_table(
 
 @router.get("/{table_id}/files")
 def list_files(
-    table_id: PathId,
+    table_id: TableId,
     session: SessionDep,
     who: PrincipalDep,
     limit: BigLimit = 1000,
@@ -164,7 +164,7 @@ def list_files(
 
 @router.post("/{table_id}/verify")
 def verify_table(
-    table_id: PathId,
+    table_id: TableId,
     session: SessionDep,
     who: PrincipalDep,
     cid: CorrelationDep,

@@ -76,8 +76,12 @@ class OptimizeEvent(_Event):
     partition_id: str | None = None
     target_file_size_mb: float | None = None
     requested_by: str | None = None
+    #: The API's name for the run (its end is recorded under it); absent from a schedule.
+    run_id: str | None = None
+    correlation_id: str | None = None
 
-    @field_validator("table_id", "partition_id", "requested_by", mode="before")
+    @field_validator("table_id", "partition_id", "requested_by", "run_id", "correlation_id",
+                     mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return value or None
@@ -95,6 +99,8 @@ class S3Upload(_Event):
     key: str
     etag: str | None = None
     sequencer: str | None = None
+    #: The object's size in bytes (``None`` when the event names none).
+    size: int | None = None
 
 
 class _S3Bucket(_Event):
@@ -105,6 +111,7 @@ class _S3Object(_Event):
     key: str
     etag: str | None = Field(default=None, alias="eTag")
     sequencer: str | None = None
+    size: int | None = None
 
 
 class _S3Entity(_Event):
@@ -130,6 +137,7 @@ class S3Notification(_Event):
                 key=unquote_plus(r.s3.object.key),
                 etag=r.s3.object.etag,
                 sequencer=r.s3.object.sequencer,
+                size=r.s3.object.size,
             )
             for r in self.records
             if r.event_name.startswith("ObjectCreated") and r.s3 is not None

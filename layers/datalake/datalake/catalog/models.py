@@ -200,6 +200,8 @@ class DataSource(TimestampMixin, Base):
     prefix: Mapped[str] = mapped_column(String(1024), default="")
     format: Mapped[str | None] = mapped_column(String(16), nullable=True)
     options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Glob patterns of uploads that start no job (``*.tmp``); see domain.source_objects.
+    ignore: Mapped[list[str]] = mapped_column(JSON, default=list, server_default="[]")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
 
 

@@ -15,6 +15,7 @@ from datalake.catalog.queries.batches import BatchQueries
 from datalake.catalog.queries.compaction import CompactionQueries
 from datalake.catalog.queries.files import FileQueries
 from datalake.catalog.queries.iceberg import IcebergQueries
+from datalake.catalog.queries.ids import IdQueries
 from datalake.catalog.queries.jobs import JobQueries
 from datalake.catalog.queries.partitions import PartitionQueries
 from datalake.catalog.queries.retries import RetryQueries
@@ -34,6 +35,7 @@ class SqlCatalog(
     CompactionQueries,
     FileQueries,
     IcebergQueries,
+    IdQueries,
     JobQueries,
     PartitionQueries,
     RetryQueries,

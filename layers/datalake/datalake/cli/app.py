@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import sys
+import time
 import traceback
 import uuid
 from collections.abc import Iterator
@@ -32,6 +33,7 @@ from datalake.cli.lookups import (
     s3_client,
     s3_error,
     split_name,
+    table_file_count,
 )
 
 #: Options that belong to the whole program but may be written after the command too
@@ -402,7 +404,7 @@ def sources_list(as_json: JsonOpt = False) -> None:
     """List the data sources."""
     page = STATE.api.get(f"{API}/sources", limit=1000)
     emit(page, as_json, lambda p: out.print(list_table(
-        p["items"], ["id", "name", "table_id", "bucket", "prefix", "format"])))
+        p["items"], ["id", "name", "table_id", "bucket", "prefix", "format", "ignore"])))
 
 
 @sources_app.command("add")
@@ -419,9 +421,17 @@ def sources_add(
     option: Annotated[
         list[str] | None, typer.Option(help="A job option key=value (repeatable).")
     ] = None,
+    ignore: Annotated[
+        list[str] | None,
+        typer.Option(help="A glob of uploads that start no job, e.g. '*.tmp' (repeatable)."),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Add a data source: objects created under BUCKET/PREFIX are ingested into TABLE."""
+    """Add a data source: objects created under BUCKET/PREFIX are ingested into TABLE.
+
+    Markers (_SUCCESS, _committed_*, _started_*, *.crc), folder keys and empty objects
+    never start a job; --ignore names more.
+    """
     t = resolve_table(STATE.api, table)
     bucket = bucket or STATE.profile.landing_bucket
     if not bucket:
@@ -431,7 +441,18 @@ def sources_add(
         body["format"] = fmt
     if option:
         body["options"] = parse_options(option)
+    if ignore:
+        body["ignore"] = list(ignore)
     emit(STATE.api.call("POST", f"{API}/sources", body), as_json)
+
+
+@sources_app.command("delete")
+def sources_delete(
+    source: Annotated[str, typer.Argument(help="The source's id (or a unique prefix of it).")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Disable a data source: later uploads under its prefix start nothing."""
+    emit(STATE.api.call("DELETE", f"{API}/sources/{source}"), as_json)
 
 
 # ================================================================================ ingest
@@ -476,6 +497,11 @@ def ingest(
     create: Annotated[
         bool, typer.Option(help="Create the table NAMESPACE.NAME if it does not exist.")
     ] = False,
+    partition: Annotated[
+        list[str] | None,
+        typer.Option(help="With --create: a partition field COLUMN:TRANSFORM[:NAME] of the new "
+                     "table, as for tables create (repeatable)."),
+    ] = None,
     fmt: Annotated[
         str | None,
         typer.Option("--format", help="csv, jsonl, parquet or avro (default: the extension)."),
@@ -498,14 +524,27 @@ def ingest(
     for p in local:
         if not p.exists():
             raise CliError(f"no such file or folder: {p}")
+    if partition and not create:
+        raise CliError("--partition applies to the table --create creates; change an existing "
+                       "table's partitioning with the API (PUT /tables/{id})")
+    fields = _partitioning(partition)
     try:
         t = resolve_table(api, table)
     except TableNotFound:
         if not create:
             raise
         ns, name = split_name(table)
-        t = api.call("POST", f"{API}/tables/", {"name": name, "namespace": ns})
+        new: dict[str, Any] = {"name": name, "namespace": ns}
+        if fields:
+            new["partitioning"] = fields
+        t = api.call("POST", f"{API}/tables/", new)
         note(f"created table {ns}.{name} ({t['id']})")
+    else:
+        # A re-run of the same command is fine; a different layout would be silently lost.
+        have = [(f.get("column"), f.get("transform")) for f in t.get("partitioning") or []]
+        if fields and have != [(f["column"], f["transform"]) for f in fields]:
+            raise CliError(f"table {table} exists with another partitioning ({have or 'none'}); "
+                           "--partition only applies when --create creates the table")
     sources = [p for p in paths if p.startswith("s3://")]
     if local:
         sources += upload_paths(profile, local, t["namespace"], t["name"])
@@ -529,10 +568,14 @@ def ingest(
 
 
 def finish(job: dict[str, Any], as_json: bool) -> None:
-    """Print a finished job; exit 1 unless it succeeded."""
+    """Print a finished job (and its table's file count now); exit 1 unless it succeeded."""
     from datalake.cli.progress import summary_table
 
-    emit(job, as_json, lambda j: out.print(summary_table(j)))
+    def render(j: dict[str, Any]) -> None:
+        # Compaction merges the job's files afterwards: the table's count is its own row.
+        out.print(summary_table(j, table_files=table_file_count(STATE.api, j["table_id"])))
+
+    emit(job, as_json, render)
     if job["status"] != "SUCCEEDED":
         raise CliError(f"job {job['id']} {job['status']}: {job.get('error') or 'no error given'}")
 
@@ -773,18 +816,46 @@ def schema_apply(
 
 
 # ================================================================================ maintenance
+#: ``optimize --wait``: seconds between reads of the run, and at most how long (the
+#: optimize function's own limit is 15 minutes; Lambda may retry a failed run twice).
+OPTIMIZE_POLL_S = 1.0
+OPTIMIZE_WAIT_S = 3 * 15 * 60.0
+#: What ``optimize --wait`` prints of the run.
+OPTIMIZE_SHOWN = ("status", "files_before", "files_after", "files_replaced", "files_written",
+                  "partitions_compacted", "rows", "swept", "error", "errors")
 @app.command()
 def optimize(
     table: TableArg,
     target_file_size_mb: Annotated[
         int | None, typer.Option(help="Target size of merged files (default: the table's).")
     ] = None,
+    wait: Annotated[
+        bool, typer.Option(help="Follow the run until it has finished, then summarise it.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Compact a table's small files (runs in the optimize function)."""
-    t = resolve_table(STATE.api, table)
+    api = STATE.api
+    t = resolve_table(api, table)
     body = {"target_file_size_mb": target_file_size_mb} if target_file_size_mb else {}
-    emit(STATE.api.call("POST", f"{API}/partitions/table/{t['id']}/optimize", body), as_json)
+    accepted = api.call("POST", f"{API}/partitions/table/{t['id']}/optimize", body)
+    if not wait:
+        emit(accepted, as_json)
+        return
+    path = f"{API}/partitions/table/{t['id']}/optimize/{accepted['run_id']}"
+    deadline = time.monotonic() + OPTIMIZE_WAIT_S
+    run = api.call("GET", path)
+    while run["status"] == "ACCEPTED":
+        if time.monotonic() > deadline:
+            raise CliError(f"optimize run {accepted['run_id']} has not finished after "
+                           f"{OPTIMIZE_WAIT_S:.0f}s (follow it with GET {path})")
+        time.sleep(OPTIMIZE_POLL_S)
+        run = api.call("GET", path)
+    emit(run, as_json, lambda r: out.print(kv_table(
+        {k: v for k, v in r.items() if k in OPTIMIZE_SHOWN}, f"optimize run {r['run_id']}")))
+    if run["status"] not in ("DONE", "PARTIAL"):
+        raise CliError(f"optimize run {run['run_id']} {run['status']}: "
+                       f"{run.get('error') or run.get('errors') or 'no error given'}")
 
 
 @app.command()

@@ -96,3 +96,13 @@ def committed_files(api: ApiClient, table_id: str) -> list[dict[str, Any]]:
         page = api.get(f"{API}/tables/{table_id}/files", cursor=page["next"], limit=10000)
         items.extend(page["items"])
     return items
+
+
+def table_file_count(api: ApiClient, table_id: str | None) -> int | None:
+    """How many committed files the table has now (``None`` when it cannot be read)."""
+    if not table_id:
+        return None
+    try:
+        return int(api.get(f"{API}/tables/{table_id}/files", limit=1)["total"])
+    except (ApiError, KeyError, TypeError, ValueError):
+        return None

@@ -171,17 +171,25 @@ def _duration(job: dict[str, Any]) -> str:
     return f"{seconds:.1f} s"
 
 
-def summary_table(job: dict[str, Any]) -> Table:
-    """A job's outcome as a table: status, records, bytes, files, batches, time, error."""
+def summary_table(job: dict[str, Any], table_files: int | None = None) -> Table:
+    """A job's outcome as a table: status, records, bytes, files, batches, time, error.
+
+    ``files_written`` is the job's own count; compaction merges files afterwards, so the
+    table's current count (``table_files``, when known) is shown beside it.
+    """
     style = _STYLES.get(job["status"], "")
     t = Table(title=f"job {job['id']}", show_header=False)
     t.add_column("what", style="bold")
     t.add_column("value", justify="right", overflow="fold")
     t.add_row("status", f"[{style}]{job['status']}[/]" if style else job["status"])
     for key in ("records_read", "records_written", "records_rejected", "bytes_read",
-                "bytes_written", "files_written"):
+                "bytes_written"):
         if key in job:
             t.add_row(key.replace("_", " "), f"{job[key]:,}")
+    if "files_written" in job:
+        t.add_row("files written by the job", f"{job['files_written']:,}")
+    if table_files is not None:
+        t.add_row("files in the table now", f"{table_files:,}")
     t.add_row("batches", f"{job.get('batches_succeeded', 0)} succeeded, "
                          f"{job.get('batches_failed', 0)} failed of {job.get('batches_total', 0)}")
     if _duration(job):

@@ -17,6 +17,7 @@ import zlib
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from datalake.domain.source_objects import is_data_object
 from datalake.domain.vocabulary import DEFAULT_SPLIT_SIZE_MB, SourceFormat
 from datalake.engine.store import ObjectInfo, ObjectStore
 from datalake.errors import CorruptInput, InvalidInput
@@ -219,7 +220,9 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
                 split_size_bytes: int = DEFAULT_SPLIT_SIZE_MB * 2**20) -> list[Split]:
     """Cut source objects into splits of about ``split_size_bytes``.
 
-    Empty objects produce no split. Split indexes run over all objects in order.
+    Objects that hold no records (empty ones, and the markers and folder keys of
+    :func:`~datalake.domain.source_objects.marker_reason`) produce no split. Split
+    indexes run over all objects in order.
 
     Raises
     ------
@@ -232,11 +235,12 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
     split_size = max(1, int(split_size_bytes))
     out: list[Split] = []
     for obj in objects:
+        # markers (_SUCCESS, .crc, folder keys) and empty objects: no records, no format
+        if not is_data_object(obj.key, obj.size):
+            continue
         fmt, comp = detect_format(obj.key, format or options.get("format"))
         if options.get("compression") is not None:
             comp = options["compression"] or None
-        if obj.size == 0:
-            continue
         base: dict[str, Any] = {"bucket": obj.bucket, "key": obj.key, "format": fmt,
                                 "size": obj.size, "etag": obj.etag, "compression": comp}
         if fmt == SourceFormat.CSV:

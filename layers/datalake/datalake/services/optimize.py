@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from datalake.catalog.db import session_scope
 from datalake.engine.store import ObjectStore
 from datalake.errors import DatalakeError, NotFound
+from datalake.services import audit
 from datalake.services.compaction import (
     CompactionSummary,
     compact_all,
@@ -19,6 +21,7 @@ from datalake.services.compaction import (
     live_table_ids,
 )
 from datalake.services.jobs import clean_up_finished_jobs
+from datalake.services.partitions import OPTIMIZE_FINISHED
 from datalake.services.verify import verify_tables
 
 log = logging.getLogger(__name__)
@@ -34,8 +37,13 @@ def optimize(
     target_file_size_mb: float | None = None,
     deadline: float | None = None,
     actor: str = "system:optimize",
+    run_id: str | None = None,
+    correlation_id: str | None = None,
 ) -> dict[str, Any]:
     """Compact ``table_id`` (or one of its partitions), or every live table when None.
+
+    A table's run records its end (status and summary) in the audit trail under
+    ``run_id``, which :func:`~datalake.services.partitions.optimize_run` reads back.
 
     Parameters
     ----------
@@ -45,6 +53,8 @@ def optimize(
         Where the data files live.
     partition_id, target_file_size_mb, deadline, actor:
         As for :func:`~datalake.services.compaction.compact_table`.
+    run_id, correlation_id:
+        The API's name for the run and its request's correlation id (none on a schedule).
 
     Returns
     -------
@@ -67,7 +77,10 @@ def optimize(
             )
         except NotFound as e:
             log.warning("nothing to optimize", extra={"table_id": table_id, "error": str(e)})
-            return {"table_id": table_id, "status": "NOT_FOUND", "error": str(e)}
+            missing: dict[str, Any] = {"table_id": table_id, "status": "NOT_FOUND",
+                                       "error": str(e)}
+            _record_end(missing, run_id, actor, correlation_id)
+            return missing
     else:
         summary = _scheduled(store, target_file_size_mb=target_file_size_mb, deadline=deadline,
                              actor=actor)
@@ -75,9 +88,22 @@ def optimize(
            **summary.to_json()}
     log.info("optimized", extra={"summary": out})
     if summary.errors:
+        _record_end({**out, "status": "FAILED"}, run_id, actor, correlation_id)
         raise DatalakeError(f"compaction failed for {len(summary.errors)} merge(s)",
                             details=summary.errors)
+    _record_end(out, run_id, actor, correlation_id)
     return out
+
+
+def _record_end(out: dict[str, Any], run_id: str | None, actor: str,
+                correlation_id: str | None) -> None:
+    """Record a table's run's end under its run id, for whoever waits for it."""
+    if not run_id or not out.get("table_id"):
+        return
+    with session_scope() as session:
+        audit.record(session, actor=actor, action=OPTIMIZE_FINISHED, entity_type="table",
+                     entity_id=out["table_id"], correlation_id=correlation_id,
+                     details={**out, "run_id": run_id})
 
 
 def _scheduled(store: ObjectStore, *, target_file_size_mb: float | None,

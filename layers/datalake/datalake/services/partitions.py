@@ -14,7 +14,7 @@ import re
 from datetime import datetime
 from typing import Any, Protocol
 
-from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable
+from datalake.catalog.models import DataFile, DataLakePartition, DataLakeTable, new_id
 from datalake.catalog.sql_catalog import Session, SqlCatalog
 from datalake.domain import file_sizes
 from datalake.domain.file_sizes import (
@@ -290,8 +290,9 @@ def request_compaction(
     -------
     dict
         ``{"table_id", "status": "ACCEPTED", "partition_id", "target_file_size_mb",
-        "request_id", "partitions_to_compact"}``; the last is what the catalog shows now
-        (the run decides again when it starts).
+        "request_id", "partitions_to_compact", "run_id"}``; ``partitions_to_compact`` is
+        what the catalog shows now (the run decides again when it starts); ``run_id``
+        names the run for :func:`optimize_run`.
 
     Raises
     ------
@@ -311,12 +312,15 @@ def request_compaction(
     candidates = compaction_candidates(
         session, table.id, target=target_bytes(table, override), partition_id=partition_id
     )
+    # Names the run: its end is recorded under it (see optimize_run), so a caller can wait.
+    run_id = new_id()
     payload: dict[str, Any] = {
         "table_id": table.id,
         "partition_id": partition_id,
         "target_file_size_mb": override,
         "requested_by": actor,
         "correlation_id": correlation_id,
+        "run_id": run_id,
     }
     request_id = requester.request(payload)
     accepted = {
@@ -326,8 +330,42 @@ def request_compaction(
         "target_file_size_mb": file_sizes.target_mb(table.format, override),
         "request_id": request_id,
         "partitions_to_compact": len(candidates),
+        "run_id": run_id,
     }
-    audit.record(session, actor=actor, action="table.optimize", entity_type="table",
+    audit.record(session, actor=actor, action=OPTIMIZE_ASKED, entity_type="table",
                  entity_id=table.id, correlation_id=correlation_id,
                  details={k: v for k, v in accepted.items() if k != "status"})
     return accepted
+
+
+#: The audit actions of an optimize run: asked for (by the API), and finished (by the run).
+OPTIMIZE_ASKED = "table.optimize"
+OPTIMIZE_FINISHED = "table.optimize.finished"
+#: Finished runs of a table searched for one run id (newest first).
+_RUNS_SEARCHED = 1000
+
+
+def optimize_run(session: Session, table_id: str, run_id: str) -> dict[str, Any]:
+    """Where an optimize run of the table is: ``{"table_id", "run_id", "status", ...}``.
+
+    ``status`` is ``ACCEPTED`` until the run records its end, then the run's own
+    (``DONE``, ``PARTIAL``, ``FAILED``, ``NOT_FOUND``) with its summary (files before and
+    after, merges, ...). A failed run may be retried by Lambda; the latest end counts.
+
+    Raises
+    ------
+    NotFound
+        When no optimize run of that id was asked for on the table.
+    """
+    catalog = SqlCatalog(session)
+    for action in (OPTIMIZE_FINISHED, OPTIMIZE_ASKED):
+        events, _ = catalog.audit_events_page(
+            action=action, entity_id=table_id, limit=_RUNS_SEARCHED, offset=0
+        )
+        for event in events:
+            details = dict(event.details or {})
+            if details.get("run_id") == run_id:
+                status = details.pop("status", None) if action == OPTIMIZE_FINISHED else None
+                return {**details, "table_id": table_id, "run_id": run_id,
+                        "status": status or "ACCEPTED", "at": event.at}
+    raise NotFound(f"no optimize run {run_id} of table {table_id}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datalake.catalog.db import session_scope
+from datalake.domain.source_objects import marker_reason
 from datalake.domain.vocabulary import JobStatus
 from datalake.ports import Orchestrator
 from datalake.services.jobs import job_for_object, start_job
@@ -19,8 +20,13 @@ def start_jobs_for_upload(
     sequencer: str | None,
     orchestrator: Orchestrator,
     correlation_id: str | None = None,
+    size: int | None = None,
 ) -> list[str]:
     """Create and start a job per source whose prefix holds ``s3://bucket/key``.
+
+    An object that holds no records (a ``_SUCCESS`` or ``.crc`` marker, a folder key, an
+    empty object: the rule a prefix ingest skips them by) starts nothing, nor does one a
+    source's ignore patterns name, for that source.
 
     Parameters
     ----------
@@ -33,6 +39,8 @@ def start_jobs_for_upload(
         Starts each job's workflow.
     correlation_id:
         Ties the jobs' logs to the event that started them.
+    size:
+        The object's size from the event (``None``: unknown, not taken as empty).
 
     Returns
     -------
@@ -40,6 +48,8 @@ def start_jobs_for_upload(
         The ids of the jobs started now; a repeated event starts none.
     """
     started: list[str] = []
+    if marker_reason(key, size) is not None:
+        return started
     with session_scope() as session:
         sources = match_sources(session, bucket, key)
     for source in sources:
