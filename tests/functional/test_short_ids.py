@@ -101,6 +101,7 @@ def test_cli_commands_take_the_short_ids_they_print(
 ) -> None:
     ids = made(client)
     cli_through_app(client, monkeypatch, ADMIN)
+    capsys.readouterr()  # what setting up printed (the API's request log) is not the CLI's
     assert run(["jobs", "show", ids["job"][:8], "--batches", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["id"] == ids["job"]
     assert run(["tables", "show", ids["table"][:8], "--json"]) == 0
