@@ -25,7 +25,7 @@ from datalake.engine.conform import Conformer
 from datalake.engine.splits import Split, csv_options, read_csv_header
 from datalake.engine.store import ObjectStore
 from datalake.engine.streams import CountingReader, json_objects, open_at, read_line_range
-from datalake.errors import CorruptInput
+from datalake.errors import CorruptInput, excerpt
 
 _COL_ERR = re.compile(r"In CSV column #(\d+)")
 
@@ -240,10 +240,10 @@ class CsvReader(BaseReader):
             except pa.ArrowInvalid as e:
                 col = self._failed_column(e, string_cols)
                 if col is None:
-                    raise CorruptInput(f"{uri}: unreadable CSV: {e}") from e
+                    raise CorruptInput(f"{uri}: unreadable CSV: {excerpt(str(e))}") from e
                 string_cols.add(col)
             except OSError as e:
-                raise CorruptInput(f"{uri}: unreadable CSV: {e}") from e
+                raise CorruptInput(f"{uri}: unreadable CSV: {excerpt(str(e))}") from e
 
 
 # ------------------------------------------------------------------------ JSON Lines

@@ -9,6 +9,7 @@ from datalake.catalog.db import session_scope
 from datalake.domain.vocabulary import JobStatus
 from datalake.ports import ObjectSweeper
 from datalake.services.jobs import abort_job, publish_iceberg
+from datalake.services.schemas import retire_unsettled
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +17,9 @@ __all__ = ["abort_workflow"]
 
 
 def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str, Any]:
-    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote.
+    """Mark the job FAILED (a cancelled one stays CANCELLED), delete what it wrote, and
+    retire the schema version it settled at Plan unless data depends on it
+    (:func:`datalake.services.schemas.retire_unsettled`).
 
     Parameters
     ----------
@@ -34,6 +37,9 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
     """
     with session_scope() as session:
         job = abort_job(session, job_id, error=error, store=store)
+        if job.status != JobStatus.SUCCEEDED:
+            # The schema version Plan settled for this job describes no data now.
+            retire_unsettled(session, job.table_id)
         out = {"job_id": job.id, "status": job.status, "error": job.error}
     if job.status == JobStatus.SUCCEEDED:
         # Commit committed and then failed for good (its Iceberg publish): publish now,

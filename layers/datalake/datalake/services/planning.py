@@ -12,13 +12,15 @@ from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
 from datalake.domain.formats import IngestOptions
 from datalake.domain.layout import job_plan_key
+from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.vocabulary import JobStatus, SchemaPolicy
 from datalake.engine.arrow_schema import sample_schema
+from datalake.engine.partitioner import validate_partitioning
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import InvalidInput, NotFound, SourceChanged
+from datalake.errors import InvalidInput, NotFound, SourceChanged, excerpt
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
-from datalake.services.schemas import record_version, schema_at
+from datalake.services.schemas import record_version, retire_unsettled, schema_at
 from datalake.services.tables import get_table
 
 
@@ -133,6 +135,7 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
         version = _settle_schema(session, job_id, job.table_id, observed)
+        _check_partitioning(session, job.table_id, version)
         job.schema_version = version
         batches = [
             IngestionBatch(job_id=job_id, seq=i, split=batch_to_json(group))
@@ -157,7 +160,15 @@ def _observe(splits: list[Split], *, store: ObjectStore, options: dict[str, Any]
 
 
 def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) -> int | None:
-    """Evolve the table's schema by what this job's files hold: one version per job."""
+    """Evolve the table's schema by what this job's files hold: one version per job.
+
+    The table row is locked first: the version this job is planned on cannot be retired
+    by a failed job's clean-up (:func:`retire_unsettled`) between being read here and
+    this job's row naming it. A version a failed or cancelled job left behind (its
+    clean-up did not run) is retired here first, so this job settles from the last
+    schema that describes data.
+    """
+    retire_unsettled(session, table_id)
     table = get_table(session, table_id)
     current = schema_at(session, table.id, table.current_schema_version)
     if observed is None:
@@ -189,3 +200,31 @@ def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) 
         changes=result.changes,
     )
     return row.version
+
+
+def _check_partitioning(session: Session, table_id: str, version: int | None) -> None:
+    """Refuse the job at Plan when the table's partition spec does not fit the schema it
+    settled on (a missing column, ``day`` of a string): every batch would fail on it.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the field, the column's type and the schema version; raised inside the
+        settling transaction, so a version this job inferred is not recorded.
+    """
+    table = get_table(session, table_id)
+    schema = schema_at(session, table.id, version)
+    spec = parse_partitioning(table.partitioning)
+    if not spec or not len(schema):
+        return
+    try:
+        validate_partitioning(spec, schema)
+    except InvalidInput as e:
+        columns = ", ".join(f"{f.name}: {f.type}" for f in schema.fields)
+        raise InvalidInput(
+            f"the table's partitioning does not fit the schema this job settled on: "
+            f"{e.message}. Nothing was ingested and no schema version was recorded; "
+            f"change the table's partitioning or its schema, or the files, and retry "
+            f"(columns: {excerpt(columns)})",
+            details={"partitioning": table.partitioning, "schema": schema.to_json()},
+        ) from e

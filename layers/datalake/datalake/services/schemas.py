@@ -16,7 +16,12 @@ Rules (see ``docs/schema-evolution.md`` and ``docs/schema-api.md``):
   one is returned with ``created = False`` (HTTP 200 instead of 201);
 - applying an existing version makes its schema current as a **new** version (source
   ``rollback`` when the applied version is older than the one the current schema came
-  from, ``apply`` otherwise), checked against the mode like any other change.
+  from, ``apply`` otherwise), checked against the mode like any other change;
+- the mode protects data: a version no data of the table was written with (and no
+  running job writes with) is not held against a change for old data it cannot read;
+- a version an ingestion job settled at Plan belongs to that job until data depends on
+  it: when the job fails or is cancelled it is retired (:func:`retire_unsettled`), so a
+  failed job leaves no schema behind.
 
 Nothing here imports pyarrow: the API function uses this module. The API's forms of
 these rows are the API's own (``datalake_api.presenters``).
@@ -41,6 +46,7 @@ from datalake.domain.compat import (
 )
 from datalake.domain.evolution import rollback_changes
 from datalake.domain.schema import Schema
+from datalake.domain.vocabulary import JobStatus
 from datalake.errors import CommitConflict, Conflict, IncompatibleSchema, InvalidInput, NotFound
 from datalake.ports import Catalog
 from datalake.services import audit
@@ -58,6 +64,7 @@ __all__ = [
     "history",
     "list_versions",
     "record_version",
+    "retire_unsettled",
     "schema_at",
 ]
 
@@ -125,6 +132,71 @@ def record_version(
         created_by=actor,
     )
     return catalog.add_schema_version(row, changes if changes is not None else compare(old, schema))
+
+
+#: The outcomes of a job that leave the schema version it settled describing no data.
+_UNSETTLED = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def retire_unsettled(session: Session, table_id: str) -> list[int]:
+    """Take back the current schema versions that failed or cancelled jobs settled.
+
+    Plan records a job's inferred or evolved schema before any batch runs (every worker
+    reads that one version). When the job then fails or is cancelled, that version
+    describes no data: left current, it would bind every later job of the table to a
+    schema that nothing was written with (a column typed ``string`` because the first
+    file was wrong stays ``string``). While the current version is one such job's and
+    no data or live job depends on it (:meth:`Catalog.schema_version_in_use`: a file row
+    of it, or a job running or succeeded on it), it is deleted with its changes and its
+    parent becomes current again; repeated down the chain.
+
+    The table row is locked first, as Plan locks it to settle a schema, so a job that is
+    being planned on the version either keeps it (planned first) or never sees it.
+    Field ids the retired versions used stay spent (``last_column_id`` is unchanged).
+
+    Parameters
+    ----------
+    session:
+        The catalog session (the caller commits).
+    table_id:
+        The table, live or deleted.
+
+    Returns
+    -------
+    list of int
+        The versions retired, newest first (each also recorded as a ``schema.retire``
+        audit event).
+    """
+    catalog: Catalog = SqlCatalog(session)
+    table = catalog.lock_table(table_id)
+    retired: list[int] = []
+    while table is not None and table.current_schema_version is not None:
+        row = catalog.schema_at(table.id, table.current_schema_version)
+        job = catalog.job(row.job_id) if row is not None and row.job_id else None
+        if row is None or job is None or job.status not in _UNSETTLED:
+            break
+        if catalog.schema_version_in_use(table.id, row.version):
+            break
+        row_id, version, parent, job_id = row.id, row.version, row.parent_version, row.job_id
+        if not catalog.compare_and_set(table, current_schema_version=parent):
+            raise CommitConflict(f"table {table.id} changed concurrently")
+        catalog.delete_schema_version(table.id, version)
+        audit.record(
+            session,
+            actor="system",
+            action="schema.retire",
+            entity_type="schema",
+            entity_id=row_id,
+            details={
+                "table_id": table.id,
+                "version": version,
+                "job_id": job_id,
+                "job_status": str(job.status),
+                "current_version": parent,
+            },
+        )
+        retired.append(version)
+    return retired
 
 
 def schema_at(session: Session, table_id: str, version: int | None) -> Schema:
@@ -228,6 +300,7 @@ def _check_mode(session: Session, table: DataLakeTable, new: Schema) -> None:
         [Schema.from_json(r.schema) for r in ordered],
         new,
         versions=[r.version for r in ordered],
+        written=SqlCatalog(session).schema_versions_written(table.id),
     )
 
 

@@ -46,6 +46,16 @@ class TableQueries:
         """The table of that id, live or soft-deleted; None when there is none."""
         return self.session.get(DataLakeTable, table_id)
 
+    def lock_table(self, table_id: str) -> DataLakeTable | None:
+        """Read a table row as stored and hold its lock to the end of the transaction
+        (``SELECT ... FOR UPDATE`` on Postgres; SQLite's write lock is held already)."""
+        return self.session.scalar(
+            select(DataLakeTable)
+            .where(DataLakeTable.id == table_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
+
     def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
         """A table's columns, its current schema document (``schema_doc``) and, when
         ``iceberg_catalog`` names an Iceberg SQL catalog in this database, its metadata
