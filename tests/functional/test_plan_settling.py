@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from datalake.catalog.db import session_scope
 from datalake.catalog.models import AuditEvent, IngestionBatch
-from datalake.errors import CorruptInput, DatalakeError, InvalidInput
+from datalake.errors import CommitConflict, CorruptInput, DatalakeError, InvalidInput
 from datalake.services import jobs, schemas, tables
 from tests.fakes import LAKE, LANDING, FakeCallbacks, FakeDeleter, FakeOrchestrator, LambdaContext
 
@@ -201,6 +201,32 @@ def test_a_cancelled_jobs_version_is_retired_by_the_next_plan(s3: Any) -> None:
     put(s3, "in/b.csv", "id,value\n1,5\n")
     second = run(s3, table_id, ["in/b.csv"])
     assert job_row(second)["status"] == "SUCCEEDED"
+    assert versions(table_id) == [(1, second, {"id": "long", "value": "long"})]
+
+
+def test_a_plan_that_did_not_sample_plans_again_when_its_schema_is_retired_meanwhile(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datalake.services import planning
+
+    table_id = new_table(schema_policy="freeze")  # no schema: the first job's files settle it
+    put(s3, "in/a.csv", "id,value\n1,5\n")
+    first = start(table_id, ["in/a.csv"])
+    plan(s3, first)
+    second = start(table_id, ["in/a.csv"])
+    real_pack = planning.pack_splits
+
+    def first_job_fails_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        # After the second Plan chose not to sample (the table had version 1, frozen).
+        abort(first, catch("States.Timeout", "the batch timed out"))
+        return real_pack(*args, **kwargs)
+
+    monkeypatch.setattr(planning, "pack_splits", first_job_fails_meanwhile)
+    with pytest.raises(CommitConflict, match="planning again"):
+        plan(s3, second)
+    assert versions(table_id) == [] and job_row(second)["schema_version"] is None
+    monkeypatch.setattr(planning, "pack_splits", real_pack)
+    assert finish(second, plan(s3, second)) == "SUCCEEDED"  # the state machine's retry
     assert versions(table_id) == [(1, second, {"id": "long", "value": "long"})]
 
 

@@ -37,10 +37,17 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
     """
     with session_scope() as session:
         job = abort_job(session, job_id, error=error, store=store)
-        if job.status != JobStatus.SUCCEEDED:
-            # The schema version Plan settled for this job describes no data now.
-            retire_unsettled(session, job.table_id)
         out = {"job_id": job.id, "status": job.status, "error": job.error}
+    if job.status != JobStatus.SUCCEEDED:
+        # The schema version Plan settled for this job describes no data now. In a
+        # transaction of its own, which takes the table row's lock before any job row's,
+        # as Plan does; if it fails, the table's next Plan retires the version.
+        try:
+            with session_scope() as session:
+                retire_unsettled(session, job.table_id)
+        except Exception:
+            log.warning("retiring the failed job's schema version failed", extra=out,
+                        exc_info=True)
     if job.status == JobStatus.SUCCEEDED:
         # Commit committed and then failed for good (its Iceberg publish): publish now,
         # best effort (the next change of the table or the optimize schedule would).

@@ -18,7 +18,7 @@ from datalake.engine.arrow_schema import sample_schema
 from datalake.engine.partitioner import validate_partitioning
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import InvalidInput, NotFound, SourceChanged, excerpt
+from datalake.errors import CommitConflict, InvalidInput, NotFound, SourceChanged, excerpt
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
 from datalake.services.schemas import record_version, retire_unsettled, schema_at
 from datalake.services.tables import get_table
@@ -97,7 +97,9 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
     JobCancelled
         When the job is no longer RUNNING.
     InvalidInput
-        When a source holds no object or its format is unknown.
+        When a source holds no object or its format is unknown, or the table's partition
+        spec does not fit the schema the job settled on (before any batch exists, and
+        recording no schema version).
     CommitConflict
         When a concurrent job evolved the table's schema first: the state machine's
         retry of Plan (its only retry policy) re-plans on the winner's version.
@@ -110,6 +112,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
         pins = dict(job.source_etags or {})
         timeout = job.timeout_seconds
+        if not existing:  # a version a failed job left is no schema to plan on
+            retire_unsettled(session, job.table_id)
         table = get_table(session, job.table_id)
         # Only a table without a schema, or one that evolves, needs the files' schemas:
         # under freeze and discard_columns the workers check each file themselves.
@@ -134,7 +138,7 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         job = get_job(session, job_id)
         if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
-        version = _settle_schema(session, job_id, job.table_id, observed)
+        version = _settle_schema(session, job_id, job.table_id, observed, bool(splits))
         _check_partitioning(session, job.table_id, version)
         job.schema_version = version
         batches = [
@@ -159,19 +163,31 @@ def _observe(splits: list[Split], *, store: ObjectStore, options: dict[str, Any]
     return merge_observed(schemas) if schemas else None
 
 
-def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) -> int | None:
+def _settle_schema(
+    session: Session, job_id: str, table_id: str, observed: Any, has_splits: bool
+) -> int | None:
     """Evolve the table's schema by what this job's files hold: one version per job.
 
-    The table row is locked first: the version this job is planned on cannot be retired
-    by a failed job's clean-up (:func:`retire_unsettled`) between being read here and
-    this job's row naming it. A version a failed or cancelled job left behind (its
-    clean-up did not run) is retired here first, so this job settles from the last
-    schema that describes data.
+    The table row is locked first (by :func:`retire_unsettled`): the version this job is
+    planned on cannot be retired by a failed job's clean-up between being read here and
+    this job's row naming it. A version a failed or cancelled job left behind is retired
+    first, so this job settles from the last schema that describes data.
+
+    Raises
+    ------
+    CommitConflict
+        When the only schema was retired since this job decided not to sample its files
+        (the job that settled it failed meanwhile): the retried Plan samples them.
     """
     retire_unsettled(session, table_id)
     table = get_table(session, table_id)
     current = schema_at(session, table.id, table.current_schema_version)
     if observed is None:
+        if has_splits and table.current_schema_version is None:
+            raise CommitConflict(
+                f"the schema of table {table.id} was retired (the job that settled it "
+                f"failed) while job {job_id} was planned; planning again"
+            )
         return table.current_schema_version
     if not len(current):
         row = record_version(
