@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from datalake.catalog import snapshots
 from datalake.catalog.models import ICEBERG_TABLES, DataFile, DataLakeSchema, DataLakeTable
 from datalake.catalog.paging import page
+from datalake.catalog.queries.rows import locked_row
 
 
 @cache
@@ -49,12 +50,7 @@ class TableQueries:
     def lock_table(self, table_id: str) -> DataLakeTable | None:
         """Read a table row as stored and hold its lock to the end of the transaction
         (``SELECT ... FOR UPDATE`` on Postgres; SQLite's write lock is held already)."""
-        return self.session.scalar(
-            select(DataLakeTable)
-            .where(DataLakeTable.id == table_id)
-            .with_for_update()
-            .execution_options(populate_existing=True)
-        )
+        return locked_row(self.session, DataLakeTable, table_id)
 
     def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
         """A table's columns, its current schema document (``schema_doc``) and, when
