@@ -189,6 +189,42 @@ def test_a_version_a_running_job_was_planned_on_outlives_the_job_that_settled_it
     assert job_row(second)["written"] == 1
 
 
+def test_a_failed_jobs_clean_up_waits_for_a_plan_on_its_version_and_keeps_it(
+    s3: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    from datalake.services import planning
+
+    table_id = new_table()
+    put(s3, "in/a.csv", "id,value\n1,5\n")
+    first = start(table_id, ["in/a.csv"])
+    plan(s3, first)
+    second = start(table_id, ["in/a.csv"])
+    aborted: dict[str, Any] = {}
+    real_check = planning._check_partitioning
+
+    def abort_meanwhile(*args: Any) -> None:
+        # The second Plan holds version 1 (its job row does not name it yet): the first
+        # job's Abort runs now, in another connection, and must not retire it under us.
+        worker = threading.Thread(
+            target=lambda: aborted.update(abort(first, catch("States.Timeout", "late")))
+        )
+        worker.start()
+        time.sleep(1.0)
+        aborted["waited"] = worker.is_alive()
+        aborted["thread"] = worker
+        real_check(*args)
+
+    monkeypatch.setattr(planning, "_check_partitioning", abort_meanwhile)
+    second_batches = plan(s3, second)
+    aborted["thread"].join(timeout=60)
+    assert aborted["waited"] and aborted["status"] == "FAILED"
+    assert [v for v, _, _ in versions(table_id)] == [1] and job_row(second)["schema_version"] == 1
+    assert finish(second, second_batches) == "SUCCEEDED"
+
+
 def test_a_cancelled_jobs_version_is_retired_by_the_next_plan(s3: Any) -> None:
     table_id = new_table()
     put(s3, "in/a.csv", "id,value\n1,n/a\n")

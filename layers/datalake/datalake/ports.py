@@ -287,8 +287,8 @@ class Catalog(FileCatalog, Protocol):
         """A table, live or soft-deleted, or None."""
         ...
 
-    def lock_table(self, table_id: str) -> DataLakeTable | None:
-        """A table row as stored, locked to the end of the transaction, or None."""
+    def table_as_stored(self, table_id: str) -> DataLakeTable | None:
+        """A table row as committed now (the session's copy refreshed), or None."""
         ...
 
     def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
@@ -355,6 +355,13 @@ class Catalog(FileCatalog, Protocol):
         self, row: DataLakeSchema, changes: Sequence[Change]
     ) -> DataLakeSchema:
         """Write a version row and its SchemaChange rows."""
+        ...
+
+    def lock_schema_version(
+        self, table_id: str, version: int, *, shared: bool = False
+    ) -> DataLakeSchema | None:
+        """A version row as stored, locked (shared or exclusive) to the end of the
+        transaction, or None when there is none (any more)."""
         ...
 
     def schema_versions_written(self, table_id: str) -> set[int] | None:

@@ -20,7 +20,7 @@ from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_split
 from datalake.engine.store import ObjectInfo, ObjectStore
 from datalake.errors import CommitConflict, InvalidInput, NotFound, SourceChanged, excerpt
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
-from datalake.services.schemas import record_version, retire_unsettled, schema_at
+from datalake.services.schemas import plan_on, record_version, retire_unsettled, schema_at
 from datalake.services.tables import get_table
 
 
@@ -168,10 +168,10 @@ def _settle_schema(
 ) -> int | None:
     """Evolve the table's schema by what this job's files hold: one version per job.
 
-    The table row is locked first (by :func:`retire_unsettled`): the version this job is
-    planned on cannot be retired by a failed job's clean-up between being read here and
-    this job's row naming it. A version a failed or cancelled job left behind is retired
-    first, so this job settles from the last schema that describes data.
+    A version a failed or cancelled job left behind is retired first, so this job settles
+    from the last schema that describes data; the version it is planned on is then
+    share-locked (:func:`plan_on`) so that no failed job's clean-up retires it before
+    this job's row names it.
 
     Raises
     ------
@@ -180,15 +180,16 @@ def _settle_schema(
         (the job that settled it failed meanwhile): the retried Plan samples them.
     """
     retire_unsettled(session, table_id)
+    version = plan_on(session, table_id)
     table = get_table(session, table_id)
-    current = schema_at(session, table.id, table.current_schema_version)
+    current = schema_at(session, table.id, version)
     if observed is None:
-        if has_splits and table.current_schema_version is None:
+        if has_splits and version is None:
             raise CommitConflict(
                 f"the schema of table {table.id} was retired (the job that settled it "
                 f"failed) while job {job_id} was planned; planning again"
             )
-        return table.current_schema_version
+        return version
     if not len(current):
         row = record_version(
             session,
@@ -200,12 +201,12 @@ def _settle_schema(
         )
         return row.version
     if table.schema_policy != SchemaPolicy.EVOLVE:
-        return table.current_schema_version
+        return version
     result = evolve(
         current, observed, table.schema_policy, table.last_column_id, mode=table.compatibility
     )
     if not result.changes:
-        return table.current_schema_version
+        return version
     row = record_version(
         session,
         table,

@@ -63,6 +63,7 @@ __all__ = [
     "get_version",
     "history",
     "list_versions",
+    "plan_on",
     "record_version",
     "retire_unsettled",
     "schema_at",
@@ -150,8 +151,11 @@ def retire_unsettled(session: Session, table_id: str) -> list[int]:
     of it, or a job running or succeeded on it), it is deleted with its changes and its
     parent becomes current again; repeated down the chain.
 
-    The table row is locked first, as Plan locks it to settle a schema, so a job that is
-    being planned on the version either keeps it (planned first) or never sees it.
+    Safe with concurrent jobs: a Plan holds a shared lock on the version row it plans on
+    until its job row names the version (:func:`plan_on`), and this takes the row's
+    exclusive lock before it looks at who uses it, so a job being planned on the version
+    either keeps it (planned first) or finds it gone and plans again. Only a candidate's
+    row is locked: Plans of a table whose current version is settled wait for nothing.
     Field ids the retired versions used stay spent (``last_column_id`` is unchanged).
 
     Parameters
@@ -166,37 +170,72 @@ def retire_unsettled(session: Session, table_id: str) -> list[int]:
     list of int
         The versions retired, newest first (each also recorded as a ``schema.retire``
         audit event).
+
+    Raises
+    ------
+    CommitConflict
+        When the table row changed between its reading and the retirement.
     """
     catalog: Catalog = SqlCatalog(session)
-    table = catalog.lock_table(table_id)
     retired: list[int] = []
-    while table is not None and table.current_schema_version is not None:
-        row = catalog.schema_at(table.id, table.current_schema_version)
-        job = catalog.job(row.job_id) if row is not None and row.job_id else None
-        if row is None or job is None or job.status not in _UNSETTLED:
-            break
-        if catalog.schema_version_in_use(table.id, row.version):
-            break
-        row_id, version, parent, job_id = row.id, row.version, row.parent_version, row.job_id
+    while True:
+        table = catalog.table_as_stored(table_id)
+        version = table.current_schema_version if table is not None else None
+        if table is None or version is None or not _unsettled(catalog, table.id, version):
+            return retired
+        row = catalog.lock_schema_version(table.id, version)
+        table = catalog.table_as_stored(table_id)  # as it is now that the row is ours
+        if row is None or table is None or table.current_schema_version != version:
+            continue
+        job_id, parent = row.job_id, row.parent_version
+        if not _unsettled(catalog, table.id, version) or catalog.schema_version_in_use(
+            table.id, version
+        ):
+            return retired
         if not catalog.compare_and_set(table, current_schema_version=parent):
             raise CommitConflict(f"table {table.id} changed concurrently")
-        catalog.delete_schema_version(table.id, version)
         audit.record(
             session,
             actor="system",
             action="schema.retire",
             entity_type="schema",
-            entity_id=row_id,
-            details={
-                "table_id": table.id,
-                "version": version,
-                "job_id": job_id,
-                "job_status": str(job.status),
-                "current_version": parent,
-            },
+            entity_id=row.id,
+            details={"table_id": table.id, "version": version, "job_id": job_id,
+                     "current_version": parent},
         )
+        catalog.delete_schema_version(table.id, version)
         retired.append(version)
-    return retired
+
+
+def _unsettled(catalog: Catalog, table_id: str, version: int) -> bool:
+    """Whether the version was settled by a job that then failed or was cancelled."""
+    row = catalog.schema_at(table_id, version)
+    job = catalog.job(row.job_id) if row is not None and row.job_id else None
+    return job is not None and job.status in _UNSETTLED
+
+
+def plan_on(session: Session, table_id: str) -> int | None:
+    """The table's current schema version, its row share-locked for a job's Plan until
+    the job row names it (the caller's transaction), so that no failed job's clean-up
+    retires it meanwhile (:func:`retire_unsettled`). Plans share the lock: concurrent
+    Plans of a table do not wait for each other.
+
+    Raises
+    ------
+    CommitConflict
+        When the current version kept changing while it was being locked.
+    """
+    catalog: Catalog = SqlCatalog(session)
+    for _ in range(3):
+        table = catalog.table_as_stored(table_id)
+        if table is None or table.current_schema_version is None:
+            return None
+        version = table.current_schema_version
+        locked = catalog.lock_schema_version(table.id, version, shared=True)
+        table = catalog.table_as_stored(table_id)  # retired or replaced before the lock?
+        if locked is not None and table is not None and table.current_schema_version == version:
+            return version
+    raise CommitConflict(f"the schema of table {table_id} kept changing while it was planned on")
 
 
 def schema_at(session: Session, table_id: str, version: int | None) -> Schema:

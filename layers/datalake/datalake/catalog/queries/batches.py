@@ -9,7 +9,6 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from datalake.catalog.models import IngestionBatch, IngestionJob
-from datalake.catalog.queries.rows import locked_row
 from datalake.domain.vocabulary import BatchStatus
 
 
@@ -22,7 +21,12 @@ class BatchQueries:
     def lock_job(self, job_id: str) -> IngestionJob | None:
         """Read a job row as stored and hold its lock to the end of the transaction
         (``SELECT ... FOR UPDATE`` on Postgres; SQLite's write lock is held already)."""
-        return locked_row(self.session, IngestionJob, job_id)
+        return self.session.scalar(
+            select(IngestionJob)
+            .where(IngestionJob.id == job_id)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        )
 
     def batches_of(self, job_id: str) -> list[IngestionBatch]:
         """Every batch of a job."""

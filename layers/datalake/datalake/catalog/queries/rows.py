@@ -5,25 +5,11 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from datalake.catalog.cas import compare_and_set
 from datalake.errors import Conflict
-
-
-def locked_row[T](session: Session, model: type[T], row_id: str) -> T | None:
-    """Read a row as stored and hold its lock to the end of the transaction
-    (``SELECT ... FOR UPDATE`` on Postgres; SQLite's write lock is held already)."""
-    query: Any = (
-        select(model)
-        .where(model.id == row_id)  # type: ignore[attr-defined]
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    )
-    row: T | None = session.scalar(query)
-    return row
 
 
 class RowQueries:

@@ -101,6 +101,20 @@ class SchemaQueries:
         self.session.flush()
         return row
 
+    def lock_schema_version(
+        self, table_id: str, version: int, *, shared: bool = False
+    ) -> DataLakeSchema | None:
+        """Read a version row as stored and lock it to the end of the transaction:
+        ``FOR SHARE`` (``shared``: a job planned on it; such locks do not exclude each
+        other) or ``FOR UPDATE`` (retiring it) on Postgres; SQLite's write lock is held
+        already. None when the row does not exist (or was deleted before the lock)."""
+        return self.session.scalar(
+            select(DataLakeSchema)
+            .where(DataLakeSchema.table_id == table_id, DataLakeSchema.version == version)
+            .with_for_update(read=shared)
+            .execution_options(populate_existing=True)
+        )
+
     def schema_versions_written(self, table_id: str) -> set[int] | None:
         """The versions some data of the table was written with: a file row of any status
         (pending, committed, replaced but kept, corrupt) or a running job's version.

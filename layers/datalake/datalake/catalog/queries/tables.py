@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 from datalake.catalog import snapshots
 from datalake.catalog.models import ICEBERG_TABLES, DataFile, DataLakeSchema, DataLakeTable
 from datalake.catalog.paging import page
-from datalake.catalog.queries.rows import locked_row
 
 
 @cache
@@ -47,10 +46,9 @@ class TableQueries:
         """The table of that id, live or soft-deleted; None when there is none."""
         return self.session.get(DataLakeTable, table_id)
 
-    def lock_table(self, table_id: str) -> DataLakeTable | None:
-        """Read a table row as stored and hold its lock to the end of the transaction
-        (``SELECT ... FOR UPDATE`` on Postgres; SQLite's write lock is held already)."""
-        return locked_row(self.session, DataLakeTable, table_id)
+    def table_as_stored(self, table_id: str) -> DataLakeTable | None:
+        """The table row as committed now (the session's copy refreshed), or None."""
+        return self.session.get(DataLakeTable, table_id, populate_existing=True)
 
     def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
         """A table's columns, its current schema document (``schema_doc``) and, when
