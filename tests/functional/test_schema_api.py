@@ -10,7 +10,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from datalake.catalog.db import session_scope
-from datalake.catalog.models import AuditEvent, DataLakeSchema, SchemaChange
+from datalake.catalog.models import AuditEvent, DataFile, DataLakeSchema, SchemaChange
 from datalake.tokens import make_token
 from datalake_api.main import create_app
 
@@ -50,6 +50,22 @@ def make_table(client: TestClient, name: str = "people", **extra: Any) -> dict[s
 def propose(client: TestClient, table_id: str, fields: list[dict[str, Any]], **extra: Any) -> Any:
     body = {"table_id": table_id, "schema": {"fields": fields}, **extra}
     return client.post(f"{API}/schema/versions", json=body, headers=ADMIN)
+
+
+def hold_data(table_id: str, version: int) -> None:
+    """Record a committed file written with ``version``: BACKWARD keeps data readable,
+    and a version no data was written with has none to keep."""
+    with session_scope() as session:
+        session.add(
+            DataFile(
+                table_id=table_id,
+                bucket="lake",
+                key=f"data/v{version}.parquet",
+                checksum="0" * 64,
+                schema_version=version,
+                status="COMMITTED",
+            )
+        )
 
 
 def fields_of(version: dict[str, Any]) -> list[tuple[int, str, str, bool]]:
@@ -148,6 +164,7 @@ def test_ids_are_never_reused(client: TestClient) -> None:
 
 def test_incompatible_version_is_409_with_violations(client: TestClient) -> None:
     table = make_table(client)
+    hold_data(table["id"], 1)
     narrowed = [
         {"name": "id", "type": "int", "nullable": False},
         {"name": "name", "type": "long"},  # string -> long: incompatible
@@ -233,8 +250,10 @@ def test_apply_older_version_is_a_recorded_rollback(client: TestClient) -> None:
     ]
     v2 = propose(client, table["id"], widened).json()
     assert v2["version"] == 2
+    hold_data(table["id"], 2)
 
-    # Rolling int -> long back is a narrowing: refused under BACKWARD, with a hint.
+    # Rolling int -> long back is a narrowing: refused under BACKWARD (the table holds
+    # long values), with a hint.
     r = client.post(f"{API}/schema/versions/{v1['id']}/apply", headers=ADMIN)
     assert r.status_code == 409, r.text
     assert "NONE" in r.json()["detail"]["message"]

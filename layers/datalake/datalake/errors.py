@@ -141,3 +141,58 @@ def describe_validation_error(error: Exception) -> str:
         msg = str(item.get("msg", "")).removeprefix("Value error, ")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
+
+
+#: How many characters of input an error message quotes at most (:func:`excerpt`).
+EXCERPT_LIMIT = 200
+
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def excerpt(value: str | bytes | bytearray | memoryview, limit: int = EXCERPT_LIMIT) -> str:
+    """Input (or a library's message quoting input) made fit to quote in an error message.
+
+    Messages end up on terminals, in JSON logs that ``grep`` reads as text, and in the
+    job's ``error``: raw binary there garbles the first and makes the others binary
+    files. Every error that quotes source bytes quotes them through this helper.
+
+    Parameters
+    ----------
+    value:
+        Raw bytes (decoded as UTF-8; undecodable bytes become ``\\xNN``) or text.
+    limit:
+        The most characters of the escaped form kept; longer input is cut and says how
+        much was left out.
+
+    Returns
+    -------
+    str
+        Printable text: control characters, the Unicode replacement character and other
+        non-printable code points are escaped (``\\n``, ``\\x00``, ``\\ufffd``), so the
+        result holds no control or undecodable bytes and at most ``limit`` characters
+        of input.
+    """
+    text = (
+        bytes(value).decode("utf-8", errors="backslashreplace")
+        if isinstance(value, bytes | bytearray | memoryview)
+        else str(value)
+    )
+    out: list[str] = []
+    size = 0
+    for i, ch in enumerate(text):
+        if ch.isprintable() and ch != "\ufffd":
+            piece = ch
+        elif ch in _ESCAPES:
+            piece = _ESCAPES[ch]
+        elif ord(ch) < 0x100:
+            piece = f"\\x{ord(ch):02x}"
+        elif ord(ch) < 0x10000:
+            piece = f"\\u{ord(ch):04x}"
+        else:
+            piece = f"\\U{ord(ch):08x}"
+        if size + len(piece) > limit:
+            out.append(f"... ({len(text) - i} more characters)")
+            break
+        out.append(piece)
+        size += len(piece)
+    return "".join(out)

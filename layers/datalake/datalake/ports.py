@@ -287,6 +287,10 @@ class Catalog(FileCatalog, Protocol):
         """A table, live or soft-deleted, or None."""
         ...
 
+    def table_as_stored(self, table_id: str) -> DataLakeTable | None:
+        """A table row as committed now (the session's copy refreshed), or None."""
+        ...
+
     def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
         """A table's columns with its current schema document and, from the Iceberg SQL
         catalog named, its metadata pointer (read-only row), or None."""
@@ -351,6 +355,25 @@ class Catalog(FileCatalog, Protocol):
         self, row: DataLakeSchema, changes: Sequence[Change]
     ) -> DataLakeSchema:
         """Write a version row and its SchemaChange rows."""
+        ...
+
+    def lock_schema_version(
+        self, table_id: str, version: int, *, shared: bool = False
+    ) -> DataLakeSchema | None:
+        """A version row as stored, locked (shared or exclusive) to the end of the
+        transaction, or None when there is none (any more)."""
+        ...
+
+    def schema_versions_written(self, table_id: str) -> set[int] | None:
+        """The versions some data of the table was written with (None: unknown)."""
+        ...
+
+    def schema_version_in_use(self, table_id: str, version: int) -> bool:
+        """Whether data, or a job that has not failed, depends on a version."""
+        ...
+
+    def delete_schema_version(self, table_id: str, version: int) -> None:
+        """Delete a version and its changes; unlink the failed jobs planned on it."""
         ...
 
     # sources

@@ -25,7 +25,7 @@ code, the test matrix and ``docs/schema-evolution.md`` agree on
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -447,6 +447,7 @@ def check(
     new: Schema,
     *,
     versions: Sequence[int] | None = None,
+    written: Collection[int] | None = None,
 ) -> list[Violation]:
     """The violations that refuse ``new`` under ``mode``.
 
@@ -461,6 +462,13 @@ def check(
         The proposed schema (with ids assigned, see :func:`assign_ids`).
     versions:
         The version numbers of ``history`` for the messages; default ``1..len(history)``.
+    written:
+        The version numbers some data of the table was written with; ``None`` (unknown)
+        means every version. The BACKWARD direction promises that data stays readable,
+        so it skips versions no data was written with: it checks the latest version
+        that has data (every one under ``*_TRANSITIVE``), and nothing on a table with
+        no data. The FORWARD direction, a promise to readers of the old versions, is
+        checked as without it.
 
     Returns
     -------
@@ -480,16 +488,21 @@ def check(
     if len(numbers) != len(history):
         raise InvalidInput("versions must number every schema of the history")
     pairs = list(zip(numbers, history, strict=True))
+    forward = numbers
+    backward = numbers if written is None else [n for n in numbers if n in set(written)]
     if not mode.endswith("_TRANSITIVE"):
-        pairs = pairs[-1:]
+        forward, backward = forward[-1:], backward[-1:]
     directions = {"BACKWARD": ("BACKWARD",), "FORWARD": ("FORWARD",)}.get(
         base, ("BACKWARD", "FORWARD")
     )
+    against = {"BACKWARD": set(backward), "FORWARD": set(forward)}
     out: list[Violation] = []
     for number, old in pairs:
+        if not any(number in against[d] for d in directions):
+            continue
         for change in compare(old, new):
             for direction in directions:
-                if _breaks(change, direction):
+                if number in against[direction] and _breaks(change, direction):
                     out.append(
                         Violation(
                             mode=mode,
@@ -509,15 +522,16 @@ def ensure_compatible(
     new: Schema,
     *,
     versions: Sequence[int] | None = None,
+    written: Collection[int] | None = None,
 ) -> None:
-    """Raise when ``new`` breaks ``mode`` (see :func:`check`).
+    """Raise when ``new`` breaks ``mode`` (see :func:`check`, also for ``written``).
 
     Raises
     ------
     IncompatibleSchema
         With ``details`` = the violations' JSON forms (HTTP 409).
     """
-    violations = check(mode, history, new, versions=versions)
+    violations = check(mode, history, new, versions=versions, written=written)
     if violations:
         summary = "; ".join(v.message for v in violations[:5])
         more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""

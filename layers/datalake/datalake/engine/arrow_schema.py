@@ -13,9 +13,13 @@ from datalake.domain.schema import Schema, SchemaField
 from datalake.domain.types import DecimalType, parse_type
 from datalake.domain.vocabulary import SourceFormat
 from datalake.engine.streams import json_objects
-from datalake.errors import CorruptInput, InvalidInput
+from datalake.errors import CorruptInput, InvalidInput, excerpt
 
 FIELD_ID_KEY = b"PARQUET:field_id"
+#: An ISO-8601 date-time as JSON writers spell it (pandas' ``to_json(date_format="iso")``
+#: writes ``2013-01-01T10:00:00.000Z``): whole, milli- or microseconds, naive, ``Z`` or a
+#: ``+hh:mm`` offset. pyarrow's JSON reader types only the whole-second ones itself.
+_ISO_TIMESTAMP = r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]\d{2}:?\d{2})?$"
 
 
 def to_arrow_type(type_name: str) -> pa.DataType:
@@ -110,7 +114,13 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
     import pyarrow.csv as pcsv
     import pyarrow.json as pj
 
-    from datalake.engine.splits import SAMPLE_BYTES, _cut_at_newline, _prefix, csv_options
+    from datalake.engine.splits import (
+        SAMPLE_BYTES,
+        _cut_at_newline,
+        _prefix,
+        check_text,
+        csv_options,
+    )
     from datalake.engine.store import ObjectInfo
 
     options = options or {}
@@ -118,8 +128,11 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
     if split.format == SourceFormat.CSV:
         opts = csv_options(options)
         data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
+        check_text(data, split.format, obj.uri)
         data = _cut_at_newline(data, complete)
         try:
+            # A record with the wrong number of fields is skipped, as the reader skips
+            # (and quarantines) it: the sample types the columns, it judges no record.
             t = pcsv.read_csv(
                 io.BytesIO(data),
                 read_options=pcsv.ReadOptions(skip_rows=opts["skip_rows"],
@@ -127,21 +140,23 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
                 parse_options=pcsv.ParseOptions(delimiter=opts["delimiter"],
                                                 quote_char=opts["quote_char"],
                                                 escape_char=opts["escape_char"],
-                                                newlines_in_values=True),
+                                                newlines_in_values=True,
+                                                invalid_row_handler=lambda row: "skip"),
                 convert_options=pcsv.ConvertOptions(null_values=opts["null_values"],
                                                     strings_can_be_null=True),
             )
         except pa.ArrowInvalid as e:
-            raise CorruptInput(f"cannot sample CSV {obj.uri}: {e}") from e
+            raise CorruptInput(f"cannot sample CSV {obj.uri}: {excerpt(str(e))}") from e
         return infer_schema(t.schema)
     if split.format == SourceFormat.JSONL:
         data, complete = _prefix(store, obj, split.compression, SAMPLE_BYTES)
+        check_text(data, split.format, obj.uri)
         data = _cut_at_newline(data, complete)
         try:
             t = pj.read_json(io.BytesIO(data))
         except pa.ArrowInvalid:
             t = _json_sample_python(data, obj.uri)
-        return infer_schema(t.schema)
+        return infer_schema(_json_timestamps(t))
     if split.format == SourceFormat.PARQUET:
         import pyarrow.parquet as pq
 
@@ -160,6 +175,22 @@ def sample_schema(split: Any, *, store: Any, options: dict[str, Any] | None = No
         header = read_header(store, split.bucket, split.key, split.size, split.etag)
         return avro_to_schema(header.schema)
     raise InvalidInput(f"unknown format {split.format!r}")
+
+
+def _json_timestamps(table: pa.Table) -> pa.Schema:
+    """A JSON sample's Arrow schema, with every string column whose values are all
+    ISO-8601 date-times (:data:`_ISO_TIMESTAMP`) typed ``timestamp``: naive, offset
+    values read as UTC, as pyarrow's JSON reader types the whole-second ones."""
+    import pyarrow.compute as pc
+
+    fields = []
+    for f, column in zip(table.schema, table.columns, strict=True):
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            values = column.drop_null()
+            if len(values) and pc.all(pc.match_substring_regex(values, _ISO_TIMESTAMP)).as_py():
+                f = f.with_type(pa.timestamp("us"))
+        fields.append(f)
+    return pa.schema(fields)
 
 
 def _json_sample_python(data: bytes, uri: str) -> pa.Table:

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from datalake.domain.schema import Schema, SchemaField
 from datalake.domain.vocabulary import DEFAULT_SCHEMA_POLICY, SchemaPolicy
 from datalake.engine.arrow_schema import to_arrow_schema
-from datalake.errors import SchemaMismatch
+from datalake.errors import SchemaMismatch, excerpt
 
 _CAST_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError,
                 ValueError, OverflowError, TypeError)
@@ -140,7 +140,7 @@ def _bisect(arr: pa.Array, fn: Converter, target: pa.DataType
             return
         except _CAST_ERRORS as e:
             if hi - lo == 1:
-                bad[lo] = str(e).split("\n")[0]
+                bad[lo] = excerpt(str(e).split("\n")[0])  # it quotes the value
                 pieces.append(pa.nulls(1, target))
                 return
         if hi - lo <= 8:

@@ -25,7 +25,7 @@ from datalake.engine.conform import Conformer
 from datalake.engine.splits import Split, csv_options, read_csv_header
 from datalake.engine.store import ObjectStore
 from datalake.engine.streams import CountingReader, json_objects, open_at, read_line_range
-from datalake.errors import CorruptInput
+from datalake.errors import CorruptInput, excerpt
 
 _COL_ERR = re.compile(r"In CSV column #(\d+)")
 
@@ -227,7 +227,7 @@ class CsvReader(BaseReader):
                     return None
                 col = self._failed_column(e, self._string_cols)
                 if col is None:
-                    raise CorruptInput(f"{uri}: unreadable CSV: {e}") from e
+                    raise CorruptInput(f"{uri}: unreadable CSV: {excerpt(str(e))}") from e
                 self._string_cols.add(col)
 
     def _failed_column(self, err: Exception, string_cols: set[str]) -> str | None:
@@ -265,7 +265,7 @@ class CsvReader(BaseReader):
                     yield SourceBatch(piece, row0 + off, malformed if off == 0 else [])
                 done += batch.num_rows + len(malformed)
         except OSError as e:
-            raise CorruptInput(f"{s.uri}: unreadable CSV: {e}") from e
+            raise CorruptInput(f"{s.uri}: unreadable CSV: {excerpt(str(e))}") from e
 
 
 # ------------------------------------------------------------------------ JSON Lines

@@ -20,7 +20,7 @@ from typing import Any
 from datalake.domain.source_objects import is_data_object
 from datalake.domain.vocabulary import DEFAULT_SPLIT_SIZE_MB, SourceFormat
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import CorruptInput, InvalidInput
+from datalake.errors import CorruptInput, InvalidInput, excerpt
 
 FORMATS: tuple[str, ...] = tuple(SourceFormat)
 _EXT = {
@@ -158,6 +158,37 @@ def _cut_at_newline(data: bytes, complete: bool) -> bytes:
     return data[: i + 1] if i >= 0 else data
 
 
+#: What a binary object read as text most likely is, by its first bytes.
+_MAGIC = (
+    (b"PAR1", "a Parquet file (format parquet)"),
+    (b"Obj\x01", "an Avro file (format avro)"),
+    (b"\x1f\x8b", "gzip-compressed (name it .gz or set the compression option to gzip)"),
+    (b"PK\x03\x04", "a zip archive"),
+)
+_TEXT_FORMATS: dict[str, str] = {SourceFormat.CSV: "CSV", SourceFormat.JSONL: "JSON Lines"}
+
+
+def check_text(data: bytes, fmt: str, uri: str) -> None:
+    """Refuse an object read as CSV or JSON Lines whose first bytes are binary.
+
+    A NUL byte never occurs in CSV or JSON text (UTF-8), and is in nearly every binary
+    format: such an object was given the wrong format, and no record of it can be read.
+
+    Raises
+    ------
+    CorruptInput
+        Saying what the object looks like, quoting its first bytes escaped.
+    """
+    if b"\x00" not in data:
+        return
+    hint = next((what for magic, what in _MAGIC if data.startswith(magic)), None)
+    looks = f"; it looks like {hint}" if hint else ""
+    raise CorruptInput(
+        f"{uri} is not {_TEXT_FORMATS.get(fmt, fmt)} text: it holds binary (NUL) bytes, "
+        f"starting {excerpt(data[:16])}{looks}"
+    )
+
+
 def read_csv_header(data: bytes, opts: dict[str, Any], uri: str = "") -> list[str]:
     """Column names from the start of a CSV object (after ``skip_rows`` rows)."""
     import pyarrow as pa
@@ -177,7 +208,7 @@ def read_csv_header(data: bytes, opts: dict[str, Any], uri: str = "") -> list[st
         )
         return list(reader.schema.names)
     except (pa.ArrowInvalid, UnicodeDecodeError) as e:
-        raise CorruptInput(f"cannot read the CSV header of {uri}: {e}") from e
+        raise CorruptInput(f"cannot read the CSV header of {uri}: {excerpt(str(e))}") from e
 
 
 def has_quoted_newlines(data: bytes, opts: dict[str, Any]) -> bool:
@@ -247,6 +278,7 @@ def plan_splits(objects: list[ObjectInfo], *, store: ObjectStore, format: str | 
             opts = csv_options(options)
             header = None
             data, complete = _prefix(store, obj, comp)
+            check_text(data, fmt, obj.uri)
             nl = opts["newlines_in_values"]
             if nl is None:
                 nl = bool(comp is None and obj.size > split_size
@@ -369,4 +401,5 @@ def batch_from_json(data: dict[str, Any]) -> list[Split]:
 
 
 __all__ = ["FORMATS", "MAX_SPLITS_PER_BATCH", "Split", "batch_from_json", "batch_to_json",
-           "csv_options", "detect_format", "pack_splits", "plan_splits", "read_csv_header"]
+           "check_text", "csv_options", "detect_format", "pack_splits", "plan_splits",
+           "read_csv_header"]

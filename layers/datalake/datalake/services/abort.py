@@ -9,6 +9,7 @@ from datalake.catalog.db import session_scope
 from datalake.domain.vocabulary import JobStatus
 from datalake.ports import ObjectSweeper
 from datalake.services.jobs import abort_job, publish_iceberg
+from datalake.services.schemas import retire_unsettled
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +17,10 @@ __all__ = ["abort_workflow"]
 
 
 def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str, Any]:
-    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote
-    (:func:`~datalake.services.jobs.abort_job`: a failed job keeps its quarantine).
+    """Mark the job FAILED (a cancelled one stays CANCELLED), delete what it wrote (a
+    failed job keeps its quarantine: :func:`~datalake.services.jobs.abort_job`), and
+    retire the schema version it settled at Plan unless data depends on it
+    (:func:`datalake.services.schemas.retire_unsettled`).
 
     Parameters
     ----------
@@ -37,6 +40,16 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
     with session_scope() as session:
         job = abort_job(session, job_id, error=error, store=store)
         out = {"job_id": job.id, "status": job.status, "error": job.error}
+    if job.status != JobStatus.SUCCEEDED:
+        # The schema version Plan settled for this job describes no data now. In a
+        # transaction of its own, which takes the table row's lock before any job row's,
+        # as Plan does; if it fails, the table's next Plan retires the version.
+        try:
+            with session_scope() as session:
+                retire_unsettled(session, job.table_id)
+        except Exception:
+            log.warning("retiring the failed job's schema version failed", extra=out,
+                        exc_info=True)
     if job.status == JobStatus.SUCCEEDED:
         # Commit committed and then failed for good (its Iceberg publish): publish now,
         # best effort (the next change of the table or the optimize schedule would).

@@ -12,13 +12,15 @@ from datalake.config import get_settings
 from datalake.domain.evolution import evolve, merge_observed
 from datalake.domain.formats import IngestOptions
 from datalake.domain.layout import job_plan_key
+from datalake.domain.partitioning import parse_partitioning
 from datalake.domain.vocabulary import JobStatus, SchemaPolicy
 from datalake.engine.arrow_schema import sample_schema
+from datalake.engine.partitioner import validate_partitioning
 from datalake.engine.splits import Split, batch_to_json, pack_splits, plan_splits
 from datalake.engine.store import ObjectInfo, ObjectStore
-from datalake.errors import InvalidInput, NotFound, SourceChanged
+from datalake.errors import CommitConflict, InvalidInput, NotFound, SourceChanged, excerpt
 from datalake.services.jobs import JobCancelled, get_job, parse_s3_uri
-from datalake.services.schemas import record_version, schema_at
+from datalake.services.schemas import plan_on, record_version, retire_unsettled, schema_at
 from datalake.services.tables import get_table
 
 
@@ -95,7 +97,9 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
     JobCancelled
         When the job is no longer RUNNING.
     InvalidInput
-        When a source holds no object or its format is unknown.
+        When a source holds no object or its format is unknown, or the table's partition
+        spec does not fit the schema the job settled on (before any batch exists, and
+        recording no schema version).
     CommitConflict
         When a concurrent job evolved the table's schema first: the state machine's
         retry of Plan (its only retry policy) re-plans on the winner's version.
@@ -108,6 +112,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         sources, fmt, options = list(job.sources), job.format, dict(job.options)
         pins = dict(job.source_etags or {})
         timeout = job.timeout_seconds
+        if not existing:  # a version a failed job left is no schema to plan on
+            retire_unsettled(session, job.table_id)
         table = get_table(session, job.table_id)
         # Only a table without a schema, or one that evolves, needs the files' schemas:
         # under freeze and discard_columns the workers check each file themselves.
@@ -132,7 +138,8 @@ def plan_job(job_id: str, *, store: ObjectStore) -> dict[str, Any]:
         job = get_job(session, job_id)
         if job.status != JobStatus.RUNNING:
             raise JobCancelled(f"job {job_id} is {job.status}; not planning it")
-        version = _settle_schema(session, job_id, job.table_id, observed)
+        version = _settle_schema(session, job_id, job.table_id, observed, bool(splits))
+        _check_partitioning(session, job.table_id, version)
         job.schema_version = version
         batches = [
             IngestionBatch(job_id=job_id, seq=i, split=batch_to_json(group))
@@ -156,12 +163,33 @@ def _observe(splits: list[Split], *, store: ObjectStore, options: dict[str, Any]
     return merge_observed(schemas) if schemas else None
 
 
-def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) -> int | None:
-    """Evolve the table's schema by what this job's files hold: one version per job."""
+def _settle_schema(
+    session: Session, job_id: str, table_id: str, observed: Any, has_splits: bool
+) -> int | None:
+    """Evolve the table's schema by what this job's files hold: one version per job.
+
+    A version a failed or cancelled job left behind is retired first, so this job settles
+    from the last schema that describes data; the version it is planned on is then
+    share-locked (:func:`plan_on`) so that no failed job's clean-up retires it before
+    this job's row names it.
+
+    Raises
+    ------
+    CommitConflict
+        When the only schema was retired since this job decided not to sample its files
+        (the job that settled it failed meanwhile): the retried Plan samples them.
+    """
+    retire_unsettled(session, table_id)
+    version = plan_on(session, table_id)
     table = get_table(session, table_id)
-    current = schema_at(session, table.id, table.current_schema_version)
+    current = schema_at(session, table.id, version)
     if observed is None:
-        return table.current_schema_version
+        if has_splits and version is None:
+            raise CommitConflict(
+                f"the schema of table {table.id} was retired (the job that settled it "
+                f"failed) while job {job_id} was planned; planning again"
+            )
+        return version
     if not len(current):
         row = record_version(
             session,
@@ -173,12 +201,12 @@ def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) 
         )
         return row.version
     if table.schema_policy != SchemaPolicy.EVOLVE:
-        return table.current_schema_version
+        return version
     result = evolve(
         current, observed, table.schema_policy, table.last_column_id, mode=table.compatibility
     )
     if not result.changes:
-        return table.current_schema_version
+        return version
     row = record_version(
         session,
         table,
@@ -189,3 +217,31 @@ def _settle_schema(session: Session, job_id: str, table_id: str, observed: Any) 
         changes=result.changes,
     )
     return row.version
+
+
+def _check_partitioning(session: Session, table_id: str, version: int | None) -> None:
+    """Refuse the job at Plan when the table's partition spec does not fit the schema it
+    settled on (a missing column, ``day`` of a string): every batch would fail on it.
+
+    Raises
+    ------
+    InvalidInput
+        Naming the field, the column's type and the schema version; raised inside the
+        settling transaction, so a version this job inferred is not recorded.
+    """
+    table = get_table(session, table_id)
+    schema = schema_at(session, table.id, version)
+    spec = parse_partitioning(table.partitioning)
+    if not spec or not len(schema):
+        return
+    try:
+        validate_partitioning(spec, schema)
+    except InvalidInput as e:
+        columns = ", ".join(f"{f.name}: {f.type}" for f in schema.fields)
+        raise InvalidInput(
+            f"the table's partitioning does not fit the schema this job settled on: "
+            f"{e.message}. Nothing was ingested and no schema version was recorded; "
+            f"change the table's partitioning or its schema, or the files, and retry "
+            f"(columns: {excerpt(columns)})",
+            details={"partitioning": table.partitioning, "schema": schema.to_json()},
+        ) from e

@@ -16,7 +16,12 @@ Rules (see ``docs/schema-evolution.md`` and ``docs/schema-api.md``):
   one is returned with ``created = False`` (HTTP 200 instead of 201);
 - applying an existing version makes its schema current as a **new** version (source
   ``rollback`` when the applied version is older than the one the current schema came
-  from, ``apply`` otherwise), checked against the mode like any other change.
+  from, ``apply`` otherwise), checked against the mode like any other change;
+- the mode protects data: a version no data of the table was written with (and no
+  running job writes with) is not held against a change for old data it cannot read;
+- a version an ingestion job settled at Plan belongs to that job until data depends on
+  it: when the job fails or is cancelled it is retired (:func:`retire_unsettled`), so a
+  failed job leaves no schema behind.
 
 Nothing here imports pyarrow: the API function uses this module. The API's forms of
 these rows are the API's own (``datalake_api.presenters``).
@@ -41,6 +46,7 @@ from datalake.domain.compat import (
 )
 from datalake.domain.evolution import rollback_changes
 from datalake.domain.schema import Schema
+from datalake.domain.vocabulary import JobStatus
 from datalake.errors import CommitConflict, Conflict, IncompatibleSchema, InvalidInput, NotFound
 from datalake.ports import Catalog
 from datalake.services import audit
@@ -57,7 +63,9 @@ __all__ = [
     "get_version",
     "history",
     "list_versions",
+    "plan_on",
     "record_version",
+    "retire_unsettled",
     "schema_at",
 ]
 
@@ -125,6 +133,109 @@ def record_version(
         created_by=actor,
     )
     return catalog.add_schema_version(row, changes if changes is not None else compare(old, schema))
+
+
+#: The outcomes of a job that leave the schema version it settled describing no data.
+_UNSETTLED = (JobStatus.FAILED, JobStatus.CANCELLED)
+
+
+def retire_unsettled(session: Session, table_id: str) -> list[int]:
+    """Take back the current schema versions that failed or cancelled jobs settled.
+
+    Plan records a job's inferred or evolved schema before any batch runs (every worker
+    reads that one version). When the job then fails or is cancelled, that version
+    describes no data: left current, it would bind every later job of the table to a
+    schema that nothing was written with (a column typed ``string`` because the first
+    file was wrong stays ``string``). While the current version is one such job's and
+    no data or live job depends on it (:meth:`Catalog.schema_version_in_use`: a file row
+    of it, or a job running or succeeded on it), it is deleted with its changes and its
+    parent becomes current again; repeated down the chain.
+
+    Safe with concurrent jobs: a Plan holds a shared lock on the version row it plans on
+    until its job row names the version (:func:`plan_on`), and this takes the row's
+    exclusive lock before it looks at who uses it, so a job being planned on the version
+    either keeps it (planned first) or finds it gone and plans again. Only a candidate's
+    row is locked: Plans of a table whose current version is settled wait for nothing.
+    Field ids the retired versions used stay spent (``last_column_id`` is unchanged).
+
+    Parameters
+    ----------
+    session:
+        The catalog session (the caller commits).
+    table_id:
+        The table, live or deleted.
+
+    Returns
+    -------
+    list of int
+        The versions retired, newest first (each also recorded as a ``schema.retire``
+        audit event).
+
+    Raises
+    ------
+    CommitConflict
+        When the table row changed between its reading and the retirement.
+    """
+    catalog: Catalog = SqlCatalog(session)
+    retired: list[int] = []
+    while True:
+        table = catalog.table_as_stored(table_id)
+        version = table.current_schema_version if table is not None else None
+        if table is None or version is None or not _unsettled(catalog, table.id, version):
+            return retired
+        row = catalog.lock_schema_version(table.id, version)
+        table = catalog.table_as_stored(table_id)  # as it is now that the row is ours
+        if row is None or table is None or table.current_schema_version != version:
+            continue
+        job_id, parent = row.job_id, row.parent_version
+        if not _unsettled(catalog, table.id, version) or catalog.schema_version_in_use(
+            table.id, version
+        ):
+            return retired
+        if not catalog.compare_and_set(table, current_schema_version=parent):
+            raise CommitConflict(f"table {table.id} changed concurrently")
+        audit.record(
+            session,
+            actor="system",
+            action="schema.retire",
+            entity_type="schema",
+            entity_id=row.id,
+            details={"table_id": table.id, "version": version, "job_id": job_id,
+                     "current_version": parent},
+        )
+        catalog.delete_schema_version(table.id, version)
+        retired.append(version)
+
+
+def _unsettled(catalog: Catalog, table_id: str, version: int) -> bool:
+    """Whether the version was settled by a job that then failed or was cancelled."""
+    row = catalog.schema_at(table_id, version)
+    job = catalog.job(row.job_id) if row is not None and row.job_id else None
+    return job is not None and job.status in _UNSETTLED
+
+
+def plan_on(session: Session, table_id: str) -> int | None:
+    """The table's current schema version, its row share-locked for a job's Plan until
+    the job row names it (the caller's transaction), so that no failed job's clean-up
+    retires it meanwhile (:func:`retire_unsettled`). Plans share the lock: concurrent
+    Plans of a table do not wait for each other.
+
+    Raises
+    ------
+    CommitConflict
+        When the current version kept changing while it was being locked.
+    """
+    catalog: Catalog = SqlCatalog(session)
+    for _ in range(3):
+        table = catalog.table_as_stored(table_id)
+        if table is None or table.current_schema_version is None:
+            return None
+        version = table.current_schema_version
+        locked = catalog.lock_schema_version(table.id, version, shared=True)
+        table = catalog.table_as_stored(table_id)  # retired or replaced before the lock?
+        if locked is not None and table is not None and table.current_schema_version == version:
+            return version
+    raise CommitConflict(f"the schema of table {table_id} kept changing while it was planned on")
 
 
 def schema_at(session: Session, table_id: str, version: int | None) -> Schema:
@@ -228,6 +339,7 @@ def _check_mode(session: Session, table: DataLakeTable, new: Schema) -> None:
         [Schema.from_json(r.schema) for r in ordered],
         new,
         versions=[r.version for r in ordered],
+        written=SqlCatalog(session).schema_versions_written(table.id),
     )
 
 

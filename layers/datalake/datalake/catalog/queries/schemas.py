@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
-from datalake.catalog.models import DataLakeSchema, SchemaChange
+from datalake.catalog.models import DataFile, DataLakeSchema, IngestionJob, SchemaChange
 from datalake.catalog.paging import page
 from datalake.domain.compat import Change
+from datalake.domain.vocabulary import JobStatus
+
+#: Jobs whose schema version holds no data of theirs and never will.
+_UNSUCCESSFUL = (JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class SchemaQueries:
@@ -96,3 +100,77 @@ class SchemaQueries:
             )
         self.session.flush()
         return row
+
+    def lock_schema_version(
+        self, table_id: str, version: int, *, shared: bool = False
+    ) -> DataLakeSchema | None:
+        """Read a version row as stored and lock it to the end of the transaction:
+        ``FOR SHARE`` (``shared``: a job planned on it; such locks do not exclude each
+        other) or ``FOR UPDATE`` (retiring it) on Postgres; SQLite's write lock is held
+        already. None when the row does not exist (or was deleted before the lock)."""
+        return self.session.scalar(
+            select(DataLakeSchema)
+            .where(DataLakeSchema.table_id == table_id, DataLakeSchema.version == version)
+            .with_for_update(read=shared)
+            .execution_options(populate_existing=True)
+        )
+
+    def schema_versions_written(self, table_id: str) -> set[int] | None:
+        """The versions some data of the table was written with: a file row of any status
+        (pending, committed, replaced but kept, corrupt) or a running job's version.
+
+        None when a file row carries no version (it predates them): then any version may
+        hold data.
+        """
+        files = set(
+            self.session.scalars(
+                select(DataFile.schema_version).where(DataFile.table_id == table_id).distinct()
+            )
+        )
+        if None in files:
+            return None
+        running = self.session.scalars(
+            select(IngestionJob.schema_version)
+            .where(
+                IngestionJob.table_id == table_id,
+                IngestionJob.status == JobStatus.RUNNING,
+                IngestionJob.schema_version.is_not(None),
+            )
+            .distinct()
+        )
+        return {int(v) for v in (*files, *running) if v is not None}
+
+    def schema_version_in_use(self, table_id: str, version: int) -> bool:
+        """Whether a file row holds data of ``version``, or a job that has not failed or
+        been cancelled (running, or succeeded) was planned on it."""
+        files = exists().where(DataFile.table_id == table_id, DataFile.schema_version == version)
+        jobs = exists().where(
+            IngestionJob.table_id == table_id,
+            IngestionJob.schema_version == version,
+            IngestionJob.status.not_in(_UNSUCCESSFUL),
+        )
+        return bool(self.session.scalar(select(files | jobs)))
+
+    def delete_schema_version(self, table_id: str, version: int) -> None:
+        """Delete a version row and its SchemaChange rows, and unlink the failed and
+        cancelled jobs planned on it (their ``schema_version`` becomes null)."""
+        self.session.execute(
+            update(IngestionJob)
+            .where(
+                IngestionJob.table_id == table_id,
+                IngestionJob.schema_version == version,
+                IngestionJob.status.in_(_UNSUCCESSFUL),
+            )
+            .values(schema_version=None)
+            .execution_options(synchronize_session="fetch")
+        )
+        self.session.execute(
+            delete(SchemaChange).where(
+                SchemaChange.table_id == table_id, SchemaChange.schema_version == version
+            )
+        )
+        self.session.execute(
+            delete(DataLakeSchema)
+            .where(DataLakeSchema.table_id == table_id, DataLakeSchema.version == version)
+            .execution_options(synchronize_session="fetch")
+        )

@@ -46,6 +46,10 @@ class TableQueries:
         """The table of that id, live or soft-deleted; None when there is none."""
         return self.session.get(DataLakeTable, table_id)
 
+    def table_as_stored(self, table_id: str) -> DataLakeTable | None:
+        """The table row as committed now (the session's copy refreshed), or None."""
+        return self.session.get(DataLakeTable, table_id, populate_existing=True)
+
     def table_view(self, table_id: str, *, iceberg_catalog: str | None) -> Row[Any] | None:
         """A table's columns, its current schema document (``schema_doc``) and, when
         ``iceberg_catalog`` names an Iceberg SQL catalog in this database, its metadata
