@@ -295,8 +295,8 @@ def test_a_crash_between_the_catalog_commit_and_the_iceberg_commit_is_published_
     monkeypatch.setattr(jobs, "_between_commits", crash)
     with pytest.raises(RuntimeError):
         jobs.publish_job(job_a, store=store())
-    with session_scope() as session:
-        assert jobs.get_job(session, job_a).status == "SUCCEEDED"
+    with session_scope() as session:  # committed, not yet published: not SUCCEEDED
+        assert jobs.get_job(session, job_a).status == "COMMITTING"
     assert published_jobs(catalog_url, moto_server) == []  # not yet published
 
     # The crash of a run whose Iceberg commit went through but never returned.
@@ -312,8 +312,12 @@ def test_a_crash_between_the_catalog_commit_and_the_iceberg_commit_is_published_
         jobs.publish_job(job_a, store=store())
     monkeypatch.setattr(iceberg, "publish_table", real)
 
+    with session_scope() as session:  # published, but this Commit never finished it
+        assert jobs.get_job(session, job_a).status == "COMMITTING"
     jobs.publish_job(job_a, store=store())  # the state machine's retry
     jobs.publish_job(job_a, store=store())  # and a redundant one
+    with session_scope() as session:
+        assert jobs.get_job(session, job_a).status == "SUCCEEDED"
     tbl = load(catalog_url, moto_server)
     assert snapshot_jobs(tbl) == [job_a]
     assert ids_pyiceberg(tbl) == list(range(200))
@@ -377,8 +381,9 @@ def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exac
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
-        assert job.status == "SUCCEEDED"
-        # the API never says "in Iceberg" before a publish has recorded it
+        # committed in the catalog, not SUCCEEDED until its snapshot is published (and
+        # the API never says "in Iceberg" before a publish has recorded it)
+        assert job.status == "COMMITTING"
         assert jobs.iceberg_published(session, job) is False
     published = [first, job_id] if point == "after-iceberg-commit" else [first]
     assert snapshot_jobs(load(catalog_url, moto_server)) == published
@@ -394,12 +399,100 @@ def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exac
     assert int(tbl.current_snapshot().summary["total-records"]) == len(expected)
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
-        assert job.records_written == 400
+        assert job.status == "SUCCEEDED" and job.records_written == 400
         assert jobs.iceberg_published(session, job) is True
         files, _ = tables.committed_files(session, table_id)
         assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
             t.file.file_path for t in tbl.scan().plan_files()
         }
+
+
+def test_pyiceberg_reads_all_of_a_jobs_rows_at_the_first_moment_its_status_reads_succeeded(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread polls the job's status while Commit runs (its Iceberg publish slowed
+    down, so the poller sees every state Commit passes through); the first time it reads
+    SUCCEEDED it scans the table with plain pyiceberg: all of the job's rows are there."""
+    import time
+
+    table_id = make_table()
+    first = run_job(s3, table_id, HEADER + csv_rows(0, 100), "in/a.csv")
+    job_id = start_job(s3, table_id, HEADER + csv_rows(1000, 300), "in/b.csv",
+                       split_size_mb=0.004, batch_size=50)
+    plan_and_run(job_id)
+    real = iceberg.publish_table
+
+    def slow_publish(table: str, **kw: Any) -> Any:
+        time.sleep(0.6)
+        return real(table, **kw)
+
+    monkeypatch.setattr(iceberg, "publish_table", slow_publish)
+    seen: list[str] = []
+    at_success: list[list[int]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            with session_scope() as session:
+                status = jobs.get_job(session, job_id).status
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status == "SUCCEEDED":
+                try:
+                    at_success.append(ids_pyiceberg(load(catalog_url, moto_server)))
+                except Exception as e:  # no Iceberg table yet: no rows at all
+                    at_success.append([-1])
+                    seen.append(f"{type(e).__name__}: {e}")
+                return
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        jobs.publish_job(job_id, store=store())
+    finally:
+        poller.join(timeout=60)
+        stop.set()
+    assert at_success == [list(range(100)) + list(range(1000, 1300))], seen
+    assert "COMMITTING" in seen and seen[-1] == "SUCCEEDED", seen
+    assert snapshot_jobs(load(catalog_url, moto_server)) == [first, job_id]
+
+
+def test_a_committing_job_cannot_be_cancelled_and_its_abort_finishes_it(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commit's retries all fail after the catalog commit: the job stays COMMITTING (its
+    files committed), a cancel is refused, and the workflow's Catch (Abort) finishes it
+    as SUCCEEDED with its snapshot, never FAILED with its objects deleted."""
+    from datalake.errors import Conflict
+    from datalake.services.abort import abort_workflow
+
+    table_id = make_table()
+    job_id = start_job(s3, table_id, HEADER + csv_rows(0, 200), "in/a.csv")
+    plan_and_run(job_id)
+    monkeypatch.setattr(jobs, "_between_commits", lambda job: (_ for _ in ()).throw(
+        RuntimeError("Iceberg unreachable")))
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            jobs.publish_job(job_id, store=store())
+    with session_scope() as session:
+        assert jobs.get_job(session, job_id).status == "COMMITTING"
+        with pytest.raises(Conflict, match="COMMITTING and cannot be cancelled"):
+            jobs.cancel_job(session, job_id, orchestrator=FakeOrchestrator(), store=store())
+    assert published_jobs(catalog_url, moto_server) == []
+
+    out = abort_workflow(job_id, error="Commit failed", store=store())
+    assert out["status"] == "SUCCEEDED"
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        assert job.status == "SUCCEEDED" and job.error is None
+        assert jobs.iceberg_published(session, job) is True
+        files, _ = tables.committed_files(session, table_id)
+    tbl = load(catalog_url, moto_server)
+    assert snapshot_jobs(tbl) == [job_id]
+    assert ids_pyiceberg(tbl) == list(range(200))
+    for f in files:  # every committed object is still there
+        s3.head_object(Bucket=f.bucket, Key=f.key)
 
 
 def test_a_job_left_unpublished_is_published_first_by_the_next_commit(
@@ -927,7 +1020,7 @@ def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
     s3: Any, catalog_url: str, moto_server: str, api_server: str,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Between Commit's catalog transaction and its Iceberg commit the job is SUCCEEDED,
+    """Between Commit's catalog transaction and its Iceberg commit the job is COMMITTING,
     and ``GET /ingestion/jobs/{id}`` says its rows are not in Iceberg yet."""
     import httpx
 
@@ -946,10 +1039,10 @@ def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
 
     monkeypatch.setattr(jobs, "_between_commits", between)
     jobs.publish_job(job_id, store=store())
-    assert seen[0]["status"] == "SUCCEEDED" and seen[0]["iceberg_published"] is False
+    assert seen[0]["status"] == "COMMITTING" and seen[0]["iceberg_published"] is False
     assert seen[1] == {"iceberg_jobs": []}
     after = httpx.get(url, headers=headers).json()
-    assert after["iceberg_published"] is True
+    assert after["status"] == "SUCCEEDED" and after["iceberg_published"] is True
     assert snapshot_jobs(load(catalog_url, moto_server)) == [job_id]
     listed = httpx.get(api_server.removesuffix("/iceberg") + "/ingestion/jobs",
                        headers=headers).json()["items"]

@@ -289,8 +289,9 @@ class JobOut(_Out):
     execution_arn: str | None
     corrupted_at: datetime | None = None
     retry_of: str | None = None
-    #: ``GET /ingestion/jobs/{id}`` only (null in lists): whether a SUCCEEDED job's rows
-    #: are in the table's Iceberg snapshot yet (null when not SUCCEEDED or Iceberg is off).
+    #: ``GET /ingestion/jobs/{id}`` only (null in lists): whether a committed job's rows
+    #: are in the table's Iceberg snapshot (false while COMMITTING, always true once
+    #: SUCCEEDED; null for other statuses and when Iceberg is off).
     iceberg_published: bool | None = None
     created_at: datetime
     started_at: datetime | None

@@ -8,7 +8,7 @@ from typing import Any
 from datalake.catalog.db import session_scope
 from datalake.domain.vocabulary import JobStatus
 from datalake.ports import ObjectSweeper
-from datalake.services.jobs import abort_job, publish_iceberg
+from datalake.services.jobs import abort_job, get_job, publish_iceberg
 
 log = logging.getLogger(__name__)
 
@@ -16,7 +16,8 @@ __all__ = ["abort_workflow"]
 
 
 def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str, Any]:
-    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote.
+    """Mark the job FAILED (a cancelled one stays CANCELLED) and delete what it wrote;
+    a committed (COMMITTING) job is finished instead: its Iceberg snapshot published.
 
     Parameters
     ----------
@@ -35,11 +36,15 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
     with session_scope() as session:
         job = abort_job(session, job_id, error=error, store=store)
         out = {"job_id": job.id, "status": job.status, "error": job.error}
-    if job.status == JobStatus.SUCCEEDED:
-        # Commit committed and then failed for good (its Iceberg publish): publish now,
-        # best effort (the next change of the table or the optimize schedule would).
+    if job.status == JobStatus.COMMITTING:
+        # Commit committed and then failed for good (its Iceberg publish): the job keeps
+        # its files and can only finish. Publish now, which marks it SUCCEEDED; best
+        # effort: else the next publish of the table (a Commit, a compaction, the
+        # optimize schedule) finishes it.
         try:
             publish_iceberg(job.table_id)
         except Exception:
             log.warning("Iceberg publish after a failed Commit failed", extra=out)
+        with session_scope() as session:
+            out["status"] = get_job(session, job_id).status
     return out
