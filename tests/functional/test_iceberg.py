@@ -1047,3 +1047,133 @@ def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
     listed = httpx.get(api_server.removesuffix("/iceberg") + "/ingestion/jobs",
                        headers=headers).json()["items"]
     assert [j["iceberg_published"] for j in listed] == [None]  # lists do not say
+
+
+def file_paths(tbl: Any) -> set[str]:
+    return {t.file.file_path for t in tbl.scan().plan_files()}
+
+
+def catalog_rows(table_id: str) -> tuple[int, set[str]]:
+    """The rows and the paths of the table's committed files, as the catalog lists them."""
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id, limit=10_000)
+        return sum(f.record_count for f in files), {f"s3://{f.bucket}/{f.key}" for f in files}
+
+
+def test_a_file_verify_takes_out_leaves_iceberg_before_the_api_answers(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str
+) -> None:
+    """``POST /tables/{id}/verify`` finds a tampered and a deleted file: by its answer
+    the Iceberg table lists neither, so pyiceberg's scan reads (no range error on the
+    tampered object) exactly the rows the catalog lists."""
+    import httpx
+
+    from datalake.tokens import make_token
+
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 500), "in/a.csv")  # one file per day
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id)
+    assert len(files) == 5
+    tampered, deleted = files[0], files[1]
+    s3.put_object(Bucket=tampered.bucket, Key=tampered.key, Body=b"not parquet any more")
+    s3.delete_object(Bucket=deleted.bucket, Key=deleted.key)
+
+    base = api_server.removesuffix("/iceberg")
+    headers = {"Authorization": f"Bearer {make_token('ops', ['writer'])}"}
+    report = httpx.post(f"{base}/tables/{table_id}/verify", headers=headers, timeout=60).json()
+    assert [c["id"] for c in report["corrupt"]] == [tampered.id], report
+    assert [m["id"] for m in report["missing"]] == [deleted.id], report
+    assert report["iceberg_published"] is True
+
+    tbl = load(catalog_url, moto_server)
+    rows, paths = catalog_rows(table_id)
+    assert rows == 500 - tampered.record_count - deleted.record_count
+    assert file_paths(tbl) == paths
+    assert len(ids_pyiceberg(tbl)) == rows
+    assert tbl.current_snapshot().summary.operation.value == "delete"
+
+
+def test_datalake_verify_rehashes_every_file_page_by_page_and_fails_on_any_damage(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``datalake verify`` covers the whole table, however many calls it takes (a page
+    of 2 files here), also when every file was verified before; it exits 0 only when
+    every file was checked and found good."""
+    import json
+
+    from datalake.cli.app import run
+    from datalake.tokens import make_token
+
+    monkeypatch.setenv("DATALAKE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATALAKE_API_URL", api_server.removesuffix("/api/v1/iceberg"))
+    monkeypatch.setenv("DATALAKE_TOKEN", make_token("ops", ["writer"]))
+    monkeypatch.delenv("DATALAKE_PROFILE", raising=False)
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 500), "in/a.csv")  # 5 files
+
+    def verify() -> tuple[int, dict[str, Any], str]:
+        code = run(["verify", "default.t", "--page-size", "2", "--json"])
+        captured = capsys.readouterr()
+        return code, json.loads(captured.out), captured.err
+
+    for _ in range(2):  # a first pass, then a full pass again over verified files
+        code, report, err = verify()
+        assert code == 0, err
+        assert (report["files_checked"], report["ok"], report["calls"]) == (5, 5, 3)
+        assert report["remaining"] == 0
+
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id)
+    s3.put_object(Bucket=files[3].bucket, Key=files[3].key, Body=b"tampered")
+    s3.delete_object(Bucket=files[4].bucket, Key=files[4].key)
+    code, report, err = verify()
+    assert code == 1
+    assert "1 corrupt, 1 missing" in err
+    assert report["files_checked"] == 5 and report["ok"] == 3
+    assert [c["id"] for c in report["corrupt"]] == [files[3].id]
+    assert [m["id"] for m in report["missing"]] == [files[4].id]
+    rows, paths = catalog_rows(table_id)
+    tbl = load(catalog_url, moto_server)
+    assert file_paths(tbl) == paths and len(ids_pyiceberg(tbl)) == rows
+
+
+def test_with_default_settings_a_compactions_replaced_files_outlive_an_optimize_an_hour_later(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default retention is days (Iceberg's 5): an optimize run an hour after a
+    compaction (the clock moved on) deletes none of the files it replaced and expires
+    none of the snapshots before it, so time travel still reads them."""
+    import time
+    import types
+
+    from datalake.catalog.models import utcnow
+    from datalake.services import sweep
+    from datalake.services.optimize import optimize
+
+    monkeypatch.delenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", raising=False)
+    get_settings.cache_clear()
+    table_id = make_table()
+    for k in range(3):
+        run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+    tbl = load(catalog_url, moto_server)
+    snaps = tbl.snapshots()
+    before = file_paths(tbl)
+    assert optimize(table_id, store=store())["files_replaced"] == len(before)
+
+    hour = 3600
+    later = utcnow() + dt.timedelta(seconds=hour)
+    monkeypatch.setattr(sweep, "utcnow", lambda: later)
+    monkeypatch.setattr(iceberg, "time", types.SimpleNamespace(
+        time=lambda: time.time() + hour, sleep=time.sleep, monotonic=time.monotonic))
+    optimize(table_id, store=store())
+
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=LAKE, Prefix="default/t/")
+    lake = {f"s3://{LAKE}/{o['Key']}" for page in pages for o in page.get("Contents", [])}
+    assert before <= lake  # every replaced file is still there
+    tbl = load(catalog_url, moto_server)
+    assert [s.snapshot_id for s in tbl.snapshots()[:3]] == [s.snapshot_id for s in snaps]
+    assert ids_pyiceberg(tbl, snapshot_id=snaps[0].snapshot_id) == list(range(100))
+    assert ids_pyiceberg(tbl, snapshot_id=snaps[2].snapshot_id) == list(range(300))
+    assert ids_pyiceberg(tbl) == list(range(300))

@@ -216,6 +216,12 @@ class VerifyOut(_Out):
     jobs_marked: list[str]
     remaining: int
     since: datetime | None
+    #: Whether the Iceberg table no longer lists the files this call took out (null:
+    #: none taken out, or Iceberg off); false: the next publish of the table retracts them.
+    iceberg_published: bool | None = None
+    #: When the call started, by the catalog's clock: pass it as ``since`` to the calls
+    #: that follow to re-check the whole table once.
+    checked_at: datetime | None = None
 
 
 class FilePage(Page[DataFileOut], _Out):

@@ -76,6 +76,9 @@ class OptimizeEvent(_Event):
     partition_id: str | None = None
     target_file_size_mb: float | None = None
     requested_by: str | None = None
+    #: Only publish ``table_id`` as Iceberg (the API's synchronous request after a
+    #: verification took files out), no compaction.
+    publish_only: bool = False
 
     @field_validator("table_id", "partition_id", "requested_by", mode="before")
     @classmethod
