@@ -1084,7 +1084,6 @@ def test_a_file_verify_takes_out_leaves_iceberg_before_the_api_answers(
     report = httpx.post(f"{base}/tables/{table_id}/verify", headers=headers, timeout=60).json()
     assert [c["id"] for c in report["corrupt"]] == [tampered.id], report
     assert [m["id"] for m in report["missing"]] == [deleted.id], report
-    assert report["iceberg_published"] is True
 
     tbl = load(catalog_url, moto_server)
     rows, paths = catalog_rows(table_id)
@@ -1092,6 +1091,7 @@ def test_a_file_verify_takes_out_leaves_iceberg_before_the_api_answers(
     assert file_paths(tbl) == paths
     assert len(ids_pyiceberg(tbl)) == rows
     assert tbl.current_snapshot().summary.operation.value == "delete"
+    assert report["iceberg_published"] is True
 
 
 def test_datalake_verify_rehashes_every_file_page_by_page_and_fails_on_any_damage(
@@ -1177,3 +1177,60 @@ def test_with_default_settings_a_compactions_replaced_files_outlive_an_optimize_
     assert ids_pyiceberg(tbl, snapshot_id=snaps[0].snapshot_id) == list(range(100))
     assert ids_pyiceberg(tbl, snapshot_id=snaps[2].snapshot_id) == list(range(300))
     assert ids_pyiceberg(tbl) == list(range(300))
+
+
+def test_the_deployed_api_has_the_optimize_function_publish_what_verify_takes_out(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API Lambda carries no pyiceberg: with an optimize function configured, verify
+    invokes it synchronously (``publish_only``), and its answer comes after the publish."""
+    import importlib.util
+    import io
+    import json
+    import types
+
+    from starlette.testclient import TestClient
+
+    from datalake.aws import lambdas
+    from datalake.tokens import make_token
+    from datalake_api.main import create_app
+
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 300), "in/a.csv")
+    with session_scope() as session:
+        bad = tables.committed_files(session, table_id)[0][0]
+    s3.put_object(Bucket=bad.bucket, Key=bad.key, Body=b"tampered")
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "optimize_app", root / "functions" / "optimize" / "app.py")
+    assert spec is not None and spec.loader is not None
+    optimize_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(optimize_app)
+    context = types.SimpleNamespace(
+        function_name="optimize", memory_limit_in_mb=1769, aws_request_id="req-1",
+        invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:optimize",
+        get_remaining_time_in_millis=lambda: 900_000)
+    calls: list[dict[str, Any]] = []
+
+    class OptimizeFunction:  # Lambda's synchronous invoke, run in this process
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            calls.append(kwargs)
+            out = optimize_app.lambda_handler(json.loads(kwargs["Payload"]), context)
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(out).encode())}
+
+    monkeypatch.setattr(lambdas, "client", lambda service: OptimizeFunction())
+    monkeypatch.setenv("DATALAKE_OPTIMIZE_FUNCTION", "optimize-fn")
+    get_settings.cache_clear()
+    headers = {"Authorization": f"Bearer {make_token('ops', ['writer'])}"}
+    with TestClient(create_app(), raise_server_exceptions=False) as api:
+        r = api.post(f"/api/v1/tables/{table_id}/verify", headers=headers)
+    assert r.status_code == 200, r.text
+    assert [c["id"] for c in r.json()["corrupt"]] == [bad.id]
+    assert r.json()["iceberg_published"] is True
+    assert [(c["FunctionName"], c["InvocationType"]) for c in calls] == [
+        ("optimize-fn", "RequestResponse")]
+    assert json.loads(calls[0]["Payload"]) == {"table_id": table_id, "publish_only": True}
+    tbl = load(catalog_url, moto_server)
+    rows, paths = catalog_rows(table_id)
+    assert file_paths(tbl) == paths and len(ids_pyiceberg(tbl)) == rows == 300 - bad.record_count

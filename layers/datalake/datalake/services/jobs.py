@@ -60,6 +60,8 @@ FINISHED = tuple(s.value for s in JobStatus if s.finished)
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
 #: A job whose files are committed: it keeps them and can only finish (SUCCEEDED).
 COMMITTED = (JobStatus.COMMITTING, JobStatus.SUCCEEDED)
+#: Attempts at COMMITTING -> SUCCEEDED when the job's row changes underneath.
+FINISH_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -340,7 +342,7 @@ def cancel_job(
     Raises
     ------
     Conflict
-        When the job has finished already.
+        When the job has finished already, or is COMMITTING (its files are committed).
     """
     job = get_job(session, job_id)
     if job.status not in UNFINISHED:  # finished, or COMMITTING: its files are committed
@@ -684,16 +686,23 @@ def finish_commit(job_id: str) -> bool:
     ------
     Conflict
         When the job is neither COMMITTING nor SUCCEEDED (it was never committed).
+    CommitConflict
+        When the job's row kept changing underneath (retried by Commit's caller).
     """
-    with session_scope() as session:
-        job = get_job(session, job_id)
-        if job.status == JobStatus.SUCCEEDED:
-            return False
-        if job.status != JobStatus.COMMITTING:
-            raise Conflict(f"job {job_id} is {job.status}; only a committed job can finish")
-        return SqlCatalog(session).set_job_status(
-            job, expect=(JobStatus.COMMITTING,), to=JobStatus.SUCCEEDED, finished_at=utcnow()
-        )
+    for _attempt in range(FINISH_ATTEMPTS):
+        with session_scope() as session:
+            job = get_job(session, job_id)
+            if job.status == JobStatus.SUCCEEDED:
+                return False
+            if job.status != JobStatus.COMMITTING:
+                raise Conflict(f"job {job_id} is {job.status}; only a committed job can finish")
+            if SqlCatalog(session).set_job_status(
+                job, expect=(JobStatus.COMMITTING,), to=JobStatus.SUCCEEDED,
+                finished_at=utcnow(),
+            ):
+                return True
+        # another change of the row (a verification marking the job, say): read again
+    raise CommitConflict(f"job {job_id} kept changing; it is still COMMITTING")
 
 
 def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
