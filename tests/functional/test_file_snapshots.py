@@ -275,7 +275,7 @@ def test_replaced_objects_outlive_a_compaction_with_default_settings(
 ) -> None:
     monkeypatch.delenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", raising=False)
     get_settings.cache_clear()
-    assert get_settings().replaced_file_retention_seconds == 900
+    assert get_settings().replaced_file_retention_seconds == 5 * 24 * 3600
     table_id = ingest(s3, split_size_mb=0.01, batch_size=200)
     before = committed(table_id)
 

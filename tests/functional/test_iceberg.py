@@ -295,8 +295,8 @@ def test_a_crash_between_the_catalog_commit_and_the_iceberg_commit_is_published_
     monkeypatch.setattr(jobs, "_between_commits", crash)
     with pytest.raises(RuntimeError):
         jobs.publish_job(job_a, store=store())
-    with session_scope() as session:
-        assert jobs.get_job(session, job_a).status == "SUCCEEDED"
+    with session_scope() as session:  # committed, not yet published: not SUCCEEDED
+        assert jobs.get_job(session, job_a).status == "COMMITTING"
     assert published_jobs(catalog_url, moto_server) == []  # not yet published
 
     # The crash of a run whose Iceberg commit went through but never returned.
@@ -312,8 +312,12 @@ def test_a_crash_between_the_catalog_commit_and_the_iceberg_commit_is_published_
         jobs.publish_job(job_a, store=store())
     monkeypatch.setattr(iceberg, "publish_table", real)
 
+    with session_scope() as session:  # published, but this Commit never finished it
+        assert jobs.get_job(session, job_a).status == "COMMITTING"
     jobs.publish_job(job_a, store=store())  # the state machine's retry
     jobs.publish_job(job_a, store=store())  # and a redundant one
+    with session_scope() as session:
+        assert jobs.get_job(session, job_a).status == "SUCCEEDED"
     tbl = load(catalog_url, moto_server)
     assert snapshot_jobs(tbl) == [job_a]
     assert ids_pyiceberg(tbl) == list(range(200))
@@ -377,8 +381,9 @@ def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exac
     assert killed.returncode == -signal.SIGKILL, killed.stdout + killed.stderr
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
-        assert job.status == "SUCCEEDED"
-        # the API never says "in Iceberg" before a publish has recorded it
+        # committed in the catalog, not SUCCEEDED until its snapshot is published (and
+        # the API never says "in Iceberg" before a publish has recorded it)
+        assert job.status == "COMMITTING"
         assert jobs.iceberg_published(session, job) is False
     published = [first, job_id] if point == "after-iceberg-commit" else [first]
     assert snapshot_jobs(load(catalog_url, moto_server)) == published
@@ -394,12 +399,100 @@ def test_a_commit_process_killed_at_each_point_then_retried_is_one_snapshot_exac
     assert int(tbl.current_snapshot().summary["total-records"]) == len(expected)
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
-        assert job.records_written == 400
+        assert job.status == "SUCCEEDED" and job.records_written == 400
         assert jobs.iceberg_published(session, job) is True
         files, _ = tables.committed_files(session, table_id)
         assert {f"s3://{f.bucket}/{f.key}" for f in files} == {
             t.file.file_path for t in tbl.scan().plan_files()
         }
+
+
+def test_pyiceberg_reads_all_of_a_jobs_rows_at_the_first_moment_its_status_reads_succeeded(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A thread polls the job's status while Commit runs (its Iceberg publish slowed
+    down, so the poller sees every state Commit passes through); the first time it reads
+    SUCCEEDED it scans the table with plain pyiceberg: all of the job's rows are there."""
+    import time
+
+    table_id = make_table()
+    first = run_job(s3, table_id, HEADER + csv_rows(0, 100), "in/a.csv")
+    job_id = start_job(s3, table_id, HEADER + csv_rows(1000, 300), "in/b.csv",
+                       split_size_mb=0.004, batch_size=50)
+    plan_and_run(job_id)
+    real = iceberg.publish_table
+
+    def slow_publish(table: str, **kw: Any) -> Any:
+        time.sleep(0.6)
+        return real(table, **kw)
+
+    monkeypatch.setattr(iceberg, "publish_table", slow_publish)
+    seen: list[str] = []
+    at_success: list[list[int]] = []
+    stop = threading.Event()
+
+    def poll() -> None:
+        while not stop.is_set():
+            with session_scope() as session:
+                status = jobs.get_job(session, job_id).status
+            if not seen or seen[-1] != status:
+                seen.append(status)
+            if status == "SUCCEEDED":
+                try:
+                    at_success.append(ids_pyiceberg(load(catalog_url, moto_server)))
+                except Exception as e:  # no Iceberg table yet: no rows at all
+                    at_success.append([-1])
+                    seen.append(f"{type(e).__name__}: {e}")
+                return
+            time.sleep(0.02)
+
+    poller = threading.Thread(target=poll)
+    poller.start()
+    try:
+        jobs.publish_job(job_id, store=store())
+    finally:
+        poller.join(timeout=60)
+        stop.set()
+    assert at_success == [list(range(100)) + list(range(1000, 1300))], seen
+    assert "COMMITTING" in seen and seen[-1] == "SUCCEEDED", seen
+    assert snapshot_jobs(load(catalog_url, moto_server)) == [first, job_id]
+
+
+def test_a_committing_job_cannot_be_cancelled_and_its_abort_finishes_it(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commit's retries all fail after the catalog commit: the job stays COMMITTING (its
+    files committed), a cancel is refused, and the workflow's Catch (Abort) finishes it
+    as SUCCEEDED with its snapshot, never FAILED with its objects deleted."""
+    from datalake.errors import Conflict
+    from datalake.services.abort import abort_workflow
+
+    table_id = make_table()
+    job_id = start_job(s3, table_id, HEADER + csv_rows(0, 200), "in/a.csv")
+    plan_and_run(job_id)
+    monkeypatch.setattr(jobs, "_between_commits", lambda job: (_ for _ in ()).throw(
+        RuntimeError("Iceberg unreachable")))
+    for _ in range(2):
+        with pytest.raises(RuntimeError):
+            jobs.publish_job(job_id, store=store())
+    with session_scope() as session:
+        assert jobs.get_job(session, job_id).status == "COMMITTING"
+        with pytest.raises(Conflict, match="COMMITTING and cannot be cancelled"):
+            jobs.cancel_job(session, job_id, orchestrator=FakeOrchestrator(), store=store())
+    assert published_jobs(catalog_url, moto_server) == []
+
+    out = abort_workflow(job_id, error="Commit failed", store=store())
+    assert out["status"] == "SUCCEEDED"
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        assert job.status == "SUCCEEDED" and job.error is None
+        assert jobs.iceberg_published(session, job) is True
+        files, _ = tables.committed_files(session, table_id)
+    tbl = load(catalog_url, moto_server)
+    assert snapshot_jobs(tbl) == [job_id]
+    assert ids_pyiceberg(tbl) == list(range(200))
+    for f in files:  # every committed object is still there
+        s3.head_object(Bucket=f.bucket, Key=f.key)
 
 
 def test_a_job_left_unpublished_is_published_first_by_the_next_commit(
@@ -927,7 +1020,7 @@ def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
     s3: Any, catalog_url: str, moto_server: str, api_server: str,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Between Commit's catalog transaction and its Iceberg commit the job is SUCCEEDED,
+    """Between Commit's catalog transaction and its Iceberg commit the job is COMMITTING,
     and ``GET /ingestion/jobs/{id}`` says its rows are not in Iceberg yet."""
     import httpx
 
@@ -946,11 +1039,198 @@ def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
 
     monkeypatch.setattr(jobs, "_between_commits", between)
     jobs.publish_job(job_id, store=store())
-    assert seen[0]["status"] == "SUCCEEDED" and seen[0]["iceberg_published"] is False
+    assert seen[0]["status"] == "COMMITTING" and seen[0]["iceberg_published"] is False
     assert seen[1] == {"iceberg_jobs": []}
     after = httpx.get(url, headers=headers).json()
-    assert after["iceberg_published"] is True
+    assert after["status"] == "SUCCEEDED" and after["iceberg_published"] is True
     assert snapshot_jobs(load(catalog_url, moto_server)) == [job_id]
     listed = httpx.get(api_server.removesuffix("/iceberg") + "/ingestion/jobs",
                        headers=headers).json()["items"]
     assert [j["iceberg_published"] for j in listed] == [None]  # lists do not say
+
+
+def file_paths(tbl: Any) -> set[str]:
+    return {t.file.file_path for t in tbl.scan().plan_files()}
+
+
+def catalog_rows(table_id: str) -> tuple[int, set[str]]:
+    """The rows and the paths of the table's committed files, as the catalog lists them."""
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id, limit=10_000)
+        return sum(f.record_count for f in files), {f"s3://{f.bucket}/{f.key}" for f in files}
+
+
+def test_a_file_verify_takes_out_leaves_iceberg_before_the_api_answers(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str
+) -> None:
+    """``POST /tables/{id}/verify`` finds a tampered and a deleted file: by its answer
+    the Iceberg table lists neither, so pyiceberg's scan reads (no range error on the
+    tampered object) exactly the rows the catalog lists."""
+    import httpx
+
+    from datalake.tokens import make_token
+
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 500), "in/a.csv")  # one file per day
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id)
+    assert len(files) == 5
+    tampered, deleted = files[0], files[1]
+    s3.put_object(Bucket=tampered.bucket, Key=tampered.key, Body=b"not parquet any more")
+    s3.delete_object(Bucket=deleted.bucket, Key=deleted.key)
+
+    base = api_server.removesuffix("/iceberg")
+    headers = {"Authorization": f"Bearer {make_token('ops', ['writer'])}"}
+    report = httpx.post(f"{base}/tables/{table_id}/verify", headers=headers, timeout=60).json()
+    assert [c["id"] for c in report["corrupt"]] == [tampered.id], report
+    assert [m["id"] for m in report["missing"]] == [deleted.id], report
+
+    tbl = load(catalog_url, moto_server)
+    rows, paths = catalog_rows(table_id)
+    assert rows == 500 - tampered.record_count - deleted.record_count
+    assert file_paths(tbl) == paths
+    assert len(ids_pyiceberg(tbl)) == rows
+    assert tbl.current_snapshot().summary.operation.value == "delete"
+    assert report["iceberg_published"] is True
+
+
+def test_datalake_verify_rehashes_every_file_page_by_page_and_fails_on_any_damage(
+    s3: Any, catalog_url: str, moto_server: str, api_server: str,
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """``datalake verify`` covers the whole table, however many calls it takes (a page
+    of 2 files here), also when every file was verified before; it exits 0 only when
+    every file was checked and found good."""
+    import json
+
+    from datalake.cli.app import run
+    from datalake.tokens import make_token
+
+    monkeypatch.setenv("DATALAKE_CONFIG", str(tmp_path / "none.toml"))
+    monkeypatch.setenv("DATALAKE_API_URL", api_server.removesuffix("/api/v1/iceberg"))
+    monkeypatch.setenv("DATALAKE_TOKEN", make_token("ops", ["writer"]))
+    monkeypatch.delenv("DATALAKE_PROFILE", raising=False)
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 500), "in/a.csv")  # 5 files
+
+    def verify() -> tuple[int, dict[str, Any], str]:
+        code = run(["verify", "default.t", "--page-size", "2", "--json"])
+        captured = capsys.readouterr()
+        return code, json.loads(captured.out), captured.err
+
+    for _ in range(2):  # a first pass, then a full pass again over verified files
+        code, report, err = verify()
+        assert code == 0, err
+        assert (report["files_checked"], report["ok"], report["calls"]) == (5, 5, 3)
+        assert report["remaining"] == 0
+
+    with session_scope() as session:
+        files, _ = tables.committed_files(session, table_id)
+    s3.put_object(Bucket=files[3].bucket, Key=files[3].key, Body=b"tampered")
+    s3.delete_object(Bucket=files[4].bucket, Key=files[4].key)
+    code, report, err = verify()
+    assert code == 1
+    assert "1 corrupt, 1 missing" in err
+    assert report["files_checked"] == 5 and report["ok"] == 3
+    assert [c["id"] for c in report["corrupt"]] == [files[3].id]
+    assert [m["id"] for m in report["missing"]] == [files[4].id]
+    rows, paths = catalog_rows(table_id)
+    tbl = load(catalog_url, moto_server)
+    assert file_paths(tbl) == paths and len(ids_pyiceberg(tbl)) == rows
+
+
+def test_with_default_settings_a_compactions_replaced_files_outlive_an_optimize_an_hour_later(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The default retention is days (Iceberg's 5): an optimize run an hour after a
+    compaction (the clock moved on) deletes none of the files it replaced and expires
+    none of the snapshots before it, so time travel still reads them."""
+    import time
+    import types
+
+    from datalake.catalog.models import utcnow
+    from datalake.services import sweep
+    from datalake.services.optimize import optimize
+
+    monkeypatch.delenv("DATALAKE_REPLACED_FILE_RETENTION_SECONDS", raising=False)
+    get_settings.cache_clear()
+    table_id = make_table()
+    for k in range(3):
+        run_job(s3, table_id, HEADER + csv_rows(k * 100, 100), f"in/{k}.csv")
+    tbl = load(catalog_url, moto_server)
+    snaps = tbl.snapshots()
+    before = file_paths(tbl)
+    assert optimize(table_id, store=store())["files_replaced"] == len(before)
+
+    hour = 3600
+    later = utcnow() + dt.timedelta(seconds=hour)
+    monkeypatch.setattr(sweep, "utcnow", lambda: later)
+    monkeypatch.setattr(iceberg, "time", types.SimpleNamespace(
+        time=lambda: time.time() + hour, sleep=time.sleep, monotonic=time.monotonic))
+    optimize(table_id, store=store())
+
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=LAKE, Prefix="default/t/")
+    lake = {f"s3://{LAKE}/{o['Key']}" for page in pages for o in page.get("Contents", [])}
+    assert before <= lake  # every replaced file is still there
+    tbl = load(catalog_url, moto_server)
+    assert [s.snapshot_id for s in tbl.snapshots()[:3]] == [s.snapshot_id for s in snaps]
+    assert ids_pyiceberg(tbl, snapshot_id=snaps[0].snapshot_id) == list(range(100))
+    assert ids_pyiceberg(tbl, snapshot_id=snaps[2].snapshot_id) == list(range(300))
+    assert ids_pyiceberg(tbl) == list(range(300))
+
+
+def test_the_deployed_api_has_the_optimize_function_publish_what_verify_takes_out(
+    s3: Any, catalog_url: str, moto_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The API Lambda carries no pyiceberg: with an optimize function configured, verify
+    invokes it synchronously (``publish_only``), and its answer comes after the publish."""
+    import importlib.util
+    import io
+    import json
+    import types
+
+    from starlette.testclient import TestClient
+
+    from datalake.aws import lambdas
+    from datalake.tokens import make_token
+    from datalake_api.main import create_app
+
+    table_id = make_table()
+    run_job(s3, table_id, HEADER + csv_rows(0, 300), "in/a.csv")
+    with session_scope() as session:
+        bad = tables.committed_files(session, table_id)[0][0]
+    s3.put_object(Bucket=bad.bucket, Key=bad.key, Body=b"tampered")
+
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "optimize_app", root / "functions" / "optimize" / "app.py")
+    assert spec is not None and spec.loader is not None
+    optimize_app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(optimize_app)
+    context = types.SimpleNamespace(
+        function_name="optimize", memory_limit_in_mb=1769, aws_request_id="req-1",
+        invoked_function_arn="arn:aws:lambda:us-east-1:000000000000:function:optimize",
+        get_remaining_time_in_millis=lambda: 900_000)
+    calls: list[dict[str, Any]] = []
+
+    class OptimizeFunction:  # Lambda's synchronous invoke, run in this process
+        def invoke(self, **kwargs: Any) -> dict[str, Any]:
+            calls.append(kwargs)
+            out = optimize_app.lambda_handler(json.loads(kwargs["Payload"]), context)
+            return {"StatusCode": 200, "Payload": io.BytesIO(json.dumps(out).encode())}
+
+    monkeypatch.setattr(lambdas, "client", lambda service: OptimizeFunction())
+    monkeypatch.setenv("DATALAKE_OPTIMIZE_FUNCTION", "optimize-fn")
+    get_settings.cache_clear()
+    headers = {"Authorization": f"Bearer {make_token('ops', ['writer'])}"}
+    with TestClient(create_app(), raise_server_exceptions=False) as api:
+        r = api.post(f"/api/v1/tables/{table_id}/verify", headers=headers)
+    assert r.status_code == 200, r.text
+    assert [c["id"] for c in r.json()["corrupt"]] == [bad.id]
+    assert r.json()["iceberg_published"] is True
+    assert [(c["FunctionName"], c["InvocationType"]) for c in calls] == [
+        ("optimize-fn", "RequestResponse")]
+    assert json.loads(calls[0]["Payload"]) == {"table_id": table_id, "publish_only": True}
+    tbl = load(catalog_url, moto_server)
+    rows, paths = catalog_rows(table_id)
+    assert file_paths(tbl) == paths and len(ids_pyiceberg(tbl)) == rows == 300 - bad.record_count

@@ -70,8 +70,7 @@ def test_job_end_to_end_counts_reconcile(s3: Any) -> None:
     table_id, job_id = new_job(s3, split_size_mb=0.01, batch_size=100)
     plan = run_all(job_id)
     assert plan["batch_count"] > 1, "a 0.01 MB split size must cut the file into several splits"
-    with session_scope() as session:
-        jobs.commit_job(session, job_id)
+    jobs.publish_job(job_id, store=None)  # Commit: the catalog, then Iceberg
     with session_scope() as session:
         job = jobs.get_job(session, job_id)
         assert job.status == "SUCCEEDED"

@@ -50,6 +50,9 @@ def client(use_catalog: str, objects: MemoryStore) -> Iterator[TestClient]:
     app.dependency_overrides[deps.get_orchestrator] = FakeOrchestrator
     app.dependency_overrides[deps.get_sweeper] = FakeDeleter
     app.dependency_overrides[deps.get_object_reader] = lambda: objects
+    # The catalog rows are written directly: no Iceberg table to publish here
+    # (test_iceberg.py verifies through the API with one).
+    app.dependency_overrides[deps.get_iceberg_publisher] = lambda: None
     with TestClient(app, raise_server_exceptions=False) as c:
         yield c
 

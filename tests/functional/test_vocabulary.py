@@ -40,8 +40,7 @@ def run_job(job_id: str) -> None:
     plan = plan_job(job_id, store=store())
     for item in plan["batches"]:
         run_batch(job_id, item["batch_id"], store=store())
-    with session_scope() as session:
-        jobs.commit_job(session, job_id)
+    jobs.publish_job(job_id, store=None)
 
 
 def read_committed(s3: Any, table_id: str) -> pa.Table:

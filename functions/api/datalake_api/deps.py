@@ -17,6 +17,7 @@ from datalake.config import get_settings
 from datalake.domain.limits import CORRELATION_ID_MAX, text_problem
 from datalake.errors import InvalidInput
 from datalake.ports import ObjectReader, ObjectSweeper, Orchestrator
+from datalake.services.verify import Publisher
 from datalake_api.auth import Principal, authenticate
 
 
@@ -100,6 +101,26 @@ def get_object_reader() -> ObjectReader:
     return S3ObjectStore()
 
 
+def get_iceberg_publisher() -> Publisher | None:
+    """Who publishes a table as Iceberg for the API (None: Iceberg is off): the optimize
+    function when one is configured (the deployed API carries no pyiceberg), else this
+    process (a local API run from the full virtual environment)."""
+    settings = get_settings()
+    if settings.iceberg_catalog == "none":
+        return None
+    if settings.optimize_function:
+        from datalake.aws.lambdas import LambdaIcebergPublisher
+
+        return LambdaIcebergPublisher(settings.optimize_function)
+
+    def publish(table_id: str) -> None:
+        from datalake.services.jobs import publish_iceberg
+
+        publish_iceberg(table_id)
+
+    return publish
+
+
 # scope="function": the session commits when the route returns, before the response is
 # sent, so a 2xx is never an answer whose commit failed afterwards.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -108,5 +129,6 @@ CorrelationDep = Annotated[str, Depends(correlation_id)]
 OrchestratorDep = Annotated[Orchestrator, Depends(get_orchestrator)]
 SweeperDep = Annotated[ObjectSweeper, Depends(get_sweeper)]
 ReaderDep = Annotated[ObjectReader, Depends(get_object_reader)]
+PublisherDep = Annotated[Publisher | None, Depends(get_iceberg_publisher)]
 
 

@@ -220,6 +220,12 @@ class VerifyOut(_Out):
     jobs_marked: list[str]
     remaining: int
     since: datetime | None
+    #: Whether the Iceberg table no longer lists the files this call took out (null:
+    #: none taken out, or Iceberg off); false: the next publish of the table retracts them.
+    iceberg_published: bool | None = None
+    #: When the call started, by the catalog's clock: pass it as ``since`` to the calls
+    #: that follow to re-check the whole table once.
+    checked_at: datetime | None = None
 
 
 class FilePage(Page[DataFileOut], _Out):
@@ -301,8 +307,9 @@ class JobOut(_Out):
     execution_arn: str | None
     corrupted_at: datetime | None = None
     retry_of: str | None = None
-    #: ``GET /ingestion/jobs/{id}`` only (null in lists): whether a SUCCEEDED job's rows
-    #: are in the table's Iceberg snapshot yet (null when not SUCCEEDED or Iceberg is off).
+    #: ``GET /ingestion/jobs/{id}`` only (null in lists): whether a committed job's rows
+    #: are in the table's Iceberg snapshot (false while COMMITTING, always true once
+    #: SUCCEEDED; null for other statuses and when Iceberg is off).
     iceberg_published: bool | None = None
     created_at: datetime
     started_at: datetime | None

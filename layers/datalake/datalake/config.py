@@ -12,6 +12,9 @@ from datalake.domain.vocabulary import DEFAULT_BATCH_SIZE, DEFAULT_SPLIT_SIZE_MB
 
 #: The local development signing secret; deployments set DATALAKE_JWT_SECRET.
 LOCAL_JWT_SECRET = "datalake-local-dev-secret-change-me-0123456789"
+#: Replaced files and Iceberg snapshots are kept 5 days by default, as Iceberg keeps
+#: snapshots (``history.expire.max-snapshot-age-ms``).
+DEFAULT_RETENTION_SECONDS = 5 * 24 * 3600
 
 
 class Settings(BaseSettings):
@@ -62,7 +65,8 @@ class Settings(BaseSettings):
     source_buckets: str = ""
     #: How long compaction keeps the objects of the files it replaced, and how long a file
     #: listing's snapshot is served (0: delete at once; snapshots then last until then).
-    replaced_file_retention_seconds: int = Field(default=900, ge=0)
+    #: Iceberg snapshots expire after it too: time travel reaches back that far.
+    replaced_file_retention_seconds: int = Field(default=DEFAULT_RETENTION_SECONDS, ge=0)
     #: Where tables are published as Apache Iceberg: ``sql`` (the JDBC catalog's tables
     #: in ``iceberg_catalog_uri``, by default this deployment's own database), ``glue``
     #: (the AWS Glue Data Catalog) or ``none``. Iceberg snapshots are expired after

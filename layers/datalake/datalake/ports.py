@@ -162,8 +162,11 @@ class FileCatalog(CatalogRows, Protocol):
         """COMMITTED files not verified since ``since`` (or never)."""
         ...
 
-    def least_recently_verified(self, table_id: str, limit: int) -> list[DataFile]:
-        """Up to ``limit`` COMMITTED files, never or longest ago verified first."""
+    def least_recently_verified(
+        self, table_id: str, limit: int, since: datetime | None = None
+    ) -> list[DataFile]:
+        """Up to ``limit`` COMMITTED files, never or longest ago verified first (with
+        ``since``: only those not verified since then)."""
         ...
 
     def mark_verified(self, file_ids: Sequence[str], at: datetime) -> None:

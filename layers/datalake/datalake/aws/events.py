@@ -79,6 +79,9 @@ class OptimizeEvent(_Event):
     #: The API's name for the run (its end is recorded under it); absent from a schedule.
     run_id: str | None = None
     correlation_id: str | None = None
+    #: Only publish ``table_id`` as Iceberg (the API's synchronous request after a
+    #: verification took files out), no compaction.
+    publish_only: bool = False
 
     @field_validator("table_id", "partition_id", "requested_by", "run_id", "correlation_id",
                      mode="before")

@@ -1,5 +1,6 @@
 """Lambda adapters: request a compaction run by invoking the optimize function
-asynchronously; a function's own deadline from its invocation context."""
+asynchronously, or an Iceberg publish synchronously; a function's own deadline from its
+invocation context."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from datalake.aws.clients import client
-from datalake.errors import CompactionUnavailable
+from datalake.errors import CompactionUnavailable, TransientError
 
 
 class LambdaCompactionRequester:
@@ -49,6 +50,39 @@ class LambdaCompactionRequester:
         except (ClientError, BotoCoreError) as e:
             raise CompactionUnavailable(f"could not start compaction: {e}") from e
         return (resp.get("ResponseMetadata") or {}).get("RequestId")
+
+
+class LambdaIcebergPublisher:
+    """Publishes a table as Iceberg through the optimize function, synchronously
+    (``InvocationType=RequestResponse``, ``{"table_id", "publish_only": true}``): the API
+    carries no pyiceberg, the optimize function does. A
+    :data:`~datalake.services.verify.Publisher`."""
+
+    def __init__(self, function_name: str, lambda_client: Any = None) -> None:
+        self.function_name = function_name
+        self._client = lambda_client
+
+    def __call__(self, table_id: str) -> None:
+        """Publish ``table_id`` now.
+
+        Raises
+        ------
+        TransientError
+            When Lambda refused the invocation or the publish failed.
+        """
+        try:
+            resp = (self._client or client("lambda")).invoke(
+                FunctionName=self.function_name,
+                InvocationType="RequestResponse",
+                Payload=json.dumps({"table_id": table_id, "publish_only": True}).encode(),
+            )
+        except (ClientError, BotoCoreError) as e:
+            raise TransientError(f"could not ask for the Iceberg publish of {table_id}: {e}") from e
+        if resp.get("FunctionError"):
+            body = resp["Payload"].read()[:500] if resp.get("Payload") else b""
+            raise TransientError(
+                f"the Iceberg publish of {table_id} failed: {body.decode(errors='replace')}"
+            )
 
 
 def deadline(context: Any, *, margin_s: float) -> float | None:

@@ -859,14 +859,51 @@ def optimize(
 
 
 @app.command()
-def verify(table: TableArg, as_json: JsonOpt = False) -> None:
-    """Re-read a table's committed files against their checksums."""
+def verify(
+    table: TableArg,
+    page_size: Annotated[
+        int, typer.Option(min=1, max=10_000, help="Files re-hashed per API call.")
+    ] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-hash every committed file of a table against its checksum (one full pass,
+    as many API calls as it takes); exit 1 if any file is missing, corrupt or unchecked."""
+    from datetime import UTC, datetime
+    from urllib.parse import urlencode
+
     t = resolve_table(STATE.api, table)
-    report = STATE.api.call("POST", f"{API}/tables/{t['id']}/verify")
-    emit(report, as_json)
-    if report.get("corrupt") or report.get("missing"):
-        raise CliError(f"table {t['namespace']}.{t['name']}: {len(report.get('corrupt') or [])} "
-                       f"corrupt and {len(report.get('missing') or [])} missing file(s)")
+    path = f"{API}/tables/{t['id']}/verify"
+    # The first call re-checks files verified before now; the rest pass its start, by
+    # the catalog's clock, as `since`: every file verified before this pass is due,
+    # none this pass verified is (whatever this machine's clock says).
+    since = datetime.now(UTC).isoformat()
+    total: dict[str, Any] = {"table_id": t["id"], "files_checked": 0, "ok": 0, "missing": [],
+                             "corrupt": [], "errors": [], "jobs_marked": [], "calls": 0}
+    while True:
+        query = urlencode({"limit": page_size, "since": since})
+        report = STATE.api.call("POST", f"{path}?{query}")
+        if total["calls"] == 0 and report.get("checked_at"):
+            since = report["checked_at"]
+        total["calls"] += 1
+        for key in ("files_checked", "ok"):
+            total[key] += report.get(key) or 0
+        for key in ("missing", "corrupt", "jobs_marked"):
+            total[key] += report.get(key) or []
+        total["errors"] = report.get("errors") or []  # unreadable files stay due: the last call's
+        total["remaining"] = report.get("remaining") or 0
+        settled = (report.get("ok") or 0) + len(report.get("missing") or []) + len(
+            report.get("corrupt") or [])
+        if not total["remaining"] or not settled:  # done, or only unreadable files left
+            break
+    if not as_json:
+        err.print(f"{t['namespace']}.{t['name']}: {total['files_checked']} file(s) checked in "
+                  f"{total['calls']} call(s)", highlight=False)
+    emit(total, as_json)
+    problems = [f"{len(total[k])} {k}" for k in ("corrupt", "missing") if total[k]]
+    if total["remaining"]:
+        problems.append(f"{total['remaining']} unchecked ({len(total['errors'])} unreadable)")
+    if problems:
+        raise CliError(f"table {t['namespace']}.{t['name']}: " + ", ".join(problems))
 
 
 @app.command()

@@ -108,8 +108,9 @@ def follow(
         return with_batch_progress(api, dict(api.call("GET", path)))
 
     def finished(job: dict[str, Any]) -> bool:
-        # A SUCCEEDED job is committed; its Iceberg snapshot follows a moment later, and
-        # a reader of the Iceberg table would not see it yet: wait for that too.
+        # A job reads SUCCEEDED only once its Iceberg snapshot is published (COMMITTING
+        # until then, not finished); a server that said SUCCEEDED before its publish
+        # (iceberg_published false) is waited for, up to ICEBERG_WAIT_S.
         if job["status"] != JobStatus.SUCCEEDED or job.get("iceberg_published") is not False:
             return job["status"] in FINISHED
         succeeded_at[:1] = succeeded_at[:1] or [time.monotonic()]

@@ -39,10 +39,17 @@ def _choice[E: StrEnum](enum: type[E], value: object, what: str, text: str) -> E
 
 
 class JobStatus(StrEnum):
-    """An ingestion job's life: PENDING -> RUNNING -> SUCCEEDED | FAILED | CANCELLED."""
+    """An ingestion job's life: PENDING -> RUNNING -> COMMITTING -> SUCCEEDED, or
+    FAILED | CANCELLED from PENDING or RUNNING.
+
+    COMMITTING: the job's files are committed in the catalog and its Iceberg snapshot is
+    being published; such a job can only finish (SUCCEEDED), never fail or be cancelled.
+    SUCCEEDED therefore means every reader, ours and Iceberg's, sees the job's rows.
+    """
 
     PENDING = "PENDING"
     RUNNING = "RUNNING"
+    COMMITTING = "COMMITTING"
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"

@@ -8,7 +8,7 @@ from typing import Any
 from datalake.catalog.db import session_scope
 from datalake.domain.vocabulary import JobStatus
 from datalake.ports import ObjectSweeper
-from datalake.services.jobs import abort_job, publish_iceberg
+from datalake.services.jobs import abort_job, get_job, publish_iceberg
 from datalake.services.schemas import retire_unsettled
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,8 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
     """Mark the job FAILED (a cancelled one stays CANCELLED), delete what it wrote (a
     failed job keeps its quarantine: :func:`~datalake.services.jobs.abort_job`), and
     retire the schema version it settled at Plan unless data depends on it
-    (:func:`datalake.services.schemas.retire_unsettled`).
+    (:func:`datalake.services.schemas.retire_unsettled`); a committed (COMMITTING) job
+    is finished instead: its Iceberg snapshot published.
 
     Parameters
     ----------
@@ -40,7 +41,7 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
     with session_scope() as session:
         job = abort_job(session, job_id, error=error, store=store)
         out = {"job_id": job.id, "status": job.status, "error": job.error}
-    if job.status != JobStatus.SUCCEEDED:
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
         # The schema version Plan settled for this job describes no data now. In a
         # transaction of its own, which takes the table row's lock before any job row's,
         # as Plan does; if it fails, the table's next Plan retires the version.
@@ -50,11 +51,15 @@ def abort_workflow(job_id: str, *, error: str, store: ObjectSweeper) -> dict[str
         except Exception:
             log.warning("retiring the failed job's schema version failed", extra=out,
                         exc_info=True)
-    if job.status == JobStatus.SUCCEEDED:
-        # Commit committed and then failed for good (its Iceberg publish): publish now,
-        # best effort (the next change of the table or the optimize schedule would).
+    if job.status == JobStatus.COMMITTING:
+        # Commit committed and then failed for good (its Iceberg publish): the job keeps
+        # its files and can only finish. Publish now, which marks it SUCCEEDED; best
+        # effort: else the next publish of the table (a Commit, a compaction, the
+        # optimize schedule) finishes it.
         try:
             publish_iceberg(job.table_id)
         except Exception:
             log.warning("Iceberg publish after a failed Commit failed", extra=out)
+        with session_scope() as session:
+            out["status"] = get_job(session, job_id).status
     return out

@@ -385,8 +385,10 @@ def compact_table(
             summary.bytes_after += sum(o.size_bytes for o in outputs)
         if summary.incomplete:
             break
-    if compacted:
-        try:  # the run's merges, as one Iceberg replace snapshot (services/iceberg.py)
+    if compacted or summary.corrupt:
+        # The run's merges, as one Iceberg replace snapshot (services/iceberg.py), and
+        # corrupt inputs it took out, so no Iceberg reader is sent to them.
+        try:
             publish_iceberg(info.id)
         except DatalakeError as e:  # committed; the next publish of the table catches up
             log.warning("Iceberg publish after compacting table %s failed", info.id)

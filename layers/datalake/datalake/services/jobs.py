@@ -58,6 +58,10 @@ STATUSES = tuple(s.value for s in JobStatus)
 FINISHED = tuple(s.value for s in JobStatus if s.finished)
 #: A job not yet finished: what a cancel or an abort stops.
 UNFINISHED = (JobStatus.PENDING, JobStatus.RUNNING)
+#: A job whose files are committed: it keeps them and can only finish (SUCCEEDED).
+COMMITTED = (JobStatus.COMMITTING, JobStatus.SUCCEEDED)
+#: Attempts at COMMITTING -> SUCCEEDED when the job's row changes underneath.
+FINISH_ATTEMPTS = 5
 
 log = logging.getLogger(__name__)
 
@@ -365,10 +369,10 @@ def cancel_job(
     Raises
     ------
     Conflict
-        When the job has finished already.
+        When the job has finished already, or is COMMITTING (its files are committed).
     """
     job = get_job(session, job_id)
-    if job.status in FINISHED:
+    if job.status not in UNFINISHED:  # finished, or COMMITTING: its files are committed
         raise Conflict(f"job {job_id} is {job.status} and cannot be cancelled")
     now = utcnow()
     transition(
@@ -438,7 +442,7 @@ def sweep_job_objects(
     table = get_table(session, job.table_id, include_deleted=True)
     catalog: Catalog = SqlCatalog(session)
     keep = catalog.job_file_keys(job.id)
-    if job.status in (JobStatus.SUCCEEDED, JobStatus.FAILED):
+    if job.status in (*COMMITTED, JobStatus.FAILED):
         keep.update(catalog.batch_quarantine_keys(job.id))
     marker = job_file_marker(job.id)
     doomed = [
@@ -472,7 +476,9 @@ def abort_job(
     the quality gate, ...). Batches that will never run become CANCELLED. Data objects go;
     a FAILED job's quarantine is kept, so ``rejects`` can show why it failed (the lake's
     quarantine lifecycle rule expires it); a cancelled job stays CANCELLED and loses its
-    quarantine too; a succeeded one is left as it is (a re-run Catch).
+    quarantine too; a committing or succeeded one is left as it is (its files are
+    committed: it can only finish, which :func:`datalake.services.abort.abort_workflow`
+    tries).
     """
     job = get_job(session, job_id)
     catalog = SqlCatalog(session)
@@ -488,7 +494,7 @@ def abort_job(
             error=cause[:4000],
         )
         catalog.cancel_unfinished_batches(job.id, at=now)
-    if job.status != JobStatus.SUCCEEDED:
+    if job.status not in COMMITTED:
         discard_uncommitted(session, job, store)
         if store is not None:
             sweep_job_objects(session, job, store, settings)
@@ -535,9 +541,12 @@ def partition_path(values: dict[str, Any]) -> str:
 
 
 def commit_job(session: Session, job_id: str) -> IngestionJob:
-    """Publish a job's files in this one transaction and update partition stats.
+    """Commit a job's files in this one transaction and update partition stats.
 
-    Idempotent: committing a SUCCEEDED job again changes nothing.
+    The job becomes COMMITTING (its files are in the catalog's table; its Iceberg
+    snapshot is still to be published, by :func:`publish_job`, which then marks it
+    SUCCEEDED), or SUCCEEDED at once when Iceberg publishing is off (the catalog is then
+    the only reader). Idempotent: a COMMITTING or SUCCEEDED job is left as it is.
 
     Raises
     ------
@@ -550,7 +559,7 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
     """
     catalog: Catalog = SqlCatalog(session)
     job = get_job(session, job_id)
-    if job.status == JobStatus.SUCCEEDED:
+    if job.status in COMMITTED:
         return job
     if job.status != JobStatus.RUNNING:
         raise JobCancelled(f"job {job_id} is {job.status}; refusing to commit")
@@ -601,12 +610,15 @@ def commit_job(session: Session, job_id: str) -> IngestionJob:
             f.committed_at = now
             f.committed_seq = change.seq
             f.partition_id = part.id
+    published_later = get_settings().iceberg_catalog != "none"
     transition(
         session,
         job,
         expect=(JobStatus.RUNNING,),
-        to=JobStatus.SUCCEEDED,
-        finished_at=now,
+        # The same compare-and-set a cancel makes: of the two, one wins; once this one
+        # has, the job can only finish.
+        to=JobStatus.COMMITTING if published_later else JobStatus.SUCCEEDED,
+        finished_at=None if published_later else now,
         records_read=sum(b.records_read for b in batches),
         records_written=sum(b.records_written for b in batches),
         records_rejected=sum(b.records_rejected for b in batches),
@@ -644,14 +656,13 @@ def _between_commits(job: IngestionJob) -> None:
 
 
 def iceberg_published(session: Session, job: IngestionJob) -> bool | None:
-    """Whether a SUCCEEDED job's rows are in its table's Iceberg snapshot yet (None: the
-    job did not succeed, predates change numbers, or Iceberg publishing is off).
+    """Whether a committed job's rows are in its table's Iceberg snapshot (None: the job
+    is not committed, predates change numbers, or Iceberg publishing is off).
 
-    Commit publishes right after its catalog transaction, so a job reads SUCCEEDED a
-    moment before this is true (longer after a crash, until Commit's retry); a client
-    that reads the table as Iceberg waits for it (``datalake ingest --wait`` does).
+    Always true of a SUCCEEDED job: a job is SUCCEEDED only once its snapshot is
+    published (:func:`publish_job`); false while it is COMMITTING.
     """
-    if job.status != JobStatus.SUCCEEDED or job.file_seq is None:
+    if job.status not in COMMITTED or job.file_seq is None:
         return None
     if get_settings().iceberg_catalog == "none":
         return None
@@ -660,7 +671,10 @@ def iceberg_published(session: Session, job: IngestionJob) -> bool | None:
 
 def publish_iceberg(table_id: str, *, attempts: int | None = None) -> None:
     """Publish the table's committed changes as Iceberg snapshots (services/iceberg.py),
-    trying up to ``attempts`` times on Iceberg conflicts (default: the publisher's own).
+    trying up to ``attempts`` times on Iceberg conflicts (default: the publisher's own),
+    then mark SUCCEEDED every COMMITTING job of the table the publish has shown
+    (:func:`finish_published_jobs`): whichever publish shows a job's snapshot first,
+    its own Commit's, another job's, compaction's or the optimize schedule's, ends it.
 
     Raises
     ------
@@ -682,27 +696,83 @@ def publish_iceberg(table_id: str, *, attempts: int | None = None) -> None:
             f"committed, but not yet published as Iceberg ({type(e).__name__}: {e}); "
             "a retry publishes it"
         ) from e
+    finish_published_jobs(table_id)
 
 
-def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
-    """Commit a job (:func:`commit_job`, in its own transaction), publish it as one
-    Iceberg snapshot (:func:`publish_iceberg`), then sweep what attempts that crashed
-    after uploading left behind (only when some batch needed a retry).
+def finish_published_jobs(table_id: str) -> list[str]:
+    """Mark SUCCEEDED the table's COMMITTING jobs whose change Iceberg shows (the table's
+    ``iceberg_seq``, recorded only after an Iceberg commit); return their ids.
 
-    A re-run after any crash commits nothing twice (a SUCCEEDED job is left as it is)
-    and publishes the job's snapshot if the crashed run had not.
+    Idempotent: a job finished meanwhile by another publisher is skipped.
+    """
+    finished: list[str] = []
+    with session_scope() as session:
+        shown = SqlCatalog(session).iceberg_seq_of(table_id)
+        rows, _ = SqlCatalog(session).jobs_page(
+            status=JobStatus.COMMITTING, table_id=table_id, limit=1000, offset=0
+        )
+        due = [r.id for r in rows if r.file_seq is not None and r.file_seq <= shown]
+    for job_id in due:
+        if finish_commit(job_id):
+            finished.append(job_id)
+    return finished
+
+
+def finish_commit(job_id: str) -> bool:
+    """COMMITTING -> SUCCEEDED, in a transaction of its own, once the job's Iceberg
+    snapshot is published; True when this call moved it (False: it was SUCCEEDED
+    already, or another publisher moved it first).
 
     Raises
     ------
-    As :func:`commit_job`; TransientError when the Iceberg publish failed (retry);
-    a failed sweep is only logged (the job is committed).
+    Conflict
+        When the job is neither COMMITTING nor SUCCEEDED (it was never committed).
+    CommitConflict
+        When the job's row kept changing underneath (retried by Commit's caller).
+    """
+    for _attempt in range(FINISH_ATTEMPTS):
+        with session_scope() as session:
+            job = get_job(session, job_id)
+            if job.status == JobStatus.SUCCEEDED:
+                return False
+            if job.status != JobStatus.COMMITTING:
+                raise Conflict(f"job {job_id} is {job.status}; only a committed job can finish")
+            if SqlCatalog(session).set_job_status(
+                job, expect=(JobStatus.COMMITTING,), to=JobStatus.SUCCEEDED,
+                finished_at=utcnow(),
+            ):
+                return True
+        # another change of the row (a verification marking the job, say): read again
+    raise CommitConflict(f"job {job_id} kept changing; it is still COMMITTING")
+
+
+def publish_job(job_id: str, *, store: ObjectSweeper | None) -> IngestionJob:
+    """Commit a job (:func:`commit_job`, in its own transaction: the job is COMMITTING),
+    publish it as one Iceberg snapshot (:func:`publish_iceberg`), mark it SUCCEEDED
+    (:func:`finish_commit`), then sweep what attempts that crashed after uploading left
+    behind (only when some batch needed a retry).
+
+    So a job reads SUCCEEDED only once every reader, Iceberg's too, sees its rows. A
+    re-run after any crash commits nothing twice (a COMMITTING or SUCCEEDED job is left
+    as it is), publishes the job's snapshot if the crashed run had not (the snapshot's
+    ``datalake.file-seq`` and ``datalake.job-id`` keep it from being appended twice) and
+    finishes the job.
+
+    Raises
+    ------
+    As :func:`commit_job`; TransientError when the Iceberg publish failed (retry; the
+    job stays COMMITTING); a failed sweep is only logged (the job is committed).
     """
     with session_scope() as session:
         job = commit_job(session, job_id)
         retried = SqlCatalog(session).has_retried_batch(job_id)
     _between_commits(job)
-    # One try: Commit's one retry policy is the state machine's (TransientError).
-    publish_iceberg(job.table_id, attempts=1)
+    if job.status == JobStatus.COMMITTING:
+        # One try: Commit's one retry policy is the state machine's (TransientError).
+        publish_iceberg(job.table_id, attempts=1)
+        finish_commit(job_id)
+        with session_scope() as session:
+            job = get_job(session, job_id)
     if store is None:
         return job
     try:

@@ -20,13 +20,26 @@ from datalake.services.compaction import (
     compact_table,
     live_table_ids,
 )
-from datalake.services.jobs import clean_up_finished_jobs
+from datalake.services.jobs import clean_up_finished_jobs, publish_iceberg
 from datalake.services.partitions import OPTIMIZE_FINISHED
 from datalake.services.verify import verify_tables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["optimize"]
+__all__ = ["optimize", "publish"]
+
+
+def publish(table_id: str) -> dict[str, Any]:
+    """Publish a table's committed catalog changes as Iceberg now (the API's request
+    after a verification took files out: the API itself carries no pyiceberg).
+
+    Raises
+    ------
+    TransientError
+        When Iceberg could not be brought up to date (the caller may retry).
+    """
+    publish_iceberg(table_id)
+    return {"table_id": table_id, "status": "PUBLISHED"}
 
 
 def optimize(
@@ -111,7 +124,8 @@ def _scheduled(store: ObjectStore, *, target_file_size_mb: float | None,
     cleaned = clean_up_finished_jobs(store)
     if cleaned:
         log.info("finished the clean-up of jobs", extra={"jobs": cleaned})
-    for report in verify_tables(live_table_ids(), store, deadline=deadline):
+    for report in verify_tables(live_table_ids(), store, deadline=deadline,
+                                publish=publish_iceberg):
         if report.corrupt or report.missing:
             log.warning("verification found damaged files", extra=report.__dict__)
     return compact_all(store=store, target_file_size_mb=target_file_size_mb, deadline=deadline,

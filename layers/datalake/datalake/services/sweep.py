@@ -1,7 +1,7 @@
 """The sweep: delete the objects and rows of files compaction replaced, once no reader
 can need them.
 
-A replaced file is deleted once ``replaced_file_retention_seconds`` (default 900) have
+A replaced file is deleted once ``replaced_file_retention_seconds`` (default 5 days) have
 passed since ``replaced_at`` (a reader that listed the files before the swap can still
 read them; its snapshot is refused after that long), or at once when the setting is 0.
 Before deleting, the table's ``swept_seq`` is raised, so a snapshot that lists a deleted

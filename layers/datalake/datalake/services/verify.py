@@ -5,7 +5,7 @@ as the engine's writer (``datalake.engine.writer``) and compaction compute it, s
 hashing the object's bytes with :mod:`hashlib` is all a check needs.
 
 A call checks at most ``limit`` COMMITTED files, those never verified first, then the
-ones verified longest ago:
+ones verified longest ago (with ``since``, only those not verified since then):
 
 - a good file gets ``verified_at``;
 - a missing object, or one whose bytes do not hash to ``data_files.checksum``, is
@@ -20,6 +20,12 @@ ones verified longest ago:
 Objects are read with no catalog transaction open; the marks are then written in one
 transaction with optimistic checks (a file is marked only while it is still COMMITTED,
 a partition only at the version read), retried when a concurrent commit wins.
+
+Files taken out leave the Iceberg table in the same call: once the marks are committed
+the caller's ``publish`` brings Iceberg up to date (a ``delete`` snapshot without
+them), so no Iceberg reader is sent to an object the catalog no longer lists. A publish
+that fails leaves the marks standing (``iceberg_published`` false in the report); the
+next publish of the table (a Commit, compaction, the optimize schedule) retracts them.
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import hashlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -51,6 +57,11 @@ DEFAULT_LIMIT, MAX_LIMIT = 1000, 10_000
 READ_CHUNK = 4 * 2**20
 #: Attempts of the marking transaction when a concurrent commit changes a partition.
 APPLY_ATTEMPTS = 5
+
+#: Publishes a table's committed catalog changes as Iceberg (raises when it could not):
+#: ``services.jobs.publish_iceberg`` in the engine's functions; the API, which carries
+#: no pyiceberg, asks the optimize function to (``aws.lambdas.LambdaIcebergPublisher``).
+type Publisher = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -80,7 +91,11 @@ class VerifyReport:
 
     ``remaining`` counts the committed files still due after this call: never verified
     (or, with ``since``, not verified since then), including files that could not be
-    read (``errors``). Call again until it is 0.
+    read (``errors``). Call again until it is 0; for a full pass over a table verified
+    before, pass the first call's ``checked_at`` (the catalog's clock) as ``since`` to
+    every later call. ``iceberg_published`` says whether the
+    Iceberg table no longer lists the files this call took out (None: none taken out,
+    or no publisher).
     """
 
     table_id: str
@@ -93,12 +108,17 @@ class VerifyReport:
     jobs_marked: list[str] = field(default_factory=list)
     remaining: int = 0
     since: datetime | None = None
+    iceberg_published: bool | None = None
+    #: When this call started, by the catalog's clock: files it verifies get a later
+    #: ``verified_at``.
+    checked_at: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The report as a JSON-serialisable dict."""
         return {
             **self.__dict__,
             "since": self.since.isoformat() if self.since else None,
+            "checked_at": self.checked_at.isoformat() if self.checked_at else None,
         }
 
 
@@ -130,8 +150,10 @@ def _count_due(session: Session, table_id: str, since: datetime | None) -> int:
     return SqlCatalog(session).count_unverified(table_id, since)
 
 
-def _candidates(session: Session, table_id: str, limit: int) -> list[_Candidate]:
-    rows = SqlCatalog(session).least_recently_verified(table_id, limit)
+def _candidates(
+    session: Session, table_id: str, limit: int, since: datetime | None
+) -> list[_Candidate]:
+    rows = SqlCatalog(session).least_recently_verified(table_id, limit, since)
     return [
         _Candidate(f.id, f.bucket, f.key, f.checksum, f.size_bytes, f.partition_path, f.job_id)
         for f in rows
@@ -148,6 +170,7 @@ def verify_table(
     deadline: float | None = None,
     actor: str = "system:verify",
     correlation_id: str | None = None,
+    publish: Publisher | None = None,
 ) -> VerifyReport:
     """Check up to ``limit`` committed files of a table against their checksums.
 
@@ -155,7 +178,8 @@ def verify_table(
 
     The session's transaction is committed before any object is read (so no catalog
     lock is held during the reads); the marks are written in a new transaction, which
-    the caller commits.
+    is committed here when files were taken out and ``publish`` is given (then Iceberg
+    is published), else left to the caller to commit.
 
     Parameters
     ----------
@@ -173,6 +197,9 @@ def verify_table(
     deadline:
         A :func:`time.monotonic` instant after which no further object is read (the
         API answers in bounded time); the unread files stay due.
+    publish:
+        Publishes the table as Iceberg once files were taken out (None: the caller
+        publishes, or Iceberg is off).
 
     Returns
     -------
@@ -191,10 +218,11 @@ def verify_table(
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIMIT}")
     get_table(session, table_id)
-    candidates = _candidates(session, table_id, limit)
+    started = utcnow()
+    candidates = _candidates(session, table_id, limit, since)
     session.commit()  # end the read transaction before the (long) object reads
 
-    report = VerifyReport(table_id=table_id, since=since)
+    report = VerifyReport(table_id=table_id, since=since, checked_at=started)
     good: list[str] = []
     bad: dict[str, _Candidate] = {}
     for c in candidates:
@@ -241,7 +269,19 @@ def verify_table(
                      "corrupt": [c["path"] for c in report.corrupt],
                      "jobs_marked": report.jobs_marked,
                  })
+    if retired.files and publish is not None:
+        session.commit()  # the marks first: Iceberg follows the catalog, never leads it
+        report.iceberg_published = _publish(publish, table_id)
     return report
+
+
+def _publish(publish: Publisher, table_id: str) -> bool:
+    try:
+        publish(table_id)
+    except Exception:  # the marks stand; the next publish of the table retracts them
+        log.warning("Iceberg publish after verifying table %s failed", table_id, exc_info=True)
+        return False
+    return True
 
 
 def mark_corrupt(table_id: str, file_ids: list[str]) -> RetiredFiles:
@@ -264,16 +304,17 @@ def mark_corrupt(table_id: str, file_ids: list[str]) -> RetiredFiles:
 
 
 def verify_tables(table_ids: list[str], store: ObjectReader, *, limit: int = DEFAULT_LIMIT,
-                  deadline: float | None = None) -> list[VerifyReport]:
-    """Verify up to ``limit`` due files of each table (the optimize schedule's pass)."""
+                  deadline: float | None = None,
+                  publish: Publisher | None = None) -> list[VerifyReport]:
+    """Verify up to ``limit`` due files of each table (the optimize schedule's pass),
+    publishing each table whose files were taken out with ``publish``."""
     reports = []
     for table_id in table_ids:
         if deadline is not None and time.monotonic() >= deadline:
             break
         with session_scope() as session:
-            reports.append(
-                verify_table(session, table_id, store=store, limit=limit, deadline=deadline)
-            )
+            reports.append(verify_table(session, table_id, store=store, limit=limit,
+                                        deadline=deadline, publish=publish))
     return reports
 
 

@@ -150,12 +150,20 @@ class FileQueries:
             or 0
         )
 
-    def least_recently_verified(self, table_id: str, limit: int) -> list[DataFile]:
-        """Up to ``limit`` COMMITTED files, never verified first, then the longest ago."""
+    def least_recently_verified(
+        self, table_id: str, limit: int, since: datetime | None = None
+    ) -> list[DataFile]:
+        """Up to ``limit`` COMMITTED files, never verified first, then the longest ago
+        (with ``since``: only those not verified since then, the ones a pass still needs)."""
+        due = [] if since is None else [
+            or_(DataFile.verified_at.is_(None), DataFile.verified_at < since)
+        ]
         return list(
             self.session.scalars(
                 select(DataFile)
-                .where(DataFile.table_id == table_id, DataFile.status == FileStatus.COMMITTED)
+                .where(
+                    DataFile.table_id == table_id, DataFile.status == FileStatus.COMMITTED, *due
+                )
                 # portable NULLS FIRST
                 .order_by(
                     DataFile.verified_at.is_(None).desc(), DataFile.verified_at, DataFile.key

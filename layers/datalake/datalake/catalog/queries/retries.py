@@ -15,13 +15,15 @@ class RetryQueries:
     session: Session
 
     def live_retry(self, job_id: str) -> str | None:
-        """The id of a retry of the job that is pending, running or succeeded, if any."""
+        """The id of a retry of the job that is pending, running, committing or
+        succeeded, if any."""
         return self.session.scalar(
             select(IngestionJob.id)
             .where(
                 IngestionJob.retry_of == job_id,
                 IngestionJob.status.in_(
-                    (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.SUCCEEDED)
+                    (JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMMITTING,
+                     JobStatus.SUCCEEDED)
                 ),
             )
             .limit(1)
