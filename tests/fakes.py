@@ -70,6 +70,17 @@ class LambdaContext:
         return self.remaining_ms
 
 
+def cli_document(out: str) -> Any:
+    """The one JSON document a ``--json`` CLI run printed (indented, so it starts on a line
+    of its own), whatever an in-process API logged to the same stdout around it."""
+    import json
+
+    lines = out.splitlines()
+    start = next(i for i, line in enumerate(lines) if line in ("{", "[", "{}", "[]"))
+    doc, _ = json.JSONDecoder().raw_decode("\n".join(lines[start:]))
+    return doc
+
+
 def cli_through_app(client: Any, monkeypatch: Any, headers: dict[str, str]) -> None:
     """Send the CLI's API calls to an in-process app (a starlette ``TestClient``), with
     ``headers`` (the caller's token) on each, so CLI tests run against the real API."""

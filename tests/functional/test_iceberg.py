@@ -27,7 +27,7 @@ from datalake.aws import clients
 from datalake.catalog.db import normalise_url, session_scope
 from datalake.config import get_settings
 from datalake.services import iceberg, jobs, tables
-from tests.fakes import LAKE, LANDING, FakeOrchestrator
+from tests.fakes import LAKE, LANDING, FakeOrchestrator, cli_document
 
 
 def _free_port() -> int:
@@ -1101,8 +1101,6 @@ def test_datalake_verify_rehashes_every_file_page_by_page_and_fails_on_any_damag
     """``datalake verify`` covers the whole table, however many calls it takes (a page
     of 2 files here), also when every file was verified before; it exits 0 only when
     every file was checked and found good."""
-    import json
-
     from datalake.cli.app import run
     from datalake.tokens import make_token
 
@@ -1115,8 +1113,8 @@ def test_datalake_verify_rehashes_every_file_page_by_page_and_fails_on_any_damag
 
     def verify() -> tuple[int, dict[str, Any], str]:
         code = run(["verify", "default.t", "--page-size", "2", "--json"])
-        captured = capsys.readouterr()
-        return code, json.loads(captured.out), captured.err
+        captured = capsys.readouterr()  # the server's request log shares stdout
+        return code, cli_document(captured.out), captured.err
 
     for _ in range(2):  # a first pass, then a full pass again over verified files
         code, report, err = verify()
