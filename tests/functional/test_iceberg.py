@@ -477,7 +477,7 @@ def test_a_committing_job_cannot_be_cancelled_and_its_abort_finishes_it(
             jobs.publish_job(job_id, store=store())
     with session_scope() as session:
         assert jobs.get_job(session, job_id).status == "COMMITTING"
-        with pytest.raises(Conflict, match="COMMITTING and cannot be cancelled"):
+        with pytest.raises(Conflict, match="has committed its files .* cannot be cancelled"):
             jobs.cancel_job(session, job_id, orchestrator=FakeOrchestrator(), store=store())
     assert published_jobs(catalog_url, moto_server) == []
 
@@ -1036,11 +1036,17 @@ def test_a_job_reads_iceberg_published_only_once_its_snapshot_is_committed(
     def between(job: Any) -> None:
         seen.append(httpx.get(url, headers=headers).json())
         seen.append({"iceberg_jobs": published_jobs(catalog_url, moto_server)})
+        listed = httpx.get(url.rsplit("/", 1)[0], headers=headers,
+                           params={"status": "RUNNING", "table_id": table_id}).json()
+        seen.append({"running": [(j["id"], j["status"], j["phase"]) for j in listed["items"]]})
 
     monkeypatch.setattr(jobs, "_between_commits", between)
     jobs.publish_job(job_id, store=store())
-    assert seen[0]["status"] == "COMMITTING" and seen[0]["iceberg_published"] is False
+    # The API answers the contract's statuses: RUNNING, in its committing phase.
+    assert seen[0]["status"] == "RUNNING" and seen[0]["phase"] == "committing"
+    assert seen[0]["iceberg_published"] is False
     assert seen[1] == {"iceberg_jobs": []}
+    assert seen[2] == {"running": [(job_id, "RUNNING", "committing")]}
     after = httpx.get(url, headers=headers).json()
     assert after["status"] == "SUCCEEDED" and after["iceberg_published"] is True
     assert snapshot_jobs(load(catalog_url, moto_server)) == [job_id]

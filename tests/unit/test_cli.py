@@ -213,18 +213,18 @@ def test_watch_prints_progress_lines_off_a_terminal(
 def test_watch_follows_a_committing_job_until_it_succeeds(
     capsys: pytest.CaptureFixture[str], api: FakeApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """COMMITTING (committed, its Iceberg snapshot being published) is not an end:
-    ``jobs watch`` and ``--wait`` go on until SUCCEEDED."""
+    """RUNNING in its committing phase (committed, its Iceberg snapshot being published)
+    is not an end: ``jobs watch`` and ``--wait`` go on until SUCCEEDED."""
     done = {**job("SUCCEEDED", 2, 2, 1000), "finished_at": "2026-01-01T00:00:07",
             "iceberg_published": True}
-    states = iter([{**done, "status": "COMMITTING", "iceberg_published": False,
-                    "finished_at": None}, done])
+    states = iter([{**done, "status": "RUNNING", "phase": "committing",
+                    "iceberg_published": False, "finished_at": None}, done])
     api.routes[("GET", "/api/v1/ingestion/jobs/j1")] = lambda req, body: (200, next(states))
     monkeypatch.setattr("datalake.cli.progress.POLL_S", 0.0)
     monkeypatch.setattr("datalake.cli.progress.time.sleep", lambda s: None)
     assert run(["jobs", "watch", "j1"]) == 0
     assert capsys.readouterr().err.splitlines() == [
-        "job j1 COMMITTING: batches 2/2, records read 1,000 written 1,000 rejected 0, "
+        "job j1 RUNNING: batches 2/2, records read 1,000 written 1,000 rejected 0, "
         "publishing as Iceberg",
         "job j1 SUCCEEDED: batches 2/2, records read 1,000 written 1,000 rejected 0",
     ]

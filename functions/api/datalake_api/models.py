@@ -315,6 +315,18 @@ class JobOut(_Out):
     started_at: datetime | None
     finished_at: datetime | None
     updated_at: datetime
+    #: ``"committing"`` while a job reported RUNNING has committed its files and is being
+    #: published as Iceberg (it can no longer fail or be cancelled); else null.
+    phase: str | None = None
+
+    @model_validator(mode="after")
+    def _reported_status(self) -> Self:
+        """Answer the contract's statuses: the catalog's COMMITTING reads RUNNING, with
+        its ``phase``; SUCCEEDED comes only once every reader sees the job."""
+        if self.status is JobStatus.COMMITTING:
+            self.phase = self.status.phase
+            self.status = self.status.reported
+        return self
 
 
 class BatchOut(_Out):

@@ -62,7 +62,8 @@ def with_batch_progress(api: ApiClient, job: dict[str, Any]) -> dict[str, Any]:
 def progress_line(job: dict[str, Any]) -> str:
     """One line saying how far a job is (the non-terminal progress output)."""
     total = job.get("batches_total") or 0
-    publishing = ", publishing as Iceberg" if job.get("iceberg_published") is False else ""
+    committing = job.get("phase") == "committing" or job.get("iceberg_published") is False
+    publishing = ", publishing as Iceberg" if committing else ""
     return (
         f"job {job['id']} {job['status']}: batches {_done(job)}/{total}, records read "
         f"{job.get('records_read', 0):,} written {job.get('records_written', 0):,} "
@@ -108,8 +109,8 @@ def follow(
         return with_batch_progress(api, dict(api.call("GET", path)))
 
     def finished(job: dict[str, Any]) -> bool:
-        # A job reads SUCCEEDED only once its Iceberg snapshot is published (COMMITTING
-        # until then, not finished); a server that said SUCCEEDED before its publish
+        # A job reads SUCCEEDED only once its Iceberg snapshot is published (RUNNING with
+        # phase "committing" until then); a server that said SUCCEEDED before its publish
         # (iceberg_published false) is waited for, up to ICEBERG_WAIT_S.
         if job["status"] != JobStatus.SUCCEEDED or job.get("iceberg_published") is not False:
             return job["status"] in FINISHED

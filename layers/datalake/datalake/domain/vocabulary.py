@@ -45,6 +45,9 @@ class JobStatus(StrEnum):
     COMMITTING: the job's files are committed in the catalog and its Iceberg snapshot is
     being published; such a job can only finish (SUCCEEDED), never fail or be cancelled.
     SUCCEEDED therefore means every reader, ours and Iceberg's, sees the job's rows.
+    COMMITTING is the catalog's own word: the API reports such a job as RUNNING with
+    ``phase: "committing"`` (:attr:`reported`), since clients know the contract's five
+    statuses and a job that is publishing has not finished.
     """
 
     PENDING = "PENDING"
@@ -58,6 +61,22 @@ class JobStatus(StrEnum):
     def finished(self) -> bool:
         """True for the statuses a job never leaves."""
         return self in _JOB_FINISHED
+
+    @property
+    def reported(self) -> JobStatus:
+        """The status the API answers for this one (COMMITTING reads RUNNING)."""
+        return JobStatus.RUNNING if self is JobStatus.COMMITTING else self
+
+    @property
+    def phase(self) -> str | None:
+        """What a job reported as RUNNING is doing, when it is past its batches."""
+        return "committing" if self is JobStatus.COMMITTING else None
+
+    def stored(self) -> tuple[JobStatus, ...]:
+        """The catalog statuses that the API reports as this one (for a status filter)."""
+        if self is JobStatus.RUNNING:
+            return (JobStatus.RUNNING, JobStatus.COMMITTING)
+        return (self,)
 
 
 _JOB_FINISHED = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED})

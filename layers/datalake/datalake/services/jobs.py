@@ -372,7 +372,12 @@ def cancel_job(
         When the job has finished already, or is COMMITTING (its files are committed).
     """
     job = get_job(session, job_id)
-    if job.status not in UNFINISHED:  # finished, or COMMITTING: its files are committed
+    if job.status == JobStatus.COMMITTING:
+        raise Conflict(
+            f"job {job_id} has committed its files and is being published; it cannot be "
+            "cancelled (revert it once it has SUCCEEDED)"
+        )
+    if job.status not in UNFINISHED:
         raise Conflict(f"job {job_id} is {job.status} and cannot be cancelled")
     now = utcnow()
     transition(

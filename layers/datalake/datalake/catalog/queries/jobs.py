@@ -23,7 +23,7 @@ def _jobs_page_statements(filters: frozenset[str]) -> tuple[Select[Any], Select[
     jobs = IngestionJob.__table__.c
     query = select(*jobs)
     if "status" in filters:
-        query = query.where(jobs.status == bindparam("status"))
+        query = query.where(jobs.status.in_(bindparam("status", expanding=True)))
     if "table_id" in filters:
         query = query.where(jobs.table_id == bindparam("table_id"))
     if "created_after" in filters:
@@ -61,7 +61,8 @@ class JobQueries:
         """A page of the jobs matching the filters, newest first, and their total: rows
         with a job's columns as attributes, for answers (not ORM objects to change)."""
         filters = {
-            "status": status or None,
+            # As the API reports it: RUNNING includes the jobs COMMITTING.
+            "status": list(status.stored()) if status else None,
             "table_id": table_id or None,
             "created_after": created_after,
             "created_before": created_before,
