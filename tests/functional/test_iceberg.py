@@ -477,7 +477,7 @@ def test_a_committing_job_cannot_be_cancelled_and_its_abort_finishes_it(
             jobs.publish_job(job_id, store=store())
     with session_scope() as session:
         assert jobs.get_job(session, job_id).status == "COMMITTING"
-        with pytest.raises(Conflict, match="has committed its files .* cannot be cancelled"):
+        with pytest.raises(Conflict, match=r"has committed its files .* cannot be cancelled"):
             jobs.cancel_job(session, job_id, orchestrator=FakeOrchestrator(), store=store())
     assert published_jobs(catalog_url, moto_server) == []
 
