@@ -14,13 +14,14 @@ import os
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from datalake.tokens import make_token
-from tests.e2e.test_ingest_e2e import Deployed, csv_rows, deployed
+from tests.e2e.test_ingest_e2e import Deployed, csv_rows, deployed, wait_first_job
 
 pytestmark = [pytest.mark.localstack, pytest.mark.postgres]
 __all__ = ["deployed"]
@@ -184,3 +185,146 @@ def test_every_error_path_is_one_line_and_a_nonzero_exit(
     assert "FAILED" in line
     if as_json:
         assert json.loads(result.stdout)["status"] == "FAILED"
+
+
+# --- A first day with real-looking data (issue 27), each through the commands a user types.
+
+
+def ingest_file(
+    env: dict[str, str], path: Path, data: bytes, table: str, *extra: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """``datalake ingest PATH --table T ... --wait --json``: the run and the job it printed."""
+    path.write_bytes(data)
+    result = run(env, "ingest", str(path), "--table", table, *extra, "--wait", "--json")
+    return result, json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def test_pandas_timestamps_partition_by_day_and_a_tz_aware_column_is_queried(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Items 1 and 3: pandas' default JSON Lines timestamps (milliseconds, ``Z``) infer as
+    timestamps and partition by day; a ``timestamptz`` column is read by ``query``."""
+    lines = [json.dumps({"id": i, "time_hour": f"2013-01-0{1 + i % 3}T10:00:00.000Z",
+                         "temp": 1.5 * i}) for i in range(90)]
+    _, job = ingest_file(cli_env, tmp_path / "weather.jsonl", "\n".join(lines).encode(),
+                         "day1.weather", "--create", "--partition", "time_hour:day:day")
+    assert (job["status"], job["records_written"]) == ("SUCCEEDED", 90), job
+    days = ok_json(run(cli_env, "query", "SELECT count(DISTINCT day) AS d, count(*) AS n "
+                                         "FROM day1.weather", "--json"))
+    assert days["rows"] == [[3, 90]]
+
+    schema = {"fields": [{"name": "id", "type": "long", "nullable": False},
+                         {"name": "ts", "type": "timestamptz"}]}
+    ok_json(run(cli_env, "tables", "create", "day1.tz", "--schema", json.dumps(schema), "--json"))
+    rows = "\n".join(json.dumps({"id": i, "ts": "2013-01-01T10:00:00+02:00"}) for i in range(5))
+    _, job = ingest_file(cli_env, tmp_path / "tz.jsonl", rows.encode(), "day1.tz")
+    assert job["status"] == "SUCCEEDED", job
+    got = ok_json(run(cli_env, "query", "SELECT ts FROM day1.tz LIMIT 1", "--json"))
+    assert len(got["rows"]) == 1 and "08:00" in str(got["rows"][0][0])  # 10:00+02:00 in UTC
+
+
+def test_a_partition_on_a_missing_column_fails_at_plan_and_leaves_no_schema_version(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Item 3: the job fails at Plan with its own message; the table keeps no version, so
+    a later good job settles its own schema."""
+    result, job = ingest_file(cli_env, tmp_path / "a.csv", csv_rows(20), "day1.nopart",
+                              "--create", "--partition", "nosuch:day")
+    assert result.returncode == 1 and job["status"] == "FAILED", job
+    assert "nosuch" in job["error"] and "not succeeded" not in job["error"], job["error"]
+    assert job["batches_total"] == 0, job
+    history = ok_json(run(cli_env, "schema", "history", "day1.nopart", "--json"))
+    assert history["items"] == [], history
+
+
+def test_a_frozen_tables_mismatch_is_the_jobs_error_and_is_attempted_once(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Item 4: the job's error is its batch's own, and a deterministic error is not retried."""
+    frozen = {"fields": [f for f in SCHEMA["fields"] if f["name"] != "amount"]}
+    ok_json(run(cli_env, "tables", "create", "day1.frozen", "--schema", json.dumps(frozen),
+                "--policy", "freeze", "--json"))
+    result, job = ingest_file(cli_env, tmp_path / "f.csv", csv_rows(30), "day1.frozen")
+    assert result.returncode == 1 and job["status"] == "FAILED", job
+    assert job["error"].startswith("SchemaMismatch"), job["error"]
+    shown = ok_json(run(cli_env, "jobs", "show", job["id"][:8], "--batches", "--json"))
+    assert shown["id"] == job["id"]  # item 13: the short id the progress lines print
+    assert [b["attempts"] for b in shown["batches"]] == [1], shown["batches"]
+
+
+def test_a_short_row_at_the_top_is_quarantined_and_a_gated_jobs_rejects_stay_readable(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Items 5 and 6: a row with the wrong field count in the first bytes is quarantined,
+    not a failed job; a job refused by ``max_rejected_ratio`` keeps its quarantine."""
+    header, *body = csv_rows(60).decode().splitlines(keepends=True)
+    data = (header + "7,short\n" + "".join(body)).encode()
+    _, job = ingest_file(cli_env, tmp_path / "top.csv", data, "day1.short", "--create")
+    assert job["status"] == "SUCCEEDED", job
+    assert (job["records_read"], job["records_written"], job["records_rejected"]) == (61, 60, 1)
+
+    ok_json(run(cli_env, "tables", "create", "day1.gated", "--schema", json.dumps(SCHEMA),
+                "--max-rejected-ratio", "0.05", "--json"))
+    result, job = ingest_file(cli_env, tmp_path / "g.csv", csv_rows(100, bad_every=10),
+                              "day1.gated")
+    assert result.returncode == 1 and job["status"] == "FAILED", job
+    rejected = ok_json(run(cli_env, "rejects", job["id"], "--json"))
+    assert rejected["total"] == 10 and {r["column"] for r in rejected["items"]} == {"amount"}
+
+
+def test_verify_covers_every_file_and_fails_on_a_tampered_one(
+    deployed: Deployed, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Item 9: ``datalake verify`` checks the whole table (pages of 2 here) and exits 1 when
+    a file is damaged."""
+    ok_json(run(cli_env, "tables", "create", "day1.verified", "--schema", json.dumps(SCHEMA),
+                "--partition", "event_time:day:day", "--json"))
+    _, job = ingest_file(cli_env, tmp_path / "v.csv", csv_rows(300), "day1.verified")
+    assert job["status"] == "SUCCEEDED", job
+    files = ok_json(run(cli_env, "files", "day1.verified", "--json"))["items"]
+    assert len(files) == 3
+    report = ok_json(run(cli_env, "verify", "day1.verified", "--page-size", "2", "--json"))
+    assert (report["files_checked"], report["ok"], report["remaining"]) == (3, 3, 0), report
+    bucket, key = files[0]["path"].removeprefix("s3://").split("/", 1)
+    deployed.stack.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not parquet")
+    damaged = run(cli_env, "verify", "day1.verified", "--page-size", "2", "--json")
+    assert damaged.returncode == 1, damaged.stdout
+    assert json.loads(damaged.stdout)["corrupt"] == 1
+
+
+def test_marker_and_folder_uploads_start_no_job(
+    deployed: Deployed, cli_env: dict[str, str]
+) -> None:
+    """Item 10: under a source's prefix, ``_SUCCESS``, a folder key, a ``.crc`` file and an
+    ignored glob start nothing; the data file beside them starts exactly one job."""
+    table = ok_json(run(cli_env, "tables", "create", "day1.dropped", "--schema",
+                        json.dumps(SCHEMA), "--json"))
+    ok_json(run(cli_env, "sources", "add", "day1-drop", "--table", "day1.dropped",
+                "--prefix", "day1/drop/", "--ignore", "*.tmp", "--json"))
+    s3 = deployed.stack.client("s3")
+    for key, body in [("_SUCCESS", b""), ("sub/", b""), ("part.csv.crc", b"crc"),
+                      ("upload.csv.tmp", csv_rows(5)), ("part-0.csv", csv_rows(25))]:
+        s3.put_object(Bucket=deployed.landing, Key=f"day1/drop/{key}", Body=body)
+    job = wait_first_job(deployed, table["id"])
+    assert job["status"] == "SUCCEEDED" and job["records_written"] == 25, job
+    time.sleep(5)  # the trigger queue has had every event by now; none may add a job
+    listed = ok_json(run(cli_env, "jobs", "list", "--table", "day1.dropped", "--json"))
+    assert listed["total"] == 1, listed["items"]
+
+
+def test_a_parquet_file_read_as_csv_fails_with_a_printable_message(
+    cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    """Item 12: the error quotes no raw binary, on the terminal nor in the job."""
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(pa.table({"id": list(range(100)), "v": ["x" * 20] * 100}), buf)
+    result, job = ingest_file(cli_env, tmp_path / "p.parquet", buf.getvalue(), "day1.binary",
+                              "--create", "--format", "csv")
+    assert result.returncode == 1
+    text = result.stderr + (job.get("error") or "")
+    assert text and all(c.isprintable() or c in "\n\t" for c in text), repr(text)

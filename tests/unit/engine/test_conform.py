@@ -263,3 +263,22 @@ def test_records_with_quoted_newlines_are_never_cut_between_chunks(
     assert got.num_rows == 299 and results[0].records_rejected == 1
     assert got.column("v").to_pylist()[7] == 'line one\nline "two" 7\n'
     assert [r["row"] for r in quarantine_lines(store, results)] == [150]
+
+
+@pytest.mark.parametrize("first", ['1,5" pipe', '1,"C:\\\\"'], ids=["stray-quote", "escaped-escape"])
+def test_a_quote_that_opens_no_value_never_cuts_a_multiline_record(
+    store: LocalObjectStore, first: str
+) -> None:
+    """A quote inside an unquoted field opens nothing, and an escaped escape before a
+    closing quote closes the value: only pyarrow's parser knows, so records that span
+    lines are never cut by a count of quotes (a review found rows cut and made-up rejects)."""
+    schema = Schema.of([("id", "long"), ("v", "string")])
+    rows = [first] + [f'{i},"a\nb {i}"' for i in range(2, 40)]
+    put(store, "q/a.csv", ("id,v\n" + "\n".join(rows) + "\n").encode())
+    options = {"newlines_in_values": True, "block_size": 64,
+               **({"escape_char": "\\"} if "\\" in first else {})}
+    results = ingest_all(store, "q/", schema=schema, options=options)
+    got = read_back(store, results).sort_by("id")
+    assert (sum(r.records_read for r in results), got.num_rows) == (39, 39)
+    assert sum(r.records_rejected for r in results) == 0
+    assert got.column("v").to_pylist()[1:] == [f"a\nb {i}" for i in range(2, 40)]

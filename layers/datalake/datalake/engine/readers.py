@@ -109,13 +109,17 @@ def csv_fast_type(type_name: str) -> pa.DataType:
 
 
 class CsvReader(BaseReader):
-    """pyarrow's CSV parser with explicit column types from the schema, over chunks of
-    whole records read once from the split.
+    """pyarrow's CSV parser with explicit column types from the schema.
 
-    If a column's values in a chunk do not all parse with the fast type, that chunk (in
-    memory) is parsed again with the column read as strings, so the vectorised casts
-    find and reject the bad values; the column stays strings for the rest of the split.
-    The split's bytes are read once whatever the number of dirty columns.
+    If a column's values do not all parse with the fast type, they are parsed again with
+    that column read as strings, so the vectorised casts find and reject the bad values;
+    the column stays strings for the rest of the split. Where records cannot span lines
+    (the default), the split is cut into chunks of whole lines, read once, and only the
+    chunk in memory is parsed again. Where values may hold newlines (the split or the
+    options say so), only pyarrow's own parser knows where a record ends (a quote opens
+    a value only at a field's start, and escapes and doubled quotes close none): then the
+    split is streamed and, for each dirty column, re-read from its start, the records
+    already processed skipped (``bytes_read`` counts each read).
     """
 
     def __init__(self, *args: Any, **kw: Any) -> None:
@@ -145,47 +149,47 @@ class CsvReader(BaseReader):
         self.block_size = int(self.options.get("block_size", 4 * 2**20))
         self._pending: list[tuple[int | None, str, str]] = []
         self._string_cols: set[str] = set()
-        quote = self.opts["quote_char"]
-        escape = self.opts["escape_char"]
-        #: Records may span lines: chunks are cut only outside quotes.
-        self._quote = quote.encode() if (quote and (
-            s.newlines_in_values or self.opts["newlines_in_values"])) else None
-        self._escaped_quote = (escape.encode() + self._quote) if (
-            self._quote and escape) else None
+        self._skip_invalid = 0
+        self._invalid_seen = 0
+        self._multiline = bool(s.newlines_in_values or self.opts["newlines_in_values"])
         self._read_options = pcsv.ReadOptions(
             use_threads=bool(self.options.get("use_threads")), column_names=self.names)
         self._parse_options = pcsv.ParseOptions(
-            delimiter=self.opts["delimiter"], quote_char=quote, escape_char=escape,
-            newlines_in_values=bool(s.newlines_in_values or self.opts["newlines_in_values"]),
+            delimiter=self.opts["delimiter"], quote_char=self.opts["quote_char"],
+            escape_char=self.opts["escape_char"], newlines_in_values=self._multiline,
             invalid_row_handler=self._on_invalid)
 
     def _on_invalid(self, row: Any) -> str:
-        self._pending.append((None, row.text, f"expected {row.expected_columns} fields, "
-                                              f"got {row.actual_columns}"))
+        self._invalid_seen += 1
+        if self._invalid_seen > self._skip_invalid:  # not one a re-read already reported
+            self._pending.append((None, row.text, f"expected {row.expected_columns} fields, "
+                                                  f"got {row.actual_columns}"))
         return "skip"
 
-    def _record_end(self, buf: bytes) -> int:
-        """Where the last whole record of ``buf`` ends (after its newline), or -1."""
-        i = buf.rfind(b"\n")
-        q = self._quote
-        if q is None or i < 0:
-            return i
-        # A newline ends a record when the quotes before it are balanced: count the
-        # quotes after each candidate, walking back from the end (one pass over buf).
-        total = buf.count(q) - (buf.count(self._escaped_quote) if self._escaped_quote else 0)
-        after, hi = 0, len(buf)
-        while i >= 0:
-            after += buf.count(q, i, hi)
-            if self._escaped_quote:
-                after -= buf.count(self._escaped_quote, i, hi)
-            if (total - after) % 2 == 0:
-                return i
-            hi = i
-            i = buf.rfind(b"\n", 0, i)
-        return -1
+    def _convert_options(self) -> pcsv.ConvertOptions:
+        types = {c: (pa.string() if c in self._string_cols else t)
+                 for c, t in self.fast_types.items()}
+        return pcsv.ConvertOptions(
+            column_types=types, include_columns=self.include, include_missing_columns=True,
+            null_values=self.opts["null_values"], strings_can_be_null=True,
+            quoted_strings_can_be_null=True)
+
+    def _first_skip(self) -> int:
+        if self.split.start != 0:
+            return 0
+        return int(self.opts["skip_rows"]) + (1 if self.opts["header"] else 0)
+
+    def _bad_column(self, e: pa.ArrowInvalid) -> None:
+        """Read the column ``e`` names as strings from now on, or fail the split."""
+        col = self._failed_column(e, self._string_cols)
+        if col is None:
+            raise CorruptInput(f"{self.split.uri}: unreadable CSV: {excerpt(str(e))}") from e
+        self._string_cols.add(col)
+
+    # -- records on single lines: chunks of whole lines, each read once
 
     def _chunks(self) -> Iterator[bytes]:
-        """The split's text in chunks of about ``block_size`` bytes of whole records."""
+        """The split's text in chunks of about ``block_size`` bytes of whole lines."""
         stream = self._text_stream()
         carry = b""
         while True:
@@ -195,7 +199,9 @@ class CsvReader(BaseReader):
                     yield carry
                 return
             buf = carry + data if carry else data
-            i = self._record_end(buf)
+            # A line ends at LF or a lone CR (pyarrow takes both); a CRLF cut between
+            # chunks leaves an empty line, which the parser ignores.
+            i = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
             if i < 0:
                 carry = buf
                 continue
@@ -205,30 +211,93 @@ class CsvReader(BaseReader):
     def _parse(self, chunk: bytes, skip: int) -> pa.Table | None:
         """The chunk as a table (``None``: no records), its malformed rows in
         ``_pending``; a column that fails its fast type is read as strings instead."""
-        uri = self.split.uri
         read_options = self._read_options
         read_options.skip_rows = skip
         read_options.block_size = len(chunk) + 1  # one batch per chunk
         while True:
             self._pending = []
-            types = {c: (pa.string() if c in self._string_cols else t)
-                     for c, t in self.fast_types.items()}
+            self._invalid_seen = 0
             try:
-                return pcsv.read_csv(
-                    io.BytesIO(chunk), read_options=read_options,
-                    parse_options=self._parse_options,
-                    convert_options=pcsv.ConvertOptions(
-                        column_types=types, include_columns=self.include,
-                        include_missing_columns=True, null_values=self.opts["null_values"],
-                        strings_can_be_null=True, quoted_strings_can_be_null=True),
-                )
+                return pcsv.read_csv(io.BytesIO(chunk), read_options=read_options,
+                                     parse_options=self._parse_options,
+                                     convert_options=self._convert_options())
             except pa.ArrowInvalid as e:
                 if "Empty CSV file" in str(e):
                     return None
-                col = self._failed_column(e, self._string_cols)
-                if col is None:
-                    raise CorruptInput(f"{uri}: unreadable CSV: {excerpt(str(e))}") from e
-                self._string_cols.add(col)
+                self._bad_column(e)
+
+    def _line_batches(self) -> Iterator[SourceBatch]:
+        skip = self._first_skip()
+        done = 0  # records so far, malformed ones included
+        for chunk in self._chunks():
+            table = self._parse(chunk, skip)
+            skip = 0
+            malformed, self._pending = self._pending, []
+            if table is None:
+                if malformed:
+                    yield SourceBatch(pa.RecordBatch.from_pylist([], schema=pa.schema(
+                        [(c, pa.string()) for c in self.include])), done, malformed)
+                    done += len(malformed)
+                continue
+            b = table.combine_chunks().to_batches()
+            batch = b[0] if b else pa.RecordBatch.from_pylist([], schema=table.schema)
+            row0 = done + len(malformed)
+            for off, piece in _slices(batch, self.batch_size):
+                yield SourceBatch(piece, row0 + off, malformed if off == 0 else [])
+            done += batch.num_rows + len(malformed)
+
+    # -- records that may span lines: pyarrow's streaming reader, re-read per dirty column
+
+    def _open(self) -> pcsv.CSVStreamingReader | None:
+        read_options = pcsv.ReadOptions(
+            use_threads=bool(self.options.get("use_threads")), block_size=self.block_size,
+            column_names=self.names, skip_rows=self._first_skip())
+        try:
+            return pcsv.open_csv(self._text_stream(), read_options=read_options,
+                                 parse_options=self._parse_options,
+                                 convert_options=self._convert_options())
+        except pa.ArrowInvalid as e:
+            if "Empty CSV file" in str(e):
+                return None
+            raise
+
+    def _streamed_batches(self) -> Iterator[SourceBatch]:
+        done_valid = 0
+        done_invalid = 0
+        while True:
+            self._skip_invalid = done_invalid
+            self._invalid_seen = 0
+            self._pending = []
+            skip = done_valid
+            try:
+                reader = self._open()
+                if reader is None:
+                    return
+                while True:
+                    try:
+                        b = reader.read_next_batch()
+                    except StopIteration:
+                        break
+                    malformed, self._pending = self._pending, []
+                    if skip >= b.num_rows:
+                        skip -= b.num_rows
+                        continue
+                    if skip:
+                        b = b.slice(skip)
+                        skip = 0
+                    row0 = done_valid + done_invalid + len(malformed)
+                    for off, piece in _slices(b, self.batch_size):
+                        yield SourceBatch(piece, row0 + off, malformed if off == 0 else [])
+                    done_valid += b.num_rows
+                    done_invalid += len(malformed)
+                if self._pending:  # malformed trailing rows
+                    yield SourceBatch(pa.RecordBatch.from_pylist([], schema=pa.schema(
+                        [(c, pa.string()) for c in self.include])), done_valid + done_invalid,
+                        self._pending)
+                    self._pending = []
+                return
+            except pa.ArrowInvalid as e:
+                self._bad_column(e)
 
     def _failed_column(self, err: Exception, string_cols: set[str]) -> str | None:
         m = _COL_ERR.search(str(err))
@@ -244,28 +313,10 @@ class CsvReader(BaseReader):
         return None
 
     def batches(self) -> Iterator[SourceBatch]:
-        s = self.split
-        skip = self.opts["skip_rows"] + (1 if self.opts["header"] else 0) if s.start == 0 else 0
-        done = 0  # records so far, malformed ones included
         try:
-            for chunk in self._chunks():
-                table = self._parse(chunk, skip)
-                skip = 0
-                malformed, self._pending = self._pending, []
-                if table is None:
-                    if malformed:
-                        yield SourceBatch(pa.RecordBatch.from_pylist([], schema=pa.schema(
-                            [(c, pa.string()) for c in self.include])), done, malformed)
-                        done += len(malformed)
-                    continue
-                b = table.combine_chunks().to_batches()
-                batch = b[0] if b else pa.RecordBatch.from_pylist([], schema=table.schema)
-                row0 = done + len(malformed)
-                for off, piece in _slices(batch, self.batch_size):
-                    yield SourceBatch(piece, row0 + off, malformed if off == 0 else [])
-                done += batch.num_rows + len(malformed)
+            yield from (self._streamed_batches() if self._multiline else self._line_batches())
         except OSError as e:
-            raise CorruptInput(f"{s.uri}: unreadable CSV: {excerpt(str(e))}") from e
+            raise CorruptInput(f"{self.split.uri}: unreadable CSV: {excerpt(str(e))}") from e
 
 
 # ------------------------------------------------------------------------ JSON Lines
