@@ -289,7 +289,7 @@ def test_verify_covers_every_file_and_fails_on_a_tampered_one(
     deployed.stack.client("s3").put_object(Bucket=bucket, Key=key, Body=b"not parquet")
     damaged = run(cli_env, "verify", "day1.verified", "--page-size", "2", "--json")
     assert damaged.returncode == 1, damaged.stdout
-    assert json.loads(damaged.stdout)["corrupt"] == 1
+    assert [f["path"] for f in json.loads(damaged.stdout)["corrupt"]] == [files[0]["path"]]
 
 
 def test_marker_and_folder_uploads_start_no_job(

@@ -1238,3 +1238,24 @@ def test_the_deployed_api_has_the_optimize_function_publish_what_verify_takes_ou
     tbl = load(catalog_url, moto_server)
     rows, paths = catalog_rows(table_id)
     assert file_paths(tbl) == paths and len(ids_pyiceberg(tbl)) == rows == 300 - bad.record_count
+
+
+def test_an_empty_job_on_a_table_without_a_schema_ends_succeeded_and_published(
+    s3: Any, catalog_url: str, moto_server: str
+) -> None:
+    """A prefix holding only a marker settles no schema and writes nothing: the job ends
+    SUCCEEDED, and, as for every SUCCEEDED job, ``iceberg_published`` is true (there is
+    nothing Iceberg does not show), so ``--wait`` does not wait for a publish that never
+    comes."""
+    table_id = make_table()
+    s3.put_object(Bucket=LANDING, Key="only/_SUCCESS", Body=b"")
+    with session_scope() as session:
+        job = jobs.create_job(session, table_id=table_id, sources=[f"s3://{LANDING}/only/"])
+        jobs.start_job(session, job.id, orchestrator=FakeOrchestrator())
+        job_id = job.id
+    assert plan_and_run(job_id) == []
+    jobs.publish_job(job_id, store=store())
+    with session_scope() as session:
+        job = jobs.get_job(session, job_id)
+        assert (job.status, job.records_written) == ("SUCCEEDED", 0)
+        assert jobs.iceberg_published(session, job) is True

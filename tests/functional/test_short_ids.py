@@ -3,7 +3,6 @@ and command that takes an id, through the in-process API on both catalogs."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +14,7 @@ from datalake.cli.app import run
 from datalake.tokens import make_token
 from datalake_api import deps
 from datalake_api.main import create_app
-from tests.fakes import FakeDeleter, FakeOrchestrator, cli_through_app
+from tests.fakes import FakeDeleter, FakeOrchestrator, cli_document, cli_through_app
 
 ADMIN = {"Authorization": "Bearer " + make_token("tester", ["admin"])}
 SCHEMA = {"fields": [{"name": "id", "type": "long"}]}
@@ -103,14 +102,14 @@ def test_cli_commands_take_the_short_ids_they_print(
     cli_through_app(client, monkeypatch, ADMIN)
     capsys.readouterr()  # what setting up printed (the API's request log) is not the CLI's
     assert run(["jobs", "show", ids["job"][:8], "--batches", "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["id"] == ids["job"]
+    assert cli_document(capsys.readouterr().out)["id"] == ids["job"]
     assert run(["tables", "show", ids["table"][:8], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["id"] == ids["table"]
+    assert cli_document(capsys.readouterr().out)["id"] == ids["table"]
     assert run(["schema", "history", ids["table"][:8], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["items"][0]["id"] == ids["version"]
+    assert cli_document(capsys.readouterr().out)["items"][0]["id"] == ids["version"]
     assert run(["jobs", "cancel", ids["job"][:8], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["status"] == "CANCELLED"
+    assert cli_document(capsys.readouterr().out)["status"] == "CANCELLED"
     assert run(["sources", "delete", ids["source"][:8], "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["enabled"] is False
+    assert cli_document(capsys.readouterr().out)["enabled"] is False
     assert run(["jobs", "show", ids["job"][:6]]) == 1
     assert "at least 8 hex characters" in capsys.readouterr().err

@@ -265,7 +265,8 @@ def test_records_with_quoted_newlines_are_never_cut_between_chunks(
     assert [r["row"] for r in quarantine_lines(store, results)] == [150]
 
 
-@pytest.mark.parametrize("first", ['1,5" pipe', '1,"C:\\\\"'], ids=["stray-quote", "escaped-escape"])
+@pytest.mark.parametrize("first", ['1,5" pipe', '1,"C:\\\\"'],
+                         ids=["stray-quote", "escaped-escape"])
 def test_a_quote_that_opens_no_value_never_cuts_a_multiline_record(
     store: LocalObjectStore, first: str
 ) -> None:

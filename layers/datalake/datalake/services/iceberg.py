@@ -705,7 +705,12 @@ def publish_table(table_id: str, *, settings: Settings | None = None,
 def _publish_once(catalog: Catalog, table_id: str, result: PublishResult) -> None:
     with session_scope() as session:
         state = _load_state(session, table_id)
-    if not state.schema.fields:  # a table whose schema is not settled has no data yet
+    if not state.schema.fields:
+        # A table whose schema is not settled has no data yet: its changes so far (empty
+        # jobs) have nothing to show, so Iceberg shows all of them; recording that lets
+        # such jobs end SUCCEEDED with iceberg_published true, as every other does.
+        with session_scope() as session:
+            SqlCatalog(session).record_iceberg_seq(state.id, state.file_seq)
         return
     tbl = _load_or_register(catalog, state)
     last = last_published_seq(tbl)

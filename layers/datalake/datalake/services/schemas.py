@@ -330,6 +330,12 @@ def _current_row(session: Session, table: DataLakeTable) -> DataLakeSchema | Non
 
 def _check_mode(session: Session, table: DataLakeTable, new: Schema) -> None:
     """Refuse ``new`` when it breaks the table's mode against its history (409)."""
+    catalog = SqlCatalog(session)
+    if table.current_schema_version is not None:
+        # Which versions hold data is read below; a Plan share-locks the version it plans
+        # on until its job records it, so wait for such a Plan (else a breaking change
+        # could pass while the job's data of the old version is being committed).
+        catalog.lock_schema_version(table.id, table.current_schema_version)
     rows = history(session, table.id)
     current = [r for r in rows if r.version == table.current_schema_version]
     # The latest version is the current one; keep it last even if it were not.
@@ -339,7 +345,7 @@ def _check_mode(session: Session, table: DataLakeTable, new: Schema) -> None:
         [Schema.from_json(r.schema) for r in ordered],
         new,
         versions=[r.version for r in ordered],
-        written=SqlCatalog(session).schema_versions_written(table.id),
+        written=catalog.schema_versions_written(table.id),
     )
 
 

@@ -52,11 +52,12 @@ class IdQueries:
         if prefix is None:
             return ref
         column = _MODELS[kind].id  # type: ignore[attr-defined]
-        # The range lets the primary key's index find the rows; LIKE keeps it exact.
-        upper = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+        # LIKE alone: a range bound such as "...9" < "...:" sorts the other way under a
+        # linguistic collation (en_US, the RDS default) and would find nothing. Short ids
+        # are typed by people; whole ids never come here.
         found = list(self.session.scalars(
             select(column)
-            .where(column >= prefix, column < upper, column.like(f"{prefix}%"))
+            .where(column.like(f"{prefix}%"))
             .order_by(column)
             .limit(_SHOWN + 1)
         ))
