@@ -80,4 +80,5 @@ def test_a_commit_whose_iceberg_publish_conflicts_raises_at_once(
         jobs.publish_job(job_id, store=store())
     assert tries == [1], "Commit tries its publish once; the state machine retries Commit"
     with session_scope() as session:
-        assert jobs.get_job(session, job_id).status == "SUCCEEDED"  # the catalog's commit stands
+        # The catalog's commit stands; SUCCEEDED waits for the publish (Commit's retry).
+        assert jobs.get_job(session, job_id).status == "COMMITTING"

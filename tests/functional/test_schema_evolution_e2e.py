@@ -144,11 +144,11 @@ def ingest(s3: Any, table_id: str, key: str, body: bytes) -> tuple[str, list[Exc
             run_batch(job_id, item["batch_id"], store=store())
         except DatalakeError as e:
             errors.append(e)
-    with session_scope() as session:
-        if errors:
+    if errors:
+        with session_scope() as session:
             jobs.abort_job(session, job_id, error=str(errors[0]), store=store())
-        else:
-            jobs.commit_job(session, job_id)
+    else:  # Commit: the catalog's transaction, then the Iceberg snapshot
+        jobs.publish_job(job_id, store=store())
     return job_id, errors
 
 
