@@ -8,6 +8,7 @@ the Postgres tests are skipped with a loud notice (CI always has the server).
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import subprocess
 import sys
@@ -135,6 +136,11 @@ def use_catalog(catalog_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     if catalog_url.startswith("postgresql"):
         _truncate(catalog_url)
     yield catalog_url
+    # Close the test's pooled connections now: a dropped engine keeps them open until the
+    # garbage collector finds it, and a run of many tests ran Postgres out of connections.
+    for key in (None, catalog_url, db.normalise_url(catalog_url)):
+        with contextlib.suppress(Exception):
+            db.get_engine(key).dispose()
     db.get_engine.cache_clear()
 
 
@@ -171,6 +177,19 @@ def localstack() -> Iterator[object]:
     finally:
         if started_here:
             stack.down()
+
+
+_TESTS_RUN = [0]
+
+
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """Collect garbage every few tests: an engine a test dropped (its cache cleared, not
+    disposed) keeps its pooled Postgres connections open until the cyclic collector frees
+    it, and a whole run (with the local stack's functions holding their own) reached the
+    server's 100 connections."""
+    _TESTS_RUN[0] += 1
+    if _TESTS_RUN[0] % 20 == 0:
+        gc.collect()
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
